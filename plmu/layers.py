@@ -1,0 +1,235 @@
+"""The parallel LMU layer of Chilkuri & Eliasmith (2021), eqs. 18-20, and a stack of them.
+
+    u_t = f1(U_x x_t + b_u)                 input → memory channels   (batch, T, memory_d)
+    m_t = Ā m_{t−1} + B̄ u_t                 the Legendre memory        (batch, T, memory_d·order)
+    o_t = f2(W_m m_t + W_x x_t + b_o)       readout                    (batch, T, hidden)
+
+No recurrence is nonlinear, so training runs in parallel. How the full sequence is computed (``mode``):
+
+- ``"fused"``: W_m is folded into the kernel, K_s = W_m H_s, and x ↦ W_m m is one causal convolution from memory_d
+  to hidden channels. The memory (batch, T, memory_d·order) is never materialised, nor is the big W_m matmul over
+  every step done: the fastest full-sequence path when hidden < memory_d·order.
+- ``"fft"``/``"direct"``: the memory is computed (see :class:`LegendreMemory`), then read out.
+- ``"recurrent"``: the step loop (the reference, and what ``step`` does one sample at a time).
+- ``"auto"``: ``fused`` when hidden < memory_d·order, else the memory path; each conv picks fft/direct by length.
+
+With ``return_sequences=False`` only o_T is computed, from m_T by one matmul (:meth:`LegendreMemory.last_state`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from plmu.conv import causal_conv, choose_conv
+from plmu.memory import LegendreMemory
+
+LAYER_MODES = ("auto", "fused", "fft", "direct", "recurrent")
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "identity": nn.Identity,
+    "relu": nn.ReLU,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "sigmoid": nn.Sigmoid,
+}
+
+
+def activation(name: str) -> nn.Module:
+    """An element-wise nonlinearity by name (one of ``ACTIVATIONS``)."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]()
+
+
+class ParallelLMU(nn.Module):
+    """One parallel LMU layer: x (batch, T, input_size) → o (batch, T, hidden_size), or (batch, hidden_size).
+
+    Args:
+        input_size, hidden_size: feature sizes of x and o.
+        order, theta, memory_d, discretizer, trainable_theta: the memory (see :class:`LegendreMemory`).
+        f1, f2: names of the nonlinearities on u and o (``ACTIVATIONS``); the paper leaves them open.
+        skip: include the W_x x_t term (the input fed straight to the readout).
+        dropout: dropout on o.
+        return_sequences: every step's output (True) or only the last (False, via ``last_state``).
+        mode: how the full sequence is computed, one of ``LAYER_MODES`` (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        order: int,
+        theta: float,
+        memory_d: int = 1,
+        *,
+        f1: str = "identity",
+        f2: str = "relu",
+        skip: bool = True,
+        dropout: float = 0.0,
+        return_sequences: bool = True,
+        mode: str = "auto",
+        discretizer: str = "zoh",
+        trainable_theta: bool = False,
+    ) -> None:
+        super().__init__()
+        if mode not in LAYER_MODES:
+            raise ValueError(f"mode must be one of {LAYER_MODES}, got {mode!r}")
+        self.memory = LegendreMemory(order, theta, memory_d, discretizer, trainable_theta)
+        self.input_to_memory = nn.Linear(input_size, memory_d)  # U_x, b_u
+        self.memory_to_output = nn.Linear(memory_d * order, hidden_size)  # W_m, b_o
+        self.input_to_output = nn.Linear(input_size, hidden_size, bias=False) if skip else None  # W_x
+        self.f1, self.f2 = activation(f1), activation(f2)
+        self.dropout = nn.Dropout(dropout)
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.return_sequences, self.mode = return_sequences, mode
+
+    def resolve_mode(self, steps: int) -> str:
+        """The concrete path ``mode="auto"`` takes for ``steps`` time steps (a fixed rule, see module doc)."""
+        if self.mode != "auto":
+            return self.mode
+        if not self.return_sequences:
+            return "last_state"
+        if self.hidden_size < self.memory.memory_d * self.memory.order:
+            return "fused"
+        return choose_conv(steps)
+
+    def forward(
+        self, x: Tensor, state: Tensor | None = None, return_state: bool | None = None
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """x (batch, T, input_size) → o (batch, T, hidden) or (batch, hidden); with a state also the final state.
+
+        ``state`` is the memory state before the first step, (batch, memory_d·order); see ``initial_state``.
+        """
+        if x.dim() != 3 or x.shape[-1] != self.input_size:
+            raise ValueError(f"x must be (batch, time, input_size={self.input_size}), got shape {tuple(x.shape)}")
+        return_state = state is not None if return_state is None else return_state
+        mode = self.resolve_mode(x.shape[1])
+        u = self.f1(self.input_to_memory(x))  # (batch, T, memory_d)
+        new_state = None
+        if not self.return_sequences and mode != "recurrent":
+            new_state = self.memory.last_state(u, state)
+            readout = self.memory_to_output(new_state)
+            x = x[:, -1]
+        elif mode == "fused":
+            readout = self._fused_readout(u, state)
+            if return_state:
+                new_state = self.memory.last_state(u, state)
+        else:
+            m, new_state = self.memory(u, state, return_state=True, mode=mode)
+            if not self.return_sequences:
+                m, x = m[:, -1], x[:, -1]
+            readout = self.memory_to_output(m)
+        out = self.dropout(self.f2(self._add_skip(readout, x)))
+        return (out, new_state) if return_state else out
+
+    def _add_skip(self, readout: Tensor, x: Tensor) -> Tensor:
+        """readout + W_x x, as one addmm: a pass over (batch, T, hidden) fewer than a matmul, then a sum."""
+        if self.input_to_output is None:
+            return readout
+        shape = readout.shape
+        x = x.reshape(-1, self.input_size).to(readout.dtype)
+        return torch.addmm(readout.reshape(-1, shape[-1]), x, self.input_to_output.weight.t()).view(shape)
+
+    def readout_kernel(self, steps: int, dtype: torch.dtype) -> Tensor:
+        """K (steps, memory_d, hidden): K_s[c, h] = Σ_k W_m[h, c·d + k] H_s[k], so W_m m_t = Σ_s K_s u_{t−s}."""
+        H = self.memory.impulse_response(steps, dtype)  # (T, d)
+        W = self.memory_to_output.weight.to(dtype).reshape(self.hidden_size, self.memory.memory_d, self.memory.order)
+        return torch.einsum("sk,hck->sch", H, W)
+
+    def _fused_readout(self, u: Tensor, state: Tensor | None) -> Tensor:
+        """W_m m_t + b_o for every t without materialising m: (batch, T, hidden)."""
+        steps = u.shape[1]
+        dtype = LegendreMemory._compute_dtype(u)
+        with torch.autocast(u.device.type, enabled=False):
+            u = u.to(dtype)
+            bias = self.memory_to_output.bias
+            out = causal_conv(u, self.readout_kernel(steps, dtype), choose_conv(steps), bias.to(dtype))
+            if state is not None:  # the carried state's free response Ā^(t+1) m_0, read out
+                free = self.memory._free_response(state.to(dtype), steps)  # (batch·C, T, d)
+                free = free.reshape(u.shape[0], -1, steps, self.memory.order).transpose(1, 2).flatten(2)
+                out = out + free @ self.memory_to_output.weight.to(dtype).transpose(0, 1)
+        return out
+
+    def initial_state(self, batch: int) -> Tensor:
+        """The memory state before any input: zeros (batch, memory_d·order)."""
+        return self.memory.initial_state(batch)
+
+    def step(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """One time step as an RNN, O(1) in the sequence length: x_t (batch, input_size) → (o_t, new state)."""
+        m_t, state = self.memory.step(self.f1(self.input_to_memory(x_t)), state)
+        return self.dropout(self.f2(self._add_skip(self.memory_to_output(m_t), x_t))), state
+
+
+class ParallelLMUStack(nn.Module):
+    """``num_layers`` parallel LMU layers, each (batch, T, ·) → (batch, T, hidden_size).
+
+    Args:
+        residual: add each layer's input to its output where the sizes match (every layer after the first).
+        norm: ``"layer"`` for a LayerNorm after each layer (after the residual sum), or None.
+        return_sequences: the stack's output is every step's (True) or only the last step's (False); inner layers
+            always return sequences.
+        **layer_kwargs: passed to every :class:`ParallelLMU` (order, theta, memory_d, f1, f2, mode, ...).
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int,
+        *,
+        residual: bool = False,
+        norm: str | None = None,
+        return_sequences: bool = True,
+        **layer_kwargs,
+    ) -> None:
+        super().__init__()
+        if num_layers <= 0:
+            raise ValueError(f"num_layers must be positive, got {num_layers}")
+        if norm not in (None, "layer"):
+            raise ValueError(f"norm must be None or 'layer', got {norm!r}")
+        self.layers = nn.ModuleList(
+            ParallelLMU(
+                input_size if i == 0 else hidden_size,
+                hidden_size,
+                return_sequences=return_sequences or i < num_layers - 1,
+                **layer_kwargs,
+            )
+            for i in range(num_layers)
+        )
+        self.norms = nn.ModuleList(nn.LayerNorm(hidden_size) if norm else nn.Identity() for _ in range(num_layers))
+        self.residual = residual
+
+    def _combine(self, i: int, x: Tensor, out: Tensor) -> Tensor:
+        if self.residual and x.shape[-1] == out.shape[-1]:
+            out = out + x
+        return self.norms[i](out)
+
+    def forward(
+        self, x: Tensor, state: list[Tensor] | None = None, return_state: bool | None = None
+    ) -> Tensor | tuple[Tensor, list[Tensor]]:
+        """x (batch, T, input_size) → (batch, T, hidden) or (batch, hidden); states are one per layer."""
+        return_state = state is not None if return_state is None else return_state
+        new_states = []
+        for i, layer in enumerate(self.layers):
+            layer_state = None if state is None else state[i]
+            out = layer(x, layer_state, return_state=return_state)
+            if return_state:
+                out, layer_state = out
+                new_states.append(layer_state)
+            skip_x = x if layer.return_sequences else x[:, -1]
+            x = self._combine(i, skip_x, out)
+        return (x, new_states) if return_state else x
+
+    def initial_state(self, batch: int) -> list[Tensor]:
+        return [layer.initial_state(batch) for layer in self.layers]
+
+    def step(self, x_t: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+        """One time step through every layer: x_t (batch, input_size) → (o_t (batch, hidden), new states)."""
+        new_states = []
+        for i, layer in enumerate(self.layers):
+            out, layer_state = layer.step(x_t, state[i])
+            new_states.append(layer_state)
+            x_t = self._combine(i, x_t, out)
+        return x_t, new_states

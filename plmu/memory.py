@@ -1,0 +1,228 @@
+"""`LegendreMemory`: the LMU's linear memory m_t = Ā m_{t−1} + B̄ u_t, in every form the library needs.
+
+One module owns Ā and B̄ (from :mod:`plmu.lti`); each path below uses them:
+
+- ``forward(u, mode=...)``: every step's memory, by the step loop (``recurrent``, the reference) or in parallel as
+  a causal convolution with H_k = Ā^k B̄ (``fft``, ``direct``, or ``auto``, see :func:`plmu.conv.choose_conv`);
+- ``last_state(u)``: only m_T, one matmul against the reversed impulse response (the paper's eq. 25);
+- ``initial_state`` / ``step``: O(1)-per-step inference as an RNN.
+
+Every path takes and returns a carried state, so a sequence processed in chunks equals the one-shot result.
+Shapes: u (batch, T, memory_d); m (batch, T, memory_d·order), channel-major (flat index c·order + k);
+a state is (batch, memory_d·order).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+
+from plmu.conv import CONV_MODES, causal_conv, choose_conv
+from plmu.lti import DISCRETIZERS, discretize, impulse_response, krylov, legendre_delay_system, spectral_radius
+
+MEMORY_MODES = ("auto", "recurrent", *CONV_MODES)
+
+
+class LegendreMemory(nn.Module):
+    """The Legendre delay memory of ``order`` coefficients over a window of ``theta`` steps, per input channel.
+
+    Args:
+        order: d, the number of Legendre coefficients kept per channel.
+        theta: θ, the window in time steps (> 0).
+        memory_d: the number of input channels; each gets its own order-d memory with the same Ā, B̄.
+        discretizer: ``"zoh"`` (exact for piecewise-constant input, always stable) or ``"euler"``.
+        trainable_theta: learn θ (kept positive as exp of a parameter); Ā, B̄ are then rebuilt once per forward.
+    """
+
+    def __init__(
+        self,
+        order: int,
+        theta: float,
+        memory_d: int = 1,
+        discretizer: str = "zoh",
+        trainable_theta: bool = False,
+    ) -> None:
+        super().__init__()
+        A, B = legendre_delay_system(order)  # validates order
+        if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not math.isfinite(theta) or theta <= 0:
+            raise ValueError(f"theta must be a positive number of time steps (the memory window), got {theta!r}")
+        if isinstance(memory_d, bool) or not isinstance(memory_d, int) or memory_d <= 0:
+            raise ValueError(f"memory_d must be a positive int (the number of input channels), got {memory_d!r}")
+        if discretizer not in DISCRETIZERS:
+            raise ValueError(f"discretizer must be one of {DISCRETIZERS}, got {discretizer!r}")
+        self.order, self.memory_d, self.discretizer = order, memory_d, discretizer
+        self.trainable_theta = trainable_theta
+        self.register_buffer("A_continuous", A, persistent=False)
+        self.register_buffer("B_continuous", B, persistent=False)
+        A_bar, B_bar = discretize(A, B, float(theta), discretizer)
+        if discretizer == "euler" and (radius := spectral_radius(A_bar)) >= 1:
+            raise ValueError(
+                f"discretizer='euler' is unstable for order={order}, theta={theta}: the spectral radius of Ā is "
+                f"{radius:.4f} ≥ 1, so the memory blows up. Use discretizer='zoh' (stable for every θ) or a larger "
+                f"theta (Euler needs θ of several times the order)."
+            )
+        if trainable_theta:
+            self.log_theta = nn.Parameter(torch.tensor(math.log(theta), dtype=torch.get_default_dtype()))
+        else:
+            self._theta = float(theta)
+        # The float64 masters never change dtype; the buffers below are their casts to the module's dtype/device.
+        self._A64, self._B64 = A_bar, B_bar
+        self.register_buffer("_A", A_bar.to(torch.get_default_dtype()), persistent=False)
+        self.register_buffer("_B", B_bar.to(torch.get_default_dtype()), persistent=False)
+        self._kernel_cache: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}
+
+    # ------------------------------------------------------------------------------------------- the system
+    @property
+    def theta(self) -> Tensor | float:
+        return self.log_theta.exp() if self.trainable_theta else self._theta
+
+    def discrete_system(self, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+        """(Ā (d, d), B̄ (d, 1)) in ``dtype`` (default: the module's), discretised in float64 and cast late."""
+        dtype = dtype or self._A.dtype
+        if self.trainable_theta:
+            A64, B64 = discretize(self.A_continuous, self.B_continuous, self.log_theta.double().exp(), self.discretizer)
+            return A64.to(dtype), B64.to(dtype)
+        if dtype == self._A.dtype:
+            return self._A, self._B
+        return self._A64.to(self._A.device, dtype), self._B64.to(self._A.device, dtype)
+
+    @property
+    def A(self) -> Tensor:
+        """Ā (order, order), in the orientation m_t = Ā m_{t−1} + B̄ u_t."""
+        return self.discrete_system()[0]
+
+    @property
+    def B(self) -> Tensor:
+        """B̄ (order, 1)."""
+        return self.discrete_system()[1]
+
+    def _apply(self, fn: Callable[[Tensor], Tensor], recurse: bool = True) -> LegendreMemory:
+        # .to()/.double()/.cuda() cast buffers; re-cast Ā, B̄ from float64 so .double() gives exact values, not
+        # float32 ones widened.
+        super()._apply(fn, recurse)
+        self._A64, self._B64 = self._A64.to(self._A.device), self._B64.to(self._A.device)
+        self._A, self._B = self._A64.to(self._A.dtype), self._B64.to(self._A.dtype)
+        self._kernel_cache.clear()
+        return self
+
+    def impulse_response(self, length: int, dtype: torch.dtype | None = None) -> Tensor:
+        """H (length, order), H_k = Ā^k B̄, built in float64 and cast; cached while θ is fixed."""
+        dtype = dtype or self._A.dtype
+        if self.trainable_theta:
+            A64, B64 = discretize(self.A_continuous, self.B_continuous, self.log_theta.double().exp(), self.discretizer)
+            return impulse_response(A64, B64, length).to(dtype)
+        key = (length, dtype, self._A.device)
+        if key not in self._kernel_cache:
+            self._kernel_cache[key] = impulse_response(self._A64, self._B64, length).to(dtype)
+        return self._kernel_cache[key]
+
+    # ------------------------------------------------------------------------------------------- checks
+    def _check_input(self, u: Tensor, state: Tensor | None) -> None:
+        if u.dim() != 3 or u.shape[-1] != self.memory_d:
+            raise ValueError(
+                f"u must be (batch, time, memory_d={self.memory_d}), got shape {tuple(u.shape)}; "
+                f"add a time axis with u.unsqueeze(1) for one step, or use step() for (batch, memory_d)"
+            )
+        if u.shape[1] == 0:
+            raise ValueError("u has no time steps (shape[1] == 0)")
+        expected = (u.shape[0], self.memory_d * self.order)
+        if state is not None and tuple(state.shape) != expected:
+            raise ValueError(f"state must be (batch, memory_d·order) = {expected}, got {tuple(state.shape)}")
+
+    @staticmethod
+    def _compute_dtype(u: Tensor) -> torch.dtype:
+        # bf16/fp16 inputs (autocast) are promoted: the FFT and the recurrence run in float32.
+        return u.dtype if u.dtype in (torch.float32, torch.float64) else torch.float32
+
+    # ------------------------------------------------------------------------------------------- paths
+    def forward(
+        self, u: Tensor, state: Tensor | None = None, return_state: bool | None = None, mode: str = "auto"
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """u (batch, T, memory_d) → m (batch, T, memory_d·order); with a state, also the final state.
+
+        Args:
+            state: m_0, the state before the first step (batch, memory_d·order); zeros when None.
+            return_state: also return m_T (defaults to True when a state is given).
+            mode: ``"auto"``, ``"recurrent"``, ``"fft"`` or ``"direct"``; all give the same values.
+        """
+        if mode not in MEMORY_MODES:
+            raise ValueError(f"mode must be one of {MEMORY_MODES}, got {mode!r}")
+        self._check_input(u, state)
+        return_state = state is not None if return_state is None else return_state
+        batch, steps, channels = u.shape
+        dtype = self._compute_dtype(u)
+        with torch.autocast(u.device.type, enabled=False):
+            u = u.to(dtype)
+            if mode == "recurrent":
+                m = self._recurrent(u, state)
+            else:
+                mode = choose_conv(steps) if mode == "auto" else mode
+                H = self.impulse_response(steps, dtype)  # (T, d)
+                flat = u.transpose(1, 2).reshape(batch * channels, steps, 1)  # channels share H: fold into batch
+                m = causal_conv(flat, H[:, None, :], mode)  # (batch·C, T, d)
+                if state is not None:
+                    m = m + self._free_response(state.to(dtype), steps)
+                m = m.reshape(batch, channels, steps, self.order).transpose(1, 2).reshape(batch, steps, -1)
+        return (m, m[:, -1]) if return_state else m
+
+    def _recurrent(self, u: Tensor, state: Tensor | None) -> Tensor:
+        """The reference: the step loop, m (batch, T, C·d)."""
+        state = self.initial_state(u.shape[0], u.dtype, u.device) if state is None else state.to(u.dtype)
+        A, B = self.discrete_system(u.dtype)
+        outputs = []
+        for t in range(u.shape[1]):
+            state = self._step(u[:, t], state, A, B)
+            outputs.append(state)
+        return torch.stack(outputs, dim=1)
+
+    def _free_response(self, state: Tensor, steps: int) -> Tensor:
+        """Ā^(t+1) m_0 for t < steps, the part of m_t due to a carried state: (batch·C, steps, d)."""
+        A, _ = self.discrete_system(state.dtype)
+        m0 = state.reshape(-1, self.order)  # (batch·C, d)
+        return krylov(A, m0 @ A.transpose(0, 1), steps)
+
+    def last_state(self, u: Tensor, state: Tensor | None = None) -> Tensor:
+        """m_T only (batch, memory_d·order): m_T = Σ_j H_{T−1−j} u_j (+ Ā^T m_0), one matmul (paper eq. 25)."""
+        self._check_input(u, state)
+        batch, steps, _ = u.shape
+        dtype = self._compute_dtype(u)
+        with torch.autocast(u.device.type, enabled=False):
+            H = self.impulse_response(steps, dtype)
+            # (batch, C, T) @ (T, d): the newest input meets H_0, the oldest H_{T−1}.
+            m = torch.matmul(u.to(dtype).transpose(1, 2), H.flip(0))  # (batch, C, d)
+            if state is not None:
+                A, _ = self.discrete_system(dtype)
+                m = m + state.to(dtype).reshape(batch, self.memory_d, self.order) @ torch.linalg.matrix_power(
+                    A, steps
+                ).transpose(0, 1)
+        return m.reshape(batch, -1)
+
+    def initial_state(self, batch: int, dtype: torch.dtype | None = None, device: torch.device | None = None) -> Tensor:
+        """m_0 = 0: (batch, memory_d·order)."""
+        return torch.zeros(
+            batch, self.memory_d * self.order, dtype=dtype or self._A.dtype, device=device or self._A.device
+        )
+
+    def step(self, u_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """One time step, O(d²): u_t (batch, memory_d), state (batch, memory_d·order) → (m_t, m_t)."""
+        if u_t.dim() != 2 or u_t.shape[-1] != self.memory_d:
+            raise ValueError(f"u_t must be (batch, memory_d={self.memory_d}), got shape {tuple(u_t.shape)}")
+        dtype = self._compute_dtype(u_t)
+        with torch.autocast(u_t.device.type, enabled=False):
+            A, B = self.discrete_system(dtype)
+            m = self._step(u_t.to(dtype), state.to(dtype), A, B)
+        return m, m
+
+    def _step(self, u_t: Tensor, state: Tensor, A: Tensor, B: Tensor) -> Tensor:
+        m = state.reshape(-1, self.memory_d, self.order) @ A.transpose(0, 1) + u_t[..., None] * B[:, 0]
+        return m.reshape(state.shape[0], -1)
+
+    def extra_repr(self) -> str:
+        theta = float(torch.as_tensor(self.theta).detach())
+        return (
+            f"order={self.order}, theta={theta:g}, memory_d={self.memory_d}, discretizer={self.discretizer!r}, "
+            f"trainable_theta={self.trainable_theta}"
+        )

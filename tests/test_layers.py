@@ -1,0 +1,180 @@
+import pytest
+import torch
+from conftest import assert_close_to
+
+from plmu import ParallelLMU, ParallelLMUStack
+from plmu.layers import LAYER_MODES
+
+FULL_MODES = ["fused", "fft", "direct", "auto"]
+
+
+def make_pair(mode: str, **kwargs) -> tuple[ParallelLMU, ParallelLMU]:
+    """The same weights twice: one layer in ``mode`` and the recurrent reference, float64."""
+    layer = ParallelLMU(3, 5, order=6, theta=9.0, memory_d=2, mode=mode, **kwargs).double()
+    reference = ParallelLMU(3, 5, order=6, theta=9.0, memory_d=2, mode="recurrent", **kwargs).double()
+    reference.load_state_dict(layer.state_dict())
+    return layer, reference
+
+
+@pytest.mark.parametrize("mode", FULL_MODES)
+@pytest.mark.parametrize("steps", [1, 7, 90])
+def test_full_sequence_paths_equal_the_loop(mode, steps):
+    layer, reference = make_pair(mode, f1="tanh", f2="relu")
+    x = torch.randn(4, steps, 3, dtype=torch.float64)
+    out = layer(x)
+    assert out.shape == (4, steps, 5)
+    assert_close_to(out, reference(x), atol=1e-10)
+
+
+@pytest.mark.parametrize("mode", FULL_MODES)
+def test_last_step_uses_last_state_and_equals_the_loop(mode):
+    layer, reference = make_pair(mode, return_sequences=False)
+    x = torch.randn(4, 33, 3, dtype=torch.float64)
+    out = layer(x)
+    assert out.shape == (4, 5)
+    assert_close_to(out, reference(x), atol=1e-10)
+    assert layer.resolve_mode(33) == (mode if mode != "auto" else "last_state")
+
+
+@pytest.mark.parametrize("mode", FULL_MODES)
+def test_chunked_forward_with_state_equals_one_shot(mode):
+    layer, _ = make_pair(mode)
+    x = torch.randn(2, 60, 3, dtype=torch.float64)
+    whole, final = layer(x, return_state=True)
+    state, pieces = layer.initial_state(2).double(), []
+    for chunk in torch.split(x, [3, 40, 17], dim=1):
+        out, state = layer(chunk, state)
+        pieces.append(out)
+    assert_close_to(torch.cat(pieces, 1), whole, atol=1e-10)
+    assert_close_to(state, final, atol=1e-10)
+
+
+def test_step_equals_parallel_forward():
+    layer, _ = make_pair("auto", f1="tanh")
+    x = torch.randn(2, 30, 3, dtype=torch.float64)
+    state, outputs = layer.initial_state(2).double(), []
+    for t in range(30):
+        o_t, state = layer.step(x[:, t], state)
+        outputs.append(o_t)
+    assert_close_to(torch.stack(outputs, 1), layer(x), atol=1e-10)
+
+
+def test_auto_rule():
+    wide = ParallelLMU(1, 8, order=16, theta=20.0)  # hidden < memory_d·order: fold W_m into the kernel
+    narrow = ParallelLMU(1, 32, order=4, theta=4.0)  # hidden ≥ memory_d·order: materialise the small memory
+    assert wide.resolve_mode(500) == "fused"
+    assert narrow.resolve_mode(500) == "fft"
+    assert narrow.resolve_mode(10) == "direct"
+    assert ParallelLMU(1, 8, order=16, theta=20.0, return_sequences=False).resolve_mode(500) == "last_state"
+
+
+@pytest.mark.parametrize("mode", ["fused", "fft", "direct"])
+def test_layer_gradcheck(mode):
+    layer = ParallelLMU(2, 3, order=4, theta=5.0, mode=mode, trainable_theta=True).double()
+    x = torch.randn(2, 9, 2, dtype=torch.float64, requires_grad=True)
+    params = tuple(layer.parameters())
+    names = [name for name, _ in layer.named_parameters()]
+
+    def forward(inputs, *weights):
+        return torch.func.functional_call(layer, dict(zip(names, weights, strict=True)), (inputs,))
+
+    assert torch.autograd.gradcheck(forward, (x, *[p.detach().requires_grad_() for p in params]))
+
+
+def test_options_skip_dropout_activations():
+    layer = ParallelLMU(3, 4, order=5, theta=5.0, skip=False, dropout=0.5, f1="gelu", f2="sigmoid")
+    assert layer.input_to_output is None
+    x = torch.randn(2, 10, 3)
+    layer.eval()
+    torch.testing.assert_close(layer(x), layer(x))
+    layer.train()
+    assert not torch.equal(layer(x), layer(x))  # dropout is active in training
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(mode="fast"), r"mode must be one of \('auto', 'fused', 'fft', 'direct', 'recurrent'\), got 'fast'"),
+        (dict(f2="swish"), r"activation must be one of \[.*'relu'.*\], got 'swish'"),
+        (dict(theta=-3.0), "theta must be a positive number"),
+    ],
+)
+def test_bad_layer_arguments(kwargs, message):
+    args = dict(input_size=2, hidden_size=3, order=4, theta=4.0) | kwargs
+    with pytest.raises(ValueError, match=message):
+        ParallelLMU(**args)
+
+
+def test_bad_layer_input():
+    layer = ParallelLMU(2, 3, order=4, theta=4.0)
+    with pytest.raises(ValueError, match=r"x must be \(batch, time, input_size=2\), got shape \(5, 2\)"):
+        layer(torch.zeros(5, 2))
+
+
+def test_layer_modes_constant():
+    assert set(LAYER_MODES) == {"auto", "fused", "fft", "direct", "recurrent"}
+
+
+@pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.parametrize("norm", [None, "layer"])
+def test_stack_streams_and_steps(residual, norm):
+    stack = ParallelLMUStack(3, 6, num_layers=3, residual=residual, norm=norm, order=5, theta=7.0).double()
+    x = torch.randn(2, 40, 3, dtype=torch.float64)
+    whole = stack(x)
+    assert whole.shape == (2, 40, 6)
+    state, pieces = stack.initial_state(2), []
+    state = [s.double() for s in state]
+    for chunk in torch.split(x, [11, 29], dim=1):
+        out, state = stack(chunk, state)
+        pieces.append(out)
+    assert_close_to(torch.cat(pieces, 1), whole, atol=1e-10)
+    state, steps = [s.double() for s in stack.initial_state(2)], []
+    for t in range(40):
+        out, state = stack.step(x[:, t], state)
+        steps.append(out)
+    assert_close_to(torch.stack(steps, 1), whole, atol=1e-10)
+
+
+def test_stack_last_step_only():
+    stack = ParallelLMUStack(3, 6, num_layers=2, return_sequences=False, order=5, theta=7.0).double()
+    x = torch.randn(2, 20, 3, dtype=torch.float64)
+    assert [layer.return_sequences for layer in stack.layers] == [True, False]
+    full = ParallelLMUStack(3, 6, num_layers=2, order=5, theta=7.0).double()
+    full.load_state_dict(stack.state_dict())
+    assert_close_to(stack(x), full(x)[:, -1], atol=1e-10)
+
+
+def test_bf16_autocast():
+    layer = ParallelLMU(3, 8, order=16, theta=20.0)
+    x = torch.randn(2, 100, 3)
+    reference = layer(x)
+    for mode in ["fused", "fft", "recurrent"]:
+        layer.mode = mode
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out = layer(x)
+        assert out.dtype == torch.bfloat16
+        assert_close_to(out.float(), reference, rtol=3e-2)
+
+
+def test_torch_compile_matches_eager():
+    layer = ParallelLMU(2, 8, order=16, theta=20.0)
+    x = torch.randn(2, 100, 2)
+    compiled = torch.compile(layer)
+    for mode in ["fused", "fft", "direct"]:
+        layer.mode = mode
+        torch._dynamo.reset()
+        assert_close_to(compiled(x), layer(x), rtol=1e-5)
+    out = compiled(x.requires_grad_())
+    out.sum().backward()
+    assert x.grad is not None
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_paths_equal_the_loop():
+    layer, reference = make_pair("auto")
+    x = torch.randn(4, 50, 3, dtype=torch.float64)
+    expected = reference(x)
+    layer = layer.cuda()
+    for mode in FULL_MODES:
+        layer.mode = mode
+        assert_close_to(layer(x.cuda()).cpu(), expected, atol=1e-10)
