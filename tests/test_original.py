@@ -79,3 +79,20 @@ def test_bad_arguments():
         OriginalLMUCell(1, 4, order=6, theta=7.0, init="xavier")
     with pytest.raises(ValueError, match=r"x must be \(batch, time, input_size=1\)"):
         OriginalLMU(1, 4, order=6, theta=7.0)(torch.zeros(2, 3))
+
+
+def test_bf16_autocast_and_float64():
+    layer = OriginalLMU(2, 6, order=4, theta=5.0)
+    x = torch.randn(3, 15, 2)
+    reference = layer(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = layer(x)
+    assert out.dtype == torch.bfloat16
+    assert_close_to(out.float(), reference, atol=3e-2)
+    assert layer.double()(x.double()).dtype == torch.float64
+
+
+def test_torch_compile_matches_eager():
+    layer = OriginalLMU(2, 6, order=4, theta=5.0)
+    x = torch.randn(3, 12, 2)
+    assert_close_to(torch.compile(layer)(x), layer(x), atol=1e-5)
