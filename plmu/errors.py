@@ -1,0 +1,21 @@
+"""The errors plmu's commands turn into one clear line (``plmu-train: error: ...``) instead of a stack trace."""
+
+
+class PlmuError(Exception):
+    """Base class: the message names the bad value and the fix."""
+
+
+class ConfigError(PlmuError, ValueError):
+    """A config value out of range, an unknown key or choice."""
+
+
+class DataNotFoundError(PlmuError, FileNotFoundError):
+    """A data set is missing and cannot be downloaded; the message says where to put it."""
+
+
+class CheckpointError(PlmuError, RuntimeError):
+    """A checkpoint that cannot be used: unreadable, not plmu's, or made for another model."""
+
+
+class NonFiniteLossError(PlmuError, FloatingPointError):
+    """The training loss became NaN or infinite; the last good checkpoint is kept."""
