@@ -19,3 +19,46 @@ def assert_close_to(actual: torch.Tensor, reference: torch.Tensor, atol: float =
     error = (actual.double() - reference.double()).abs().max().item()
     bound = atol + rtol * reference.double().abs().max().item()
     assert error <= bound, f"max error {error:.3e} > {bound:.3e}"
+
+
+def write_idx_mnist(root, n_train: int = 120, n_test: int = 40, folder: str = "MNIST", seed: int = 0):
+    """Tiny MNIST-format files (IDX, uncompressed) under root/<folder>/raw, as torchvision expects them."""
+    import struct
+    from pathlib import Path
+
+    import numpy as np
+
+    raw = Path(root) / folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    rng = np.random.RandomState(seed)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        labels = rng.randint(0, 10, n).astype(np.uint8)
+        images = rng.randint(0, 50, (n, 28, 28)).astype(np.uint8)
+        for i, label in enumerate(labels):  # a learnable signal: a bright bar whose row is the label
+            images[i, 2 + 2 * label, 4:24] = 255
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, 28, 28) + images.tobytes())
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + labels.tobytes())
+    return raw
+
+
+# Mackey-Glass at toy size: 8 series of 200 steps, 2 train + 2 validation + 4 test; seconds to train.
+TINY_MACKEY_GLASS = [
+    "task=mackey_glass",
+    "task.data.n_series=8",
+    "task.data.steps=200",
+    "task.data.n_train=2",
+    "task.data.n_val=2",
+    "task.batch_size=2",
+    "model.hidden_size=8",
+    "model.num_layers=2",
+    "logger=none",
+    "trainer.progress=false",
+]
+
+
+def compose_config(overrides: list[str]):
+    """The config plmu-train would run with these overrides (Hydra compose, from the installed package)."""
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module(config_module="plmu.conf", version_base="1.3"):
+        return compose("config", overrides=overrides)

@@ -34,8 +34,14 @@ def main(cfg: DictConfig) -> float:
         _fail(error)
     log.info(
         "%s %s: test %s %.4f, best val %.4f, %d parameters, %.0f s -> %s",
-        results["task"], results["model"], results["metric"], results["test"], results["best_val"],
-        results["parameters"], results["wall_seconds"], hydra_cfg.runtime.output_dir,
+        results["task"],
+        results["model"],
+        results["metric"],
+        results["test"],
+        results["best_val"],
+        results["parameters"],
+        results["wall_seconds"],
+        hydra_cfg.runtime.output_dir,
     )
     return results["best_val"]
 

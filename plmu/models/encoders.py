@@ -26,7 +26,9 @@ class OriginalLMUStack(nn.Module):
             for i in range(num_layers)
         )
 
-    def forward(self, x: Tensor, state: list | None = None, return_state: bool | None = None):  # noqa: ANN201
+    def forward(
+        self, x: Tensor, state: list | None = None, return_state: bool | None = None
+    ) -> Tensor | tuple[Tensor, list]:
         return_state = state is not None if return_state is None else return_state
         states = []
         for i, layer in enumerate(self.layers):
@@ -55,7 +57,9 @@ class LSTMEncoder(nn.Module):
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True)
         self.return_sequences = return_sequences
 
-    def forward(self, x: Tensor, state: LSTMState | None = None, return_state: bool | None = None):  # noqa: ANN201
+    def forward(
+        self, x: Tensor, state: LSTMState | None = None, return_state: bool | None = None
+    ) -> Tensor | tuple[Tensor, LSTMState]:
         return_state = state is not None if return_state is None else return_state
         out, state = self.lstm(x, state)
         out = out if self.return_sequences else out[:, -1]

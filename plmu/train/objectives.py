@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from plmu.errors import ConfigError
+
 
 @dataclass(frozen=True)
 class Objective:
@@ -28,7 +30,9 @@ class Objective:
         if self.name == "classification":
             correct = (prediction.argmax(-1) == target).sum()
             return torch.stack([correct.float(), torch.tensor(float(len(target))), torch.tensor(0.0)])
-        return torch.stack([(prediction - target).pow(2).sum(), target.pow(2).sum(), torch.tensor(float(target.numel()))])
+        return torch.stack(
+            [(prediction - target).pow(2).sum(), target.pow(2).sum(), torch.tensor(float(target.numel()))]
+        )
 
     def reduce(self, sums: Tensor) -> float:
         if self.name == "classification":
@@ -49,5 +53,5 @@ OBJECTIVES = {
 
 def objective(name: str) -> Objective:
     if name not in OBJECTIVES:
-        raise ValueError(f"task.objective must be one of {sorted(OBJECTIVES)}, got {name!r}")
+        raise ConfigError(f"task.objective must be one of {sorted(OBJECTIVES)}, got {name!r}")
     return OBJECTIVES[name]

@@ -44,8 +44,12 @@ def validate(cfg: DictConfig) -> None:
             _check(_positive_int(model[key]), f"model.{key}", model[key], "a positive integer")
     if "theta" in model:
         theta = model.theta
-        _check(isinstance(theta, int | float) and not isinstance(theta, bool) and theta > 0, "model.theta", theta,
-               "a positive number of time steps")
+        _check(
+            isinstance(theta, int | float) and not isinstance(theta, bool) and theta > 0,
+            "model.theta",
+            theta,
+            "a positive number of time steps",
+        )
     for key in ("f1", "f2"):
         if key in model:
             _check(model[key] in ACTIVATIONS, f"model.{key}", model[key], f"one of {sorted(ACTIVATIONS)}")

@@ -153,8 +153,14 @@ class Trainer:
         batches = split.batches(
             settings.batch_size, shuffle=True, seed=self.seed * 1_000_003 + epoch, limit=settings.limit_train_batches
         )
-        bar = tqdm(batches, total=total, desc=f"epoch {epoch + 1}/{settings.max_epochs}", disable=not settings.progress,
-                   leave=False, dynamic_ncols=True)
+        bar = tqdm(
+            batches,
+            total=total,
+            desc=f"epoch {epoch + 1}/{settings.max_epochs}",
+            disable=not settings.progress,
+            leave=False,
+            dynamic_ncols=True,
+        )
         loss_sum, samples, start = 0.0, 0, time.perf_counter()
         for x, y in bar:
             x, y = x.to(self.device), y.to(self.device)
@@ -176,8 +182,12 @@ class Trainer:
             rate = samples / (time.perf_counter() - start)
             bar.set_postfix(loss=f"{loss.item():.4g}", samples_per_s=f"{rate:.0f}")
             if self.state.step % settings.log_every_n_steps == 0:
-                record = {"step": self.state.step, "epoch": epoch + 1, "train/loss": loss.item(),
-                          "lr": self.optimizer.param_groups[0]["lr"]}
+                record = {
+                    "step": self.state.step,
+                    "epoch": epoch + 1,
+                    "train/loss": loss.item(),
+                    "lr": self.optimizer.param_groups[0]["lr"],
+                }
                 self.metrics.write(record)
                 self.logger.log(record, step=self.state.step)
         return loss_sum / max(samples, 1)
@@ -193,8 +203,13 @@ class Trainer:
             value = self.evaluate(self.data.val)
             if self.scheduler:
                 self.scheduler.step()
-            record = {"step": self.state.step, "epoch": epoch + 1, "train/epoch_loss": train_loss,
-                      f"val/{metric}": value, "epoch_seconds": time.perf_counter() - start}
+            record = {
+                "step": self.state.step,
+                "epoch": epoch + 1,
+                "train/epoch_loss": train_loss,
+                f"val/{metric}": value,
+                "epoch_seconds": time.perf_counter() - start,
+            }
             self.metrics.write(record)
             self.logger.log(record, step=self.state.step)
             self.state.history.append(record)
@@ -211,8 +226,10 @@ class Trainer:
                 self._save("best.pt")
             self._save("last.pt")
             if settings.progress:
-                tqdm.write(f"epoch {epoch + 1}: train loss {train_loss:.4g}, val {metric} {value:.4f}"
-                           f"{' (best)' if improved else ''}, {record['epoch_seconds']:.1f} s")
+                tqdm.write(
+                    f"epoch {epoch + 1}: train loss {train_loss:.4g}, val {metric} {value:.4f}"
+                    f"{' (best)' if improved else ''}, {record['epoch_seconds']:.1f} s"
+                )
         return float("nan") if self.state.best_value is None else self.state.best_value
 
     def test(self) -> float:

@@ -1,0 +1,106 @@
+"""plmu-train as a user runs it: a subprocess, from another folder, offline."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import TINY_MACKEY_GLASS, write_idx_mnist
+from omegaconf import OmegaConf
+
+from plmu.data.psmnist import permutations
+
+
+def plmu_train(*args: str, cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "plmu.cli.train", *args]
+    return subprocess.run(
+        command, cwd=cwd, capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})}
+    )
+
+
+def test_quick_mackey_glass_from_any_folder(tmp_path):
+    result = plmu_train(
+        "task=mackey_glass", "debug=quick", f"data_dir={tmp_path / 'data'}", *TINY_MACKEY_GLASS[1:6], cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    (results_file,) = (tmp_path / "outputs" / "mackey_glass" / "plmu").glob("*/results.json")
+    assert json.loads(results_file.read_text())["epochs"] == 1
+
+
+def test_multirun_runs_every_combination(tmp_path):
+    result = plmu_train(
+        "-m",
+        *TINY_MACKEY_GLASS,
+        "debug=quick",
+        f"data_dir={tmp_path / 'data'}",
+        "model.order=2,3",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    runs = sorted((tmp_path / "sweep").glob("*/results.json"))
+    assert len(runs) == 2
+    assert [OmegaConf.load(r.parent / "config.yaml").model.order for r in runs] == [2, 3]
+
+
+def test_unknown_task_lists_the_tasks(tmp_path):
+    result = plmu_train("task=psmnits", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Could not find 'task/psmnits'" in result.stderr
+    assert "mackey_glass" in result.stderr and "psmnist" in result.stderr
+
+
+def test_typo_key_is_named(tmp_path):
+    result = plmu_train("task=mackey_glass", "model.ordr=4", cwd=tmp_path)
+    assert result.returncode != 0
+    assert "Could not override 'model.ordr'" in result.stderr
+
+
+def test_negative_theta_is_a_one_line_error(tmp_path):
+    result = plmu_train("task=mackey_glass", "model.theta=-4", f"data_dir={tmp_path / 'none'}", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1].startswith("plmu-train: error: model.theta must be a positive")
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "none").exists()  # no data was touched
+
+
+def test_missing_mnist_offline_says_where_to_put_it(tmp_path):
+    result = plmu_train(
+        "task=psmnist", f"data_dir={tmp_path / 'empty'}", "logger=none", cwd=tmp_path, env={"HF_DATASETS_OFFLINE": "1"}
+    )
+    assert result.returncode == 2
+    assert f"mnist not found in {tmp_path / 'empty'}/MNIST/raw and offline" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_psmnist_train_then_eval_recurrent_reproduces_the_test_metric(tmp_path):
+    write_idx_mnist(tmp_path / "data", n_train=120, n_test=40)
+    run_dir = tmp_path / "run"
+    result = plmu_train(
+        "task=psmnist",
+        f"data_dir={tmp_path / 'data'}",
+        "task.data.val_size=20",
+        "task.batch_size=20",
+        "model.order=32",
+        "model.hidden_size=16",
+        "trainer.max_epochs=2",
+        "logger=none",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["parameters"] == 16 * 32 + 16 + 16 + 2 + 16 * 10 + 10
+    pixel_order = json.loads((run_dir / "data_info.json").read_text())["pixel_order"]
+    assert pixel_order == permutations(120)[1].tolist()  # the permutation is stored with the run
+
+    evaluation = subprocess.run(
+        [sys.executable, "-m", "plmu.cli.eval", str(run_dir)], capture_output=True, text=True, timeout=300, cwd=tmp_path
+    )
+    assert evaluation.returncode == 0, evaluation.stderr
+    report = json.loads(evaluation.stdout)
+    assert report["mode"] == "recurrent" and report["samples"] == 40
+    assert report["value"] == results["test"]
+    assert report["max_abs_difference_recurrent_vs_parallel"] < 1e-4
+    assert (run_dir / "eval_recurrent_test.json").exists()

@@ -1,0 +1,173 @@
+"""One training run in-process: config composition, validation, resume, NaN handling, results."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import TINY_MACKEY_GLASS, compose_config
+from omegaconf import OmegaConf
+
+from plmu.errors import CheckpointError, ConfigError, NonFiniteLossError
+from plmu.train import run as run_module
+from plmu.train.run import build_model, train
+from plmu.train.trainer import Trainer
+
+TASKS = sorted(p.stem for p in (Path(run_module.__file__).parents[2] / "conf" / "task").glob("*.yaml"))
+MODELS = ["plmu", "original_lmu", "lstm"]
+
+
+@pytest.mark.parametrize("task", TASKS)
+@pytest.mark.parametrize("model", MODELS)
+def test_every_task_and_model_composes_resolves_and_builds(task, model):
+    cfg = compose_config([f"task={task}", f"model={model}"])
+    OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
+    run_module.validate(cfg)
+    built = build_model(cfg)
+    assert built.num_parameters > 0
+
+
+def test_paper_models_have_the_paper_sizes():
+    assert build_model(compose_config(["task=psmnist"])).num_parameters == 166_092
+    assert build_model(compose_config(["experiment=psmnist_original_lmu"])).num_parameters == 102_027
+    assert build_model(compose_config(["experiment=mackey_glass_lstm"])).num_parameters == 18_426
+    assert build_model(compose_config(["task=mackey_glass", "model=original_lmu"])).num_parameters == 18_246
+    mackey_glass_plmu = build_model(compose_config(["task=mackey_glass"])).num_parameters
+    assert 16_000 <= mackey_glass_plmu <= 20_000  # "≈18k parameters"
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("model.theta=-3", r"model.theta must be a positive number of time steps, got -3"),
+        ("model.order=0", r"model.order must be a positive integer, got 0"),
+        ("model.mode=fastest", r"model.mode must be one of \['auto', 'fused', 'fft', 'direct', 'recurrent'\]"),
+        ("model.f2=swish", r"model.f2 must be one of \["),
+        ("trainer.batch_size=0", r"trainer.batch_size must be a positive integer, got 0"),
+        ("trainer.optimizer.lr=-1", r"trainer.optimizer.lr must be a positive learning rate, got -1"),
+        ("trainer.precision=fp8", r"trainer.precision must be one of \('32', 'bf16'\), got 'fp8'"),
+    ],
+)
+def test_bad_values_fail_before_data_is_touched(override, message, tmp_path, monkeypatch):
+    cfg = compose_config([*TINY_MACKEY_GLASS, override, f"data_dir={tmp_path}"])
+    monkeypatch.setattr(run_module, "load_data", lambda cfg: pytest.fail("data was loaded"))
+    with pytest.raises(ConfigError, match=message):
+        train(cfg, tmp_path / "run")
+
+
+def test_smoke_run_writes_everything(tmp_path):
+    cfg = compose_config(
+        [*TINY_MACKEY_GLASS, f"data_dir={tmp_path}", "trainer.max_epochs=2", "trainer.log_every_n_steps=1"]
+    )
+    results = train(cfg, tmp_path / "run")
+    run = tmp_path / "run"
+    assert json.loads((run / "results.json").read_text()) == results
+    assert set(results) >= {
+        "task",
+        "metric",
+        "test",
+        "best_val",
+        "parameters",
+        "epochs",
+        "wall_seconds",
+        "device",
+        "git_commit",
+    }
+    assert results["task"] == "mackey_glass" and results["metric"] == "nrmse" and results["epochs"] == 2
+    assert (run / "checkpoints" / "last.pt").exists() and (run / "checkpoints" / "best.pt").exists()
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("train/loss" in r for r in records) and sum("val/nrmse" in r for r in records) == 2
+    assert OmegaConf.load(run / "config.yaml").task.name == "mackey_glass"
+    assert json.loads((run / "data_info.json").read_text())["spec"]["n_series"] == 8
+
+
+def _run_config(tmp_path, *extra):
+    return compose_config(
+        [
+            *TINY_MACKEY_GLASS,
+            f"data_dir={tmp_path}",
+            "trainer.max_epochs=4",
+            "model.dropout=0.2",
+            "trainer.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1}",
+            *extra,
+        ]
+    )
+
+
+def test_a_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+    uninterrupted = train(_run_config(tmp_path), tmp_path / "a")
+
+    original = Trainer._train_epoch
+
+    def killed_in_epoch_3(self, epoch):
+        if epoch == 2:
+            original(self, epoch)  # half the work done, then the process dies before the epoch's checkpoint
+            raise KeyboardInterrupt
+        return original(self, epoch)
+
+    monkeypatch.setattr(Trainer, "_train_epoch", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train(_run_config(tmp_path), tmp_path / "b")
+    monkeypatch.undo()
+    resumed = train(_run_config(tmp_path), tmp_path / "b")  # trainer.resume=auto finds b/checkpoints/last.pt
+    for key in ("test", "best_val", "best_epoch", "epochs"):
+        assert resumed[key] == uninterrupted[key], key
+    lines = lambda run: [  # noqa: E731
+        {k: v for k, v in json.loads(line).items() if k not in ("time", "epoch_seconds")}
+        for line in (tmp_path / run / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert lines("b") == lines("a")
+
+
+def test_resume_from_an_explicit_checkpoint_path_and_a_corrupt_one(tmp_path):
+    train(_run_config(tmp_path, "trainer.max_epochs=1"), tmp_path / "a")
+    last = tmp_path / "a" / "checkpoints" / "last.pt"
+    results = train(_run_config(tmp_path, "trainer.max_epochs=2", f"trainer.resume={last}"), tmp_path / "b")
+    assert results["epochs"] == 2
+    last.write_bytes(last.read_bytes()[:-50])
+    with pytest.raises(CheckpointError, match="is unreadable"):
+        train(_run_config(tmp_path, "trainer.max_epochs=2"), tmp_path / "a")
+
+
+def test_resume_with_another_model_is_refused(tmp_path):
+    train(_run_config(tmp_path, "trainer.max_epochs=1"), tmp_path / "a")
+    with pytest.raises(CheckpointError, match="made for a different model"):
+        train(_run_config(tmp_path, "trainer.max_epochs=2", "model.hidden_size=9"), tmp_path / "a")
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    calls = {"n": 0}
+    real_loss = run_module.objective("regression").loss.__func__
+
+    def loss_nan_on_third_step(self, prediction, target):
+        calls["n"] += 1
+        value = real_loss(self, prediction, target)
+        return value * float("nan") if calls["n"] == 3 else value
+
+    monkeypatch.setattr(type(run_module.objective("regression")), "loss", loss_nan_on_third_step)
+    with pytest.raises(NonFiniteLossError, match=r"became nan at epoch 3, step 3.*last.pt keeps the last good state"):
+        train(_run_config(tmp_path), tmp_path / "run")
+    last = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
+    assert last["train_state"]["epoch"] == 2
+    assert torch.isfinite(torch.cat([p.flatten() for p in last["model"].values()])).all()
+
+
+def test_bf16_precision_runs(tmp_path):
+    results = train(_run_config(tmp_path, "trainer.max_epochs=1", "trainer.precision=bf16"), tmp_path / "run")
+    assert results["test"] == results["test"]  # finite, not NaN
+
+
+def test_early_stopping(tmp_path):
+    cfg = _run_config(
+        tmp_path, "trainer.max_epochs=30", "trainer.early_stopping_patience=1", "trainer.optimizer.lr=0.5"
+    )
+    results = train(cfg, tmp_path / "run")
+    assert results["stopped_early"] and results["epochs"] < 30
+
+
+def test_wandb_offline_run_is_written(tmp_path):
+    cfg = compose_config(
+        [*TINY_MACKEY_GLASS, f"data_dir={tmp_path}", "trainer.max_epochs=1", "logger=wandb", "logger.mode=offline"]
+    )
+    train(cfg, tmp_path / "run")
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
