@@ -162,16 +162,21 @@ class ParallelLMU(nn.Module):
         return self.dropout(self.f2(self._add_skip(self.memory_to_output(m_t), x_t))), state
 
 
-class ParallelLMUStack(nn.Module):
-    """``num_layers`` parallel LMU layers, each (batch, T, ·) → (batch, T, hidden_size).
+class SequenceStack(nn.Module):
+    """``num_layers`` layers of ``layer_class``, each (batch, T, ·) → (batch, T, hidden_size), streamable.
+
+    A layer class takes (input_size, hidden_size, return_sequences=..., **layer_kwargs) and has
+    ``forward(x, state, return_state)``, ``initial_state(batch)`` and ``step(x_t, state)``.
 
     Args:
         residual: add each layer's input to its output where the sizes match (every layer after the first).
         norm: ``"layer"`` for a LayerNorm after each layer (after the residual sum), or None.
         return_sequences: the stack's output is every step's (True) or only the last step's (False); inner layers
             always return sequences.
-        **layer_kwargs: passed to every :class:`ParallelLMU` (order, theta, memory_d, f1, f2, mode, ...).
+        **layer_kwargs: passed to every layer (for ParallelLMU: order, theta, memory_d, f1, f2, mode, ...).
     """
+
+    layer_class: type[nn.Module]
 
     def __init__(
         self,
@@ -190,7 +195,7 @@ class ParallelLMUStack(nn.Module):
         if norm not in (None, "layer"):
             raise ValueError(f"norm must be None or 'layer', got {norm!r}")
         self.layers = nn.ModuleList(
-            ParallelLMU(
+            self.layer_class(
                 input_size if i == 0 else hidden_size,
                 hidden_size,
                 return_sequences=return_sequences or i < num_layers - 1,
@@ -207,8 +212,8 @@ class ParallelLMUStack(nn.Module):
         return self.norms[i](out)
 
     def forward(
-        self, x: Tensor, state: list[Tensor] | None = None, return_state: bool | None = None
-    ) -> Tensor | tuple[Tensor, list[Tensor]]:
+        self, x: Tensor, state: list | None = None, return_state: bool | None = None
+    ) -> Tensor | tuple[Tensor, list]:
         """x (batch, T, input_size) → (batch, T, hidden) or (batch, hidden); states are one per layer."""
         return_state = state is not None if return_state is None else return_state
         new_states = []
@@ -222,10 +227,10 @@ class ParallelLMUStack(nn.Module):
             x = self._combine(i, skip_x, out)
         return (x, new_states) if return_state else x
 
-    def initial_state(self, batch: int) -> list[Tensor]:
+    def initial_state(self, batch: int) -> list:
         return [layer.initial_state(batch) for layer in self.layers]
 
-    def step(self, x_t: Tensor, state: list[Tensor]) -> tuple[Tensor, list[Tensor]]:
+    def step(self, x_t: Tensor, state: list) -> tuple[Tensor, list]:
         """One time step through every layer: x_t (batch, input_size) → (o_t (batch, hidden), new states)."""
         new_states = []
         for i, layer in enumerate(self.layers):
@@ -233,3 +238,9 @@ class ParallelLMUStack(nn.Module):
             new_states.append(layer_state)
             x_t = self._combine(i, x_t, out)
         return x_t, new_states
+
+
+class ParallelLMUStack(SequenceStack):
+    """A stack of :class:`ParallelLMU` layers (see :class:`SequenceStack` for the options)."""
+
+    layer_class = ParallelLMU

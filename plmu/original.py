@@ -15,6 +15,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from plmu.layers import SequenceStack
 from plmu.memory import LegendreMemory
 
 INITS = ("2019", "psmnist")
@@ -139,3 +140,9 @@ class OriginalLMU(nn.Module):
                 outputs.append(h)
         out = torch.stack(outputs, dim=1) if self.return_sequences else h
         return (out, state) if return_state else out
+
+
+class OriginalLMUStack(SequenceStack):
+    """A stack of :class:`OriginalLMU` layers (see :class:`SequenceStack` for the options)."""
+
+    layer_class = OriginalLMU

@@ -5,7 +5,7 @@ Every encoder here follows one protocol, so training, evaluation and streaming t
 The builders (``plmu_model``, ``original_lmu_model``, ``lstm_model``) are the ``_target_`` of ``conf/model/*.yaml``.
 """
 
-from plmu.models.encoders import LSTMEncoder, OriginalLMUStack
+from plmu.models.encoders import LSTMEncoder
 from plmu.models.sequence import SequenceModel, lstm_model, original_lmu_model, plmu_model
 
-__all__ = ["LSTMEncoder", "OriginalLMUStack", "SequenceModel", "lstm_model", "original_lmu_model", "plmu_model"]
+__all__ = ["LSTMEncoder", "SequenceModel", "lstm_model", "original_lmu_model", "plmu_model"]

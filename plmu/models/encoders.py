@@ -1,50 +1,10 @@
-"""Baseline encoders with the streaming protocol of ``ParallelLMUStack``: the 2019 LMU stack and an LSTM."""
+"""An LSTM encoder with the streaming protocol of ``ParallelLMUStack`` (the 2019 LMU's is ``OriginalLMUStack``)."""
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
-from plmu.original import OriginalLMU
-
 LSTMState = tuple[Tensor, Tensor]
-
-
-class OriginalLMUStack(nn.Module):
-    """``num_layers`` original (2019) LMU layers: x (batch, T, input_size) → (batch, T, hidden) or (batch, hidden)."""
-
-    def __init__(
-        self, input_size: int, hidden_size: int, num_layers: int, *, return_sequences: bool = True, **layer_kwargs
-    ) -> None:
-        super().__init__()
-        self.layers = nn.ModuleList(
-            OriginalLMU(
-                input_size if i == 0 else hidden_size,
-                hidden_size,
-                return_sequences=return_sequences or i < num_layers - 1,
-                **layer_kwargs,
-            )
-            for i in range(num_layers)
-        )
-
-    def forward(
-        self, x: Tensor, state: list | None = None, return_state: bool | None = None
-    ) -> Tensor | tuple[Tensor, list]:
-        return_state = state is not None if return_state is None else return_state
-        states = []
-        for i, layer in enumerate(self.layers):
-            x, layer_state = layer(x, None if state is None else state[i], return_state=True)
-            states.append(layer_state)
-        return (x, states) if return_state else x
-
-    def initial_state(self, batch: int) -> list:
-        return [layer.initial_state(batch) for layer in self.layers]
-
-    def step(self, x_t: Tensor, state: list) -> tuple[Tensor, list]:
-        states = []
-        for layer, layer_state in zip(self.layers, state, strict=True):
-            x_t, layer_state = layer.step(x_t, layer_state)
-            states.append(layer_state)
-        return x_t, states
 
 
 class LSTMEncoder(nn.Module):

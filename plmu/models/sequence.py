@@ -14,7 +14,8 @@ import torch
 from torch import Tensor, nn
 
 from plmu.layers import ParallelLMUStack
-from plmu.models.encoders import LSTMEncoder, OriginalLMUStack
+from plmu.models.encoders import LSTMEncoder
+from plmu.original import OriginalLMUStack
 
 
 class SequenceModel(nn.Module):
