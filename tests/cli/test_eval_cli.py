@@ -23,6 +23,7 @@ def test_eval_reproduces_the_test_metric(trained_run, mode, capsys):
     assert report["metric"] == "nrmse" and report["samples"] == 4
     assert report["value"] == pytest.approx(results["test"], rel=1e-5)
     assert report["max_abs_difference_recurrent_vs_parallel"] < 1e-5  # float32 rounding
+    assert report["max_relative_difference_recurrent_vs_parallel"] < 1e-5
     assert report["samples_per_second"] > 0
 
 
