@@ -23,6 +23,12 @@ class JsonlLog:
         with self.path.open("a") as f:
             f.write(json.dumps({"time": round(time.time(), 3), **record}) + "\n")
 
+    def truncate_after(self, step: int) -> None:
+        """Drop the lines logged after ``step`` (a resumed run re-runs them)."""
+        if self.path.exists():
+            lines = [line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+            self.path.write_text("".join(line + "\n" for line in lines))
+
 
 class NullLogger:
     """``logger=none``: only metrics.jsonl."""

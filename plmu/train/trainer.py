@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +59,6 @@ class TrainState:
     best_epoch: int | None = None
     bad_epochs: int = 0
     stopped_early: bool = False
-    history: list[dict[str, float]] = field(default_factory=list)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -121,16 +120,7 @@ class Trainer:
             self.scheduler.load_state_dict(payload["scheduler"])
         self.state = TrainState(**payload["train_state"])
         checkpoint.set_rng_state(payload["rng"])
-        self._truncate_metrics(self.state.step)
-
-    def _truncate_metrics(self, step: int) -> None:
-        """Drop log lines of the interrupted epoch: they are written again as it is re-run."""
-        import json
-
-        path = self.metrics.path
-        if path.exists():
-            kept = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
-            path.write_text("".join(line + "\n" for line in kept))
+        self.metrics.truncate_after(self.state.step)  # the interrupted epoch is logged again as it re-runs
 
     # ------------------------------------------------------------------------------------------- loops
     def _autocast(self) -> torch.autocast:
@@ -212,7 +202,6 @@ class Trainer:
             }
             self.metrics.write(record)
             self.logger.log(record, step=self.state.step)
-            self.state.history.append(record)
             self.state.epoch = epoch + 1
             if math.isfinite(value) and self.objective.better(value, self.state.best_value):
                 self.state.best_value, self.state.best_epoch, self.state.bad_epochs = value, epoch + 1, 0
