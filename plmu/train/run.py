@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import plmu
 from plmu.data.splits import DataSplits
-from plmu.errors import ConfigError
+from plmu.errors import CheckpointError, ConfigError
 from plmu.layers import ACTIVATIONS, LAYER_MODES
 from plmu.models import SequenceModel
 from plmu.train.objectives import objective
@@ -116,7 +116,10 @@ def resume_path(cfg: DictConfig, run_dir: Path) -> Path | None:
     if resume == "auto":
         last = run_dir / "checkpoints" / "last.pt"
         return last if last.exists() else None
-    return Path(resume).expanduser()
+    path = Path(resume).expanduser()
+    if not path.is_file():  # checked now, before any data is loaded
+        raise CheckpointError(f"trainer.resume={resume!r}: no such checkpoint; give a last.pt a run wrote, or auto")
+    return path
 
 
 def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:

@@ -129,6 +129,12 @@ def test_resume_from_an_explicit_checkpoint_path_and_a_corrupt_one(tmp_path):
         train(_run_config(tmp_path, "trainer.max_epochs=2"), tmp_path / "a")
 
 
+def test_resume_from_a_missing_checkpoint_fails_before_data(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_module, "load_data", lambda cfg: pytest.fail("data was loaded"))
+    with pytest.raises(CheckpointError, match=r"trainer.resume='/nowhere/last.pt': no such checkpoint"):
+        train(_run_config(tmp_path, "trainer.resume=/nowhere/last.pt"), tmp_path / "a")
+
+
 def test_resume_with_another_model_is_refused(tmp_path):
     train(_run_config(tmp_path, "trainer.max_epochs=1"), tmp_path / "a")
     with pytest.raises(CheckpointError, match="made for a different model"):
