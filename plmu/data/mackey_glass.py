@@ -37,7 +37,7 @@ class MackeyGlassSpec:
 def generate(spec: MackeyGlassSpec) -> np.ndarray:
     """The raw series after tanh(x − 1) and the washout: (n_series, steps + horizon), float64, mean not removed."""
     rng = np.random.RandomState(spec.seed)  # the same stream as the 2019 code's numpy.random.seed(0)
-    delay = int(round(spec.tau * spec.substeps))
+    delay = round(spec.tau * spec.substeps)
     length = spec.steps + spec.horizon + spec.washout
     series = np.empty((spec.n_series, length))
     x = 1.2  # set once: each series starts from the previous one's last value (a quirk of the original code)

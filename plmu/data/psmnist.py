@@ -28,7 +28,8 @@ def permutations(n_images: int, seed: int = PERMUTATION_SEED, pixels: int = 784)
 
 
 def _offline() -> bool:
-    return any(os.environ.get(name, "0").lower() in ("1", "true", "yes") for name in ("HF_DATASETS_OFFLINE", "PLMU_OFFLINE"))
+    names = ("HF_DATASETS_OFFLINE", "PLMU_OFFLINE")
+    return any(os.environ.get(name, "0").lower() in ("1", "true", "yes") for name in names)
 
 
 def load_images(root: str | Path, dataset: str = "mnist", download: bool = True) -> tuple[torch.Tensor, ...]:

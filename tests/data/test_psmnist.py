@@ -15,17 +15,18 @@ def test_permutation_check_values_of_the_lmu_papers():
 
 def test_splits_follow_the_convention(tmp_path):
     write_idx_mnist(tmp_path, n_train=120, n_test=40)
-    images, labels, test_images, test_labels = load_images(tmp_path, download=False)
+    images, labels, _, test_labels = load_images(tmp_path, download=False)
     data = psmnist(tmp_path, download=False, val_size=20)
     rows, pixels = permutations(120)
-    assert data.train.x.shape == (100, 784, 1) and data.val.x.shape == (20, 784, 1) and data.test.x.shape == (40, 784, 1)
+    assert data.train.x.shape == (100, 784, 1) and data.val.x.shape == (20, 784, 1)
+    assert data.test.x.shape == (40, 784, 1)
     expected = images[torch.from_numpy(rows)].reshape(120, -1)[:, torch.from_numpy(pixels)].float() / 255
     torch.testing.assert_close(data.train.x[..., 0], expected[:100], rtol=0, atol=0)
     torch.testing.assert_close(data.val.x[..., 0], expected[100:], rtol=0, atol=0)
     assert data.train.y.tolist() == labels[torch.from_numpy(rows)][:100].tolist()
     assert data.test.y.tolist() == test_labels.tolist()
     assert data.info["pixel_order"] == pixels.tolist()
-    assert 0 <= data.train.x.min() and data.train.x.max() == 1
+    assert data.train.x.min() >= 0 and data.train.x.max() == 1
 
 
 def test_max_train_caps_training_only(tmp_path):
