@@ -1,6 +1,6 @@
 """Time one Mackey-Glass training step (batch 32 × 5000 steps, MSE, Adam) of each model at the task's paper sizes.
 
-    python scripts/time_mackey_glass_step.py [--repeats 3] [--skip-original]
+    python scripts/time_mackey_glass_step.py [--repeats 3] [--models plmu,lstm,original_lmu]
 
 Builds the models from the same configs `plmu-train` uses (conf/task/mackey_glass.yaml), so the sizes match.
 The original LMU's step loop is slow here (a Python loop over 5000 steps × 4 layers, then its backward pass).
@@ -20,12 +20,12 @@ from plmu.train.run import build_model
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--skip-original", action="store_true")
+    parser.add_argument("--models", default="plmu,lstm,original_lmu", help="comma-separated model families")
     args = parser.parse_args()
     from hydra import compose, initialize_config_module
 
     x, y = torch.randn(32, 5000, 1), torch.randn(32, 5000, 1)
-    families = ["plmu", "lstm"] + ([] if args.skip_original else ["original_lmu"])
+    families = args.models.split(",")
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; median of {args.repeats} after 1 warm-up")
     print("| model | parameters | s/training step |\n| --- | ---: | ---: |")
     for family in families:
