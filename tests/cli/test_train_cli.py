@@ -101,6 +101,7 @@ def test_psmnist_train_then_eval_recurrent_reproduces_the_test_metric(tmp_path):
     assert evaluation.returncode == 0, evaluation.stderr
     report = json.loads(evaluation.stdout)
     assert report["mode"] == "recurrent" and report["samples"] == 40
-    assert report["value"] == results["test"]
+    # the same predictions up to float32 rounding: at most a near-tie could flip one of the 40 test samples
+    assert abs(report["value"] - results["test"]) <= 1 / 40
     assert report["max_abs_difference_recurrent_vs_parallel"] < 1e-4
     assert (run_dir / "eval_recurrent_test.json").exists()
