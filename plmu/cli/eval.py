@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from omegaconf import OmegaConf
 
-from plmu.errors import PlmuError
+from plmu.errors import ConfigError, PlmuError
 from plmu.train import checkpoint
 from plmu.train.objectives import objective
 from plmu.train.run import build_model, load_data
@@ -36,7 +36,10 @@ def evaluate(args: argparse.Namespace) -> dict:
     payload = checkpoint.load(path)
     cfg = OmegaConf.create(payload["config"])
     if args.data_root is not None:
-        cfg.task.data[next(k for k in ("root", "cache_dir") if k in cfg.task.data)] = args.data_root
+        keys = [key for key in ("root", "cache_dir") if key in cfg.task.data]
+        if not keys:
+            raise ConfigError(f"--data-root: task {cfg.task.name} has no data folder to override")
+        cfg.task.data[keys[0]] = args.data_root
     device = resolve_device(args.device)
     model = build_model(cfg)
     checkpoint.load_model_state(model, payload["model"], path)

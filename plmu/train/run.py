@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import plmu
 from plmu.data.splits import DataSplits
-from plmu.errors import CheckpointError, ConfigError
+from plmu.errors import CheckpointError, ConfigError, PlmuError
 from plmu.layers import ACTIVATIONS, LAYER_MODES
 from plmu.models import SequenceModel
 from plmu.train.objectives import objective
@@ -81,11 +81,15 @@ def build_model(cfg: DictConfig) -> SequenceModel:
 
 
 def load_data(cfg: DictConfig) -> DataSplits:
+    """The task's splits (``cfg.task.data``, a ``_target_`` loader); bad loader arguments become ConfigErrors."""
     try:
         return instantiate(cfg.task.data)
     except InstantiationException as error:
-        if isinstance(error.__cause__, Exception):
-            raise error.__cause__ from None
+        cause = error.__cause__
+        if isinstance(cause, PlmuError):
+            raise cause from None
+        if isinstance(cause, TypeError | ValueError):
+            raise ConfigError(f"task.data ({cfg.task.data._target_}): {cause}") from None
         raise
 
 

@@ -41,3 +41,10 @@ def test_corrupt_checkpoint_is_a_clear_error(trained_run, tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"plmu-eval: error: checkpoint {broken} is unreadable")
     assert "Traceback" not in err
+
+
+def test_data_root_points_at_the_data(trained_run, capsys):
+    run_dir, results = trained_run
+    data_dir = run_dir.parent / "data" / "mackey_glass"
+    assert eval_cli.main([str(run_dir), "--mode", "parallel", "--data-root", str(data_dir)]) == 0
+    assert json.loads(capsys.readouterr().out)["value"] == pytest.approx(results["test"], rel=1e-5)

@@ -55,6 +55,12 @@ def test_bad_values_fail_before_data_is_touched(override, message, tmp_path, mon
         train(cfg, tmp_path / "run")
 
 
+def test_bad_data_arguments_are_config_errors(tmp_path):
+    cfg = compose_config([*TINY_MACKEY_GLASS, f"data_dir={tmp_path}", "task.data.n_train=3"])
+    with pytest.raises(ConfigError, match=r"task.data \(plmu.data.mackey_glass.mackey_glass\): n_train \+ n_val = 5"):
+        train(cfg, tmp_path / "run")
+
+
 def test_smoke_run_writes_everything(tmp_path):
     cfg = compose_config(
         [*TINY_MACKEY_GLASS, f"data_dir={tmp_path}", "trainer.max_epochs=2", "trainer.log_every_n_steps=1"]
