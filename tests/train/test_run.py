@@ -169,6 +169,14 @@ def test_bf16_precision_runs(tmp_path):
     assert results["test"] == results["test"]  # finite, not NaN
 
 
+def test_compiled_model_trains_like_eager(tmp_path):
+    eager = train(_run_config(tmp_path, "trainer.max_epochs=1", "model.dropout=0"), tmp_path / "eager")
+    compiled = train(
+        _run_config(tmp_path, "trainer.max_epochs=1", "model.dropout=0", "trainer.compile=true"), tmp_path / "compiled"
+    )
+    assert compiled["test"] == pytest.approx(eager["test"], rel=1e-4)
+
+
 def test_early_stopping(tmp_path):
     cfg = _run_config(
         tmp_path, "trainer.max_epochs=30", "trainer.early_stopping_patience=1", "trainer.optimizer.lr=0.5"
