@@ -83,11 +83,15 @@ class LegendreMemory(nn.Module):
         """(Ā (d, d), B̄ (d, 1)) in ``dtype`` (default: the module's), discretised in float64 and cast late."""
         dtype = dtype or self._A.dtype
         if self.trainable_theta:
-            A64, B64 = discretize(self.A_continuous, self.B_continuous, self.log_theta.double().exp(), self.discretizer)
+            A64, B64 = self._discretize_learned_theta()
             return A64.to(dtype), B64.to(dtype)
         if dtype == self._A.dtype:
             return self._A, self._B
         return self._A64.to(self._A.device, dtype), self._B64.to(self._A.device, dtype)
+
+    def _discretize_learned_theta(self) -> tuple[Tensor, Tensor]:
+        """Ā, B̄ in float64 from the current (trainable) θ, differentiable in it."""
+        return discretize(self.A_continuous, self.B_continuous, self.log_theta.double().exp(), self.discretizer)
 
     @property
     def A(self) -> Tensor:
@@ -112,7 +116,7 @@ class LegendreMemory(nn.Module):
         """H (length, order), H_k = Ā^k B̄, built in float64 and cast; cached while θ is fixed."""
         dtype = dtype or self._A.dtype
         if self.trainable_theta:
-            A64, B64 = discretize(self.A_continuous, self.B_continuous, self.log_theta.double().exp(), self.discretizer)
+            A64, B64 = self._discretize_learned_theta()
             return impulse_response(A64, B64, length).to(dtype)
         key = (length, dtype, self._A.device)
         if key not in self._kernel_cache:

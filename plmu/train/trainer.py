@@ -122,6 +122,11 @@ class Trainer:
         checkpoint.set_rng_state(payload["rng"])
         self.metrics.truncate_after(self.state.step)  # the interrupted epoch is logged again as it re-runs
 
+    def _log(self, record: dict[str, float]) -> None:
+        """One record to metrics.jsonl and to the tracker."""
+        self.metrics.write(record)
+        self.logger.log(record, step=self.state.step)
+
     # ------------------------------------------------------------------------------------------- loops
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.precision == "bf16")
@@ -178,8 +183,7 @@ class Trainer:
                     "train/loss": loss.item(),
                     "lr": self.optimizer.param_groups[0]["lr"],
                 }
-                self.metrics.write(record)
-                self.logger.log(record, step=self.state.step)
+                self._log(record)
         return loss_sum / max(samples, 1)
 
     def fit(self) -> float:
@@ -200,8 +204,7 @@ class Trainer:
                 f"val/{metric}": value,
                 "epoch_seconds": time.perf_counter() - start,
             }
-            self.metrics.write(record)
-            self.logger.log(record, step=self.state.step)
+            self._log(record)
             self.state.epoch = epoch + 1
             if math.isfinite(value) and self.objective.better(value, self.state.best_value):
                 self.state.best_value, self.state.best_epoch, self.state.bad_epochs = value, epoch + 1, 0
