@@ -1,9 +1,22 @@
-"""plmu: parallel Legendre Memory Units (Chilkuri & Eliasmith, ICML 2021) in PyTorch."""
+"""plmu: parallel Legendre Memory Units (Chilkuri & Eliasmith, ICML 2021) in PyTorch.
 
-from plmu.layers import ParallelLMU, ParallelLMUStack, SequenceStack
-from plmu.lti import discretize, impulse_response, legendre_delay_system
-from plmu.memory import LegendreMemory
-from plmu.original import OriginalLMU, OriginalLMUCell, OriginalLMUStack
+The public names load on first use (PEP 562), so ``import plmu`` does not import torch: ``plmu-train --help`` and
+shell completion stay fast. ``from plmu import ParallelLMU`` works as usual.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from plmu.layers import ParallelLMU, ParallelLMUStack, SequenceStack
+    from plmu.lti import discretize, impulse_response, legendre_delay_system
+    from plmu.memory import LegendreMemory
+    from plmu.original import OriginalLMU, OriginalLMUCell, OriginalLMUStack
+
+# The one place the version is written: pyproject.toml reads it from here (tool.setuptools.dynamic).
+__version__ = "0.1.0"
 
 __all__ = [
     "LegendreMemory",
@@ -17,4 +30,30 @@ __all__ = [
     "impulse_response",
     "legendre_delay_system",
 ]
-__version__ = "0.1.0"
+
+# public name -> the module that defines it
+_SOURCES = {
+    "LegendreMemory": "plmu.memory",
+    "OriginalLMU": "plmu.original",
+    "OriginalLMUCell": "plmu.original",
+    "OriginalLMUStack": "plmu.original",
+    "ParallelLMU": "plmu.layers",
+    "ParallelLMUStack": "plmu.layers",
+    "SequenceStack": "plmu.layers",
+    "discretize": "plmu.lti",
+    "impulse_response": "plmu.lti",
+    "legendre_delay_system": "plmu.lti",
+}
+
+
+def __getattr__(name: str) -> Any:
+    source = _SOURCES.get(name)
+    if source is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(source), name)
+    globals()[name] = value  # later look-ups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -13,9 +13,17 @@ class DataNotFoundError(PlmuError, FileNotFoundError):
     """A data set is missing and cannot be downloaded; the message says where to put it."""
 
 
+class DataError(PlmuError):
+    """Data that is there but cannot be used: a corrupt or truncated file, labels out of range, an empty split."""
+
+
 class CheckpointError(PlmuError, RuntimeError):
     """A checkpoint that cannot be used: unreadable, not plmu's, or made for another model."""
 
 
 class NonFiniteLossError(PlmuError, FloatingPointError):
     """The training loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+class RunFolderError(PlmuError, OSError):
+    """A run folder that cannot be used: in use by another run, holding another run, or not writable."""

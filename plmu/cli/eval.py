@@ -3,110 +3,392 @@
 Rebuilds the model from the config saved in the checkpoint, loads its weights, and evaluates a split:
 ``--mode recurrent`` (default) steps through time with ``model.step``, O(1) work per step, as a deployed streaming
 model would; ``--mode parallel`` runs the training-time forward. Either way it reports the metric, the throughput,
-and the largest difference between the recurrent and the parallel outputs on the evaluated data.
+and the largest difference between the recurrent and the parallel outputs (every batch in recurrent mode, the first
+batch in parallel mode, where the step-by-step pass would dominate the time).
+
+The JSON report goes to stdout (progress and messages go to stderr) and to a file, by default in RUN_DIR:
+
+    eval_<mode>_<split>[_<checkpoint>][_limit<N>].json
+
+``_<checkpoint>`` is left out for the run's own best.pt (the default) and is otherwise ``last`` or the stem of the
+``--checkpoint`` file; ``_limit<N>`` is added with ``--limit-batches N``. Evaluations that differ in what they measure
+thus get different files; repeating one replaces its file (stderr says so), and the report records what was used:
+checkpoint and its epoch, data folder and data config, batch size, batch limit, device, torch and plmu versions.
+``--output PATH`` writes elsewhere (into PATH/<default name> when PATH is a folder). The file is written atomically
+(temp file, then rename), strict JSON: a non-finite number is written as null, with a line in ``notes``.
+
+Errors are one line on stderr (``plmu-eval: error: ...``), exit code 2; Ctrl-C exits 130 without writing a report.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
+import tempfile
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
-from omegaconf import OmegaConf
+from plmu.errors import CheckpointError, ConfigError, PlmuError
 
-from plmu.errors import ConfigError, PlmuError
-from plmu.train import checkpoint
-from plmu.train.objectives import objective
-from plmu.train.run import build_model, load_data
-from plmu.train.trainer import resolve_device
+if TYPE_CHECKING:  # torch and plmu.train load lazily: `plmu-eval --help` should not wait seconds for torch
+    import torch
+    from omegaconf import DictConfig
+
+    from plmu.data.splits import TensorSplit
+
+PROG = "plmu-eval"
+DEVICE_TYPES = ("cpu", "cuda", "mps")  # what the model code is tested on; `meta` etc. would fail mid-evaluation
+DATA_KEYS = ("root", "cache_dir")  # the task.data key that names the data folder, per loader
+# what rebuilding the model and the data reads from a checkpoint's config
+REQUIRED = ("task.name", "task.objective", "task.input_size", "task.output_size", "task.per_step", "task.data._target_")
 
 
+def positive_int(text: str) -> int:
+    """argparse ``type=``: argparse prefixes the flag (``argument --batch-size: ...``) and exits 2 with usage."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer (1, 2, ...), got {text!r}")
+    return value
+
+
+# ------------------------------------------------------------------------------------------------ cheap checks
 def checkpoint_path(run_dir: Path, which: str) -> Path:
+    """best / last of the run, or a path; checked here so that each mistake gets a message naming the flag."""
+    if not run_dir.is_dir():
+        what = "is not a folder" if run_dir.exists() else "does not exist"
+        raise ConfigError(f"run directory {run_dir} {what}: give the folder plmu-train wrote")
     if which in ("best", "last"):
-        return run_dir / "checkpoints" / f"{which}.pt"
-    return Path(which)
+        if not (run_dir / "checkpoints").is_dir():
+            raise CheckpointError(
+                f"{run_dir} is not a plmu-train run (it has no checkpoints/ folder): give the folder a training run "
+                f"wrote, or --checkpoint PATH"
+            )
+        path = run_dir / "checkpoints" / f"{which}.pt"
+        if not path.is_file():
+            other = "last" if which == "best" else "best"
+            hint = f"use --checkpoint {other}" if (run_dir / "checkpoints" / f"{other}.pt").is_file() else "train it"
+            raise CheckpointError(f"run {run_dir} has no checkpoints/{which}.pt (no epoch finished yet?): {hint}")
+        return path
+    path = Path(which).expanduser()
+    if path.is_dir():
+        raise CheckpointError(f"--checkpoint {which} is a folder: give a .pt file in it, or best or last")
+    if not path.is_file():
+        raise CheckpointError(f"--checkpoint {which}: no such file; give best, last, or the path of a .pt a run wrote")
+    return path
 
 
-def evaluate(args: argparse.Namespace) -> dict:
-    run_dir = Path(args.run_dir)
-    path = checkpoint_path(run_dir, args.checkpoint)
+def output_path(args: argparse.Namespace, run_dir: Path, path: Path) -> Path:
+    """Where the report goes (see the module docstring for the name)."""
+    parts = [f"eval_{args.mode}_{args.split}"]
+    if path.resolve() != (run_dir / "checkpoints" / "best.pt").resolve():
+        parts.append(path.stem)
+    if args.limit_batches is not None:
+        parts.append(f"limit{args.limit_batches}")
+    name = "_".join(parts) + ".json"
+    if args.output is None:
+        return run_dir / name
+    output = Path(args.output).expanduser()
+    folder = output.is_dir() or args.output.endswith(("/", os.sep))  # "out/" means a folder even before it exists
+    return output / name if folder else output
+
+
+class ReportFile:
+    """The report's temp file, created before the evaluation so an unwritable place fails in a second, not after it.
+
+    ``commit`` renames it over the target (a killed evaluation never leaves a torn report); ``discard`` removes it.
+    """
+
+    def __init__(self, target: Path, flag: str | None) -> None:
+        self.target = target
+        where = f"--output {flag}" if flag else f"cannot write the report into {target.parent}"
+        fix = "choose a writable path" if flag else "pass --output PATH to write it elsewhere"
+        if not target.parent.is_dir():
+            raise ConfigError(f"{where}: folder {target.parent} does not exist; create it or {fix}")
+        try:
+            fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        except OSError as error:  # read-only folder, full disk, no permission
+            raise ConfigError(f"{where}: {error.strerror or error}; {fix}") from None
+        self.file, self.tmp = os.fdopen(fd, "w"), Path(name)
+
+    def commit(self, text: str) -> bool:
+        """Write and rename; True when an earlier report was replaced."""
+        replaced = self.target.exists()
+        with self.file:
+            self.file.write(text)
+            self.file.flush()
+            os.fsync(self.file.fileno())
+        umask = os.umask(0)  # mkstemp makes the file 0600; a report should be as readable as any other file
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)
+        os.replace(self.tmp, self.target)
+        return replaced
+
+    def discard(self) -> None:
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def resolve_eval_device(name: str) -> torch.device:
+    """``--device``, checked here so errors name the flag, not the training key ``trainer.device``."""
+    import torch
+
+    from plmu.train.trainer import resolve_device
+
+    if name != "auto":
+        try:
+            device = torch.device(name)
+        except (RuntimeError, ValueError):
+            device = None
+        if device is None or device.type not in DEVICE_TYPES:
+            raise ConfigError(f"--device {name}: not a device plmu-eval runs on; use cpu, cuda, cuda:N or auto")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise ConfigError(f"--device {name}: this machine has {count} CUDA device(s); use cuda:0..{count - 1}")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ConfigError(f"--device {name}: MPS is not available here; use --device cpu or auto")
+    try:
+        return resolve_device(name)
+    except PlmuError as error:  # whatever else it checks, said in terms of the flag
+        raise ConfigError(f"--device {name}: {error}") from None
+
+
+# ------------------------------------------------------------------------------------------------ config and data
+def saved_config(payload: dict[str, Any], path: Path) -> DictConfig:
+    """The checkpoint's config, with the keys evaluation needs checked (hand-made or old checkpoints may lack them)."""
+    from omegaconf import OmegaConf
+
+    config = payload.get("config")
+    if not isinstance(config, dict) or "model" not in payload:
+        raise CheckpointError(f"checkpoint {path} has no saved config or model weights: evaluate one plmu-train wrote")
+    cfg = OmegaConf.create(config)
+    missing = [key for key in (*REQUIRED, "model._target_") if OmegaConf.select(cfg, key) is None]
+    if missing:
+        raise CheckpointError(f"checkpoint {path}: its config lacks {', '.join(missing)}; use one plmu-train wrote")
+    return cfg
+
+
+def eval_batch_size(args: argparse.Namespace, cfg: DictConfig, path: Path) -> int:
+    if args.batch_size is not None:
+        return args.batch_size
+    from omegaconf import OmegaConf
+
+    size = OmegaConf.select(cfg, "trainer.eval_batch_size") or OmegaConf.select(cfg, "trainer.batch_size")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise CheckpointError(f"checkpoint {path}: its config has no usable batch size ({size!r}); pass --batch-size N")
+    return size
+
+
+def set_data_root(args: argparse.Namespace, cfg: DictConfig) -> str | None:
+    """Apply ``--data-root``; returns the data folder the evaluation reads (None for loaders without one)."""
+    keys = [key for key in DATA_KEYS if key in cfg.task.data]
+    if args.data_root is None:
+        return str(Path(cfg.task.data[keys[0]]).expanduser().resolve()) if keys else None  # as the loader reads it
+    if not keys:
+        raise ConfigError(f"--data-root {args.data_root}: task {cfg.task.name} has no data folder to override")
+    root = Path(args.data_root).expanduser()
+    if not root.is_dir():
+        fix = f"give the folder that holds the data (training read {cfg.task.data[keys[0]]})"
+        raise ConfigError(f"--data-root {args.data_root}: no such folder; {fix}")
+    cfg.task.data[keys[0]] = str(root.resolve())
+    return str(root.resolve())
+
+
+def load_split(args: argparse.Namespace, cfg: DictConfig, path: Path, data_root: str | None) -> TensorSplit:
+    """``args.split`` of the task; data errors are said in terms of ``--data-root``, the one data flag eval has."""
+    from plmu.train.run import load_data
+
+    where = f"--data-root {args.data_root}: " if args.data_root is not None else ""
+    try:
+        data = load_data(cfg)
+    except ConfigError as error:
+        raise CheckpointError(f"checkpoint {path}: its saved config cannot load the data: {error}") from None
+    except PlmuError as error:  # e.g. DataNotFoundError, whose fix names task.data.root
+        message = str(error)
+        for key in DATA_KEYS:
+            message = message.replace(f"set task.data.{key} to", "point --data-root at")
+            message = message.replace(f"task.data.{key}", "--data-root")
+        fix = "" if "--data-root" in message else f"; point --data-root at the folder that has the data ({data_root})"
+        raise ConfigError(f"{where}{message}{fix}") from None
+    except OSError as error:  # unreadable folder, or a read-only one a cache should be written to
+        raise ConfigError(f"{where}cannot read the data in {data_root}: {error}; point --data-root elsewhere") from None
+    split = getattr(data, args.split)
+    if len(split) == 0:
+        raise ConfigError(f"--split {args.split}: task {cfg.task.name} has no {args.split} data; use another split")
+    return split
+
+
+# ------------------------------------------------------------------------------------------------ evaluation
+def evaluate(args: argparse.Namespace, run_dir: Path, path: Path) -> dict[str, Any]:
+    import torch
+    from omegaconf import OmegaConf
+    from tqdm import tqdm
+
+    import plmu
+    from plmu.train import checkpoint
+    from plmu.train.objectives import objective
+    from plmu.train.run import build_model
+
+    device = resolve_eval_device(args.device)  # before the checkpoint: a wrong flag fails at once
     payload = checkpoint.load(path)
-    cfg = OmegaConf.create(payload["config"])
-    if args.data_root is not None:
-        keys = [key for key in ("root", "cache_dir") if key in cfg.task.data]
-        if not keys:
-            raise ConfigError(f"--data-root: task {cfg.task.name} has no data folder to override")
-        cfg.task.data[keys[0]] = args.data_root
-    device = resolve_device(args.device)
-    model = build_model(cfg)
+    cfg = saved_config(payload, path)
+    batch_size = eval_batch_size(args, cfg, path)
+    data_root = set_data_root(args, cfg)
+    try:
+        task_objective = objective(cfg.task.objective)
+        model = build_model(cfg)
+    except ConfigError as error:
+        raise CheckpointError(f"checkpoint {path}: its saved config does not build a model: {error}") from None
     checkpoint.load_model_state(model, payload["model"], path)
     model.to(device).eval()
-    split = getattr(load_data(cfg), args.split)
-    task_objective = objective(cfg.task.objective)
-    batch_size = args.batch_size or cfg.trainer.eval_batch_size or cfg.trainer.batch_size
+    split = load_split(args, cfg, path, data_root)
 
-    sums, max_difference, max_output, samples, seconds = torch.zeros(3), 0.0, 0.0, 0, 0.0
-    with torch.no_grad():
-        for x, y in split.batches(batch_size, limit=args.limit_batches):
-            x, y = x.to(device), y.to(device)
-            start = time.perf_counter()
-            recurrent = model.forward_recurrent(x) if args.mode == "recurrent" else None
-            middle = time.perf_counter()
-            parallel = model(x)
-            end = time.perf_counter()
-            prediction = recurrent if args.mode == "recurrent" else parallel
-            seconds += (middle - start) if args.mode == "recurrent" else (end - middle)
-            if recurrent is None and samples == 0:  # parallel mode: check the RNN on the first batch only (slow)
-                recurrent = model.forward_recurrent(x)
-            if recurrent is not None:
-                max_difference = max(max_difference, (recurrent - parallel).abs().max().item())
-                max_output = max(max_output, parallel.abs().max().item())
-            sums += task_objective.sums(prediction, y).cpu()
-            samples += len(x)
-    steps = split.x.shape[1]
+    total = split.num_batches(batch_size, args.limit_batches)
+    interactive = sys.stderr.isatty()
+    sums, max_difference, max_output, samples, seconds, compared = torch.zeros(3), 0.0, 0.0, 0, 0.0, 0
+    out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+    bar = tqdm(
+        split.batches(batch_size, limit=args.limit_batches),
+        total=total,
+        desc=f"{args.mode} {args.split}",
+        unit="batch",
+        file=sys.stderr,
+        disable=args.no_progress,
+        leave=not interactive,  # a terminal gets its line back; a log keeps the final count and rate
+        dynamic_ncols=interactive,
+        mininterval=0.1 if interactive else 30.0,  # in a log file every refresh is a line: one per 30 s is plenty
+    )
+    try:
+        with bar, torch.no_grad():
+            for x, y in bar:
+                x, y = x.to(device), y.to(device)
+                start = time.perf_counter()
+                recurrent = model.forward_recurrent(x) if args.mode == "recurrent" else None
+                middle = time.perf_counter()
+                parallel = model(x)
+                end = time.perf_counter()
+                prediction = recurrent if args.mode == "recurrent" else parallel
+                seconds += (middle - start) if args.mode == "recurrent" else (end - middle)
+                if recurrent is None and samples == 0:  # parallel mode: check the RNN on the first batch only (slow)
+                    recurrent = model.forward_recurrent(x)
+                if recurrent is not None:
+                    max_difference = max(max_difference, (recurrent - parallel).abs().max().item())
+                    max_output = max(max_output, parallel.abs().max().item())
+                    compared += 1
+                sums += task_objective.sums(prediction, y).cpu()
+                samples += len(x)
+                bar.set_postfix(samples_per_s=f"{samples / max(seconds, 1e-9):.1f}", refresh=False)
+    except out_of_memory:
+        raise PlmuError(f"out of memory on {device} at batch size {batch_size}; pass a smaller --batch-size") from None
+
+    train_state = payload.get("train_state") or {}
     return {
-        "run_dir": str(run_dir),
-        "checkpoint": str(path),
+        "run_dir": str(run_dir.resolve()),
+        "checkpoint": str(path.resolve()),
+        "checkpoint_epoch": train_state.get("epoch"),  # epochs finished when the checkpoint was written
+        "checkpoint_step": train_state.get("step"),
+        "task": cfg.task.name,
         "split": args.split,
         "mode": args.mode,
         "metric": task_objective.metric,
         "value": task_objective.reduce(sums),
         "samples": samples,
-        "samples_per_second": samples / seconds,
-        "time_steps_per_second": samples * steps / seconds,
+        "batches": total,
+        "batch_size": batch_size,
+        "limit_batches": args.limit_batches,
+        "samples_per_second": samples / seconds if seconds > 0 else None,
+        "time_steps_per_second": samples * split.x.shape[1] / seconds if seconds > 0 else None,
         "max_abs_difference_recurrent_vs_parallel": max_difference,
         # relative to the largest output: float32 rounding accumulated over T steps is ~1e-6 .. 1e-5
         "max_relative_difference_recurrent_vs_parallel": max_difference / max(max_output, 1e-30),
+        "batches_compared_recurrent_vs_parallel": compared,
         "device": str(device),
+        "data_root": data_root,
+        "data_root_from": "--data-root" if args.data_root is not None else "checkpoint config",
+        "data": OmegaConf.to_container(cfg.task.data, resolve=True),
+        "torch_version": torch.__version__,
+        "plmu_version": plmu.__version__,
+        "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
 
+def strict_json(report: dict[str, Any]) -> str:
+    """JSON that every parser accepts: NaN / inf (a diverged model) become null, each with a note saying so."""
+    notes: list[str] = []
+
+    def clean(value: Any, key: str) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            notes.append(f"{key} was {value} (not finite); written as null")
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    cleaned = clean(report, "")
+    cleaned["notes"] = notes
+    return json.dumps(cleaned, indent=2, allow_nan=False)
+
+
+# ------------------------------------------------------------------------------------------------ command line
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="plmu-eval", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", help="a plmu-train run directory (holds checkpoints/ and config.yaml)")
-    parser.add_argument("--checkpoint", default="best", help="best, last, or a checkpoint path")
+    parser.add_argument("--checkpoint", default="best", help="best (default), last, or the path of a checkpoint file")
     parser.add_argument("--mode", choices=["recurrent", "parallel"], default="recurrent")
     parser.add_argument("--split", choices=["test", "val", "train"], default="test")
-    parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--limit-batches", type=int, default=None, help="evaluate only this many batches")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="default: the run's eval batch size")
+    parser.add_argument("--limit-batches", type=positive_int, default=None, help="evaluate only this many batches")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N, mps")
     parser.add_argument("--data-root", default=None, help="where the data is, if not where training found it")
+    parser.add_argument("--output", metavar="PATH", help="report file, or folder for the default name (RUN_DIR)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     return parser.parse_args(argv)
+
+
+def fail(message: str) -> int:
+    lines = [line.strip() for line in message.splitlines()]  # torch's messages span lines; ours is one
+    print(f"{PROG}: error: {' '.join(line for line in lines if line)}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    report_file: ReportFile | None = None
     try:
-        report = evaluate(args)
+        run_dir = Path(args.run_dir).expanduser()
+        path = checkpoint_path(run_dir, args.checkpoint)
+        report_file = ReportFile(output_path(args, run_dir, path), args.output)
+        target = report_file.target
+        text = strict_json({**evaluate(args, run_dir, path), "output": str(target.resolve())})
+        try:
+            replaced = report_file.commit(text + "\n")
+        except OSError as error:  # disk full, or the folder went away during the evaluation
+            raise PlmuError(f"cannot write the report to {target}: {error}; pass --output PATH") from None
+        report_file = None
     except PlmuError as error:
-        print(f"plmu-eval: error: {error}", file=sys.stderr)
-        return 2
-    text = json.dumps(report, indent=2)
-    print(text)
-    (Path(args.run_dir) / f"eval_{args.mode}_{args.split}.json").write_text(text + "\n")
+        return fail(str(error))
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    finally:
+        if report_file is not None:  # failed or interrupted: no partial report, no stray temp file
+            report_file.discard()
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:  # `plmu-eval RUN | head`: the report is on disk; do not trace back
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    print(f"{PROG}: wrote {target}{' (replaced an earlier report)' if replaced else ''}", file=sys.stderr)
     return 0
 
 

@@ -8,8 +8,12 @@ Series 0-63 train (the last 32 of them validation), 64-127 test. Check: predicti
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
+import os
+import tempfile
 from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -17,11 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from plmu.data.splits import DataSplits, TensorSplit
+from plmu.data.splits import DataSplits, TensorSplit, check_int
+from plmu.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class MackeyGlassSpec:
+    """The generator's settings; their hash names the cache file, so a change never reads a stale cache."""
+
     n_series: int = 128
     steps: int = 5000
     horizon: int = 15
@@ -53,19 +62,92 @@ def generate(spec: MackeyGlassSpec) -> np.ndarray:
     return np.tanh(series[:, spec.washout :] - 1.0)
 
 
+def _cache_folder(cache_dir: object) -> Path:
+    """``cache_dir`` as a Path, or a ConfigError naming task.data.cache_dir when it cannot be a folder."""
+    if not isinstance(cache_dir, str | os.PathLike) or str(cache_dir) == "":
+        # "" would silently mean the current folder; null is the way to say "do not cache"
+        raise ConfigError(
+            f"task.data.cache_dir must be a folder or null (no cache), got {cache_dir!r}: set task.data.cache_dir "
+            f"(or data_dir) to a folder, or to null"
+        )
+    folder = Path(cache_dir).expanduser()
+    for existing in (folder, *folder.parents):
+        if existing.exists():
+            if not existing.is_dir():
+                raise ConfigError(
+                    f"task.data.cache_dir={str(cache_dir)!r}: {existing} is a file, not a folder: set "
+                    f"task.data.cache_dir (or data_dir) to a folder, or to null to not cache"
+                )
+            break
+    return folder
+
+
+def _read_cache(path: Path, shape: tuple[int, int]) -> np.ndarray | None:
+    """The cached series, or None when there is none or it is unusable (then a warning names the file)."""
+    try:
+        series = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, EOFError) as error:  # truncated, garbage, a folder, unreadable
+        log.warning("Mackey-Glass cache %s is unreadable (%s); generating the series again", path, error)
+        return None
+    if not isinstance(series, np.ndarray):  # an .npz archive under the .npy name
+        series.close()
+        log.warning("Mackey-Glass cache %s is not a .npy array; generating the series again", path)
+        return None
+    if series.shape != shape or series.dtype != np.float64 or not np.isfinite(series).all():
+        log.warning(
+            "Mackey-Glass cache %s holds %s %s, expected finite float64 %s; generating the series again",
+            path,
+            series.dtype,
+            series.shape,
+            shape,
+        )
+        return None
+    return series
+
+
+def _write_cache(path: Path, series: np.ndarray) -> None:
+    """Write ``series`` to ``path`` atomically: a temp file of this process's own (so two runs at once never
+    write into the same one) renamed over ``path``. A folder that cannot be written only costs a warning: the
+    series can always be generated again."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        log.warning("cannot cache the Mackey-Glass series in %s (%s); using them uncached", path.parent, error)
+        return
+    done = False
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.save(file, series)
+            file.flush()
+            os.fsync(file.fileno())  # the bytes are on disk before the rename makes them the cache
+        os.chmod(name, 0o644)  # mkstemp makes it 0600; a cache np.save wrote was readable by all
+        os.replace(name, path)
+        done = True
+    except OSError as error:
+        log.warning("cannot write the Mackey-Glass cache %s (%s); using the series uncached", path, error)
+    finally:
+        if not done:
+            with contextlib.suppress(OSError):  # removing it is tidying up: never the error a run reports
+                Path(name).unlink(missing_ok=True)
+
+
 def load_series(spec: MackeyGlassSpec, cache_dir: str | Path | None) -> np.ndarray:
-    """``generate(spec)``, cached as .npy under ``cache_dir`` (the pure-Python generator takes seconds)."""
+    """``generate(spec)``: (n_series, steps + horizon) float64, cached as .npy under ``cache_dir`` (the pure-Python
+    generator takes seconds). A cache that cannot be read, or holds the wrong array, is generated again and
+    replaced; a folder that cannot be written only costs a warning."""
     if cache_dir is None:
         return generate(spec)
+    folder = _cache_folder(cache_dir)
     key = hashlib.sha1(json.dumps(asdict(spec), sort_keys=True).encode()).hexdigest()[:12]
-    path = Path(cache_dir).expanduser() / f"mackey_glass_{key}.npy"
-    if path.exists():
-        return np.load(path)
+    path = folder / f"mackey_glass_{key}.npy"
+    series = _read_cache(path, (spec.n_series, spec.steps + spec.horizon))
+    if series is not None:
+        return series
     series = generate(spec)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.npy")
-    np.save(tmp, series)
-    tmp.replace(path)
+    _write_cache(path, series)
     return series
 
 
@@ -80,12 +162,31 @@ def mackey_glass(
 ) -> DataSplits:
     """Train / validation / test splits: x (series, steps, 1) → y (series, steps, 1), float32.
 
-    The first ``n_train`` series train, the next ``n_val`` validate, the second half of all series tests.
+    The first ``n_train`` series train, the next ``n_val`` validate, the second half of all series tests; all
+    three are non-empty and disjoint. Every argument is checked before anything is generated or read.
     """
+    # Even: the series are split into two equal halves (train + validation | test) as in the 2019 code; an odd
+    # count would give the test half one series more. At least 4: one train and one validation series.
+    meaning = "the number of series: the first half trains and validates, the second half tests"
+    if check_int("task.data.n_series", n_series, 4, meaning) % 2 != 0:
+        raise ConfigError(
+            f"task.data.n_series must be an even integer ({meaning}), got {n_series}: fix task.data.n_series in "
+            f"the config or command line"
+        )
+    check_int("task.data.steps", steps, 1, "the time steps of each sequence")
+    # 0 is allowed: the target is then the input itself, a degenerate but well-defined task (a pipeline sanity
+    # check: NRMSE should go to 0); only a negative horizon is wrong (the target would be in the past, and the
+    # slices below would not line up).
+    check_int("task.data.horizon", horizon, 0, "how many steps ahead the target is")
+    check_int("task.data.n_train", n_train, 1, "the number of training series")
+    check_int("task.data.n_val", n_val, 1, "the number of validation series")
+    check_int("task.data.seed", seed, 0, "a numpy RandomState seed", below=2**32)
     if n_train + n_val > n_series // 2:
+        # a ValueError (not a ConfigError): the runner prefixes it with task.data (the loader), as it always did
         raise ValueError(
             f"n_train + n_val = {n_train + n_val} must fit in the first half of n_series = {n_series} "
-            f"(the second half is the test set)"
+            f"(the second half is the test set): lower task.data.n_train or task.data.n_val, or raise "
+            f"task.data.n_series"
         )
     spec = MackeyGlassSpec(n_series=n_series, steps=steps, horizon=horizon, seed=seed)
     series = load_series(spec, cache_dir)

@@ -2,11 +2,36 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+
+from plmu.errors import ConfigError, DataError
+
+SPLITS = ("train", "val", "test")
+
+
+def is_int(value: object) -> bool:
+    """An integer (Python or numpy) but not a bool: ``True`` is an int to Python, never a size to a user."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_int(key: str, value: object, minimum: int, meaning: str, below: int | None = None) -> int:
+    """``value`` as an int if it is an integer in [minimum, below); else a ConfigError naming ``key`` (as the user
+    writes it, e.g. ``task.data.steps``), the value and what it must be. Checked before any data is touched, so a
+    str or a 0 fails here with the key, not as a TypeError or an empty tensor deep inside a run."""
+    if is_int(value) and value >= minimum and (below is None or value < below):
+        return int(value)
+    if below is not None:
+        allowed = f"an integer from {minimum} to {below - 1}"
+    elif minimum == 1:
+        allowed = "a positive integer"
+    else:
+        allowed = f"an integer >= {minimum}"
+    raise ConfigError(f"{key} must be {allowed} ({meaning}), got {value!r}: fix {key} in the config or command line")
 
 
 @dataclass
@@ -38,10 +63,69 @@ class TensorSplit:
         count = -(-len(self) // batch_size)
         return count if limit is None else min(count, limit)
 
+    def check_labels(self, num_classes: int, split: str = "this", key: str = "num_classes") -> None:
+        """Raise a DataError unless y holds class labels (N,) of an integer dtype, all in [0, num_classes).
+
+        A label out of range would otherwise crash cross-entropy in the first training step (or, on a GPU, give a
+        device-side assert that names nothing). ``split`` and ``key`` (the config key that set ``num_classes``,
+        e.g. ``task.output_size``) only make the message say where to look.
+        """
+        check_int(key, num_classes, 1, "the number of classes")
+        y = self.y
+        if y.ndim != 1 or y.dtype.is_floating_point or y.dtype.is_complex or y.dtype == torch.bool:
+            raise DataError(
+                f"the {split} split's targets are not class labels: expected a 1-D integer tensor (N,), got "
+                f"{str(y.dtype).removeprefix('torch.')} of shape {tuple(y.shape)}; labels are checked for "
+                f"classification tasks only (is task.objective right for this data?)"
+            )
+        if len(y) == 0:
+            return
+        outside = (y < 0) | (y >= num_classes)
+        if not bool(outside.any()):
+            return
+        low, high = int(y.min()), int(y.max())
+        bad = low if low < 0 else high
+        fix = (
+            "class labels must be non-negative: fix the data"
+            if low < 0
+            else f"set {key} to at least {high + 1}, or fix the data"
+        )
+        raise DataError(
+            f"the {split} split has {int(outside.sum())} label(s) outside [0, {num_classes}) for {key}={num_classes}, "
+            f"e.g. {bad} (its labels range from {low} to {high}): {fix}"
+        )
+
 
 @dataclass
 class DataSplits:
+    """The three splits a run uses: fit on ``train``, select on ``val``, report ``test``."""
+
     train: TensorSplit
     val: TensorSplit
     test: TensorSplit
     info: dict = field(default_factory=dict)  # what the run should record (permutations, generator settings)
+
+    def __post_init__(self) -> None:
+        # The last line of defence for any task: an empty split trains on nothing or divides by zero in a metric,
+        # and a sequence of length 0 fails only once the model runs; say which split, here, before training.
+        for name in SPLITS:
+            x = getattr(self, name).x
+            if len(x) == 0:
+                raise DataError(
+                    f"the {name} split is empty (0 examples): every split needs at least one; "
+                    f"check the task's split sizes (task.data.*)"
+                )
+            if x.numel() == 0:
+                raise DataError(
+                    f"the {name} split's inputs are empty: x has shape {tuple(x.shape)} (no time steps or features); "
+                    f"check the task's sequence length (task.data.*)"
+                )
+
+    def check_labels(self, num_classes: int, key: str = "num_classes") -> None:
+        """Raise a DataError unless every split's y holds class labels (N,) in [0, num_classes).
+
+        Call it before training a classification task, e.g. ``data.check_labels(cfg.task.output_size,
+        key="task.output_size")``; the message names the split, a bad label and ``key``.
+        """
+        for name in SPLITS:
+            getattr(self, name).check_labels(num_classes, split=name, key=key)

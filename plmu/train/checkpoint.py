@@ -1,35 +1,164 @@
-"""Checkpoints: written atomically (temp file, fsync, rename), read back with errors that say what to do."""
+"""Files written atomically (checkpoints, and through ``loggers`` the JSON and YAML records), read back with errors
+that say what to do.
+
+Every write goes to a unique temp file in the destination's folder (``.<name>.<random>.tmp``), is fsynced and then
+renamed over the destination, so the path holds either the old file or the complete new one, never a torn file.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import random
+import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from plmu.errors import CheckpointError
+from plmu.errors import CheckpointError, RunFolderError
 
 FORMAT = "plmu-checkpoint-v1"
 
 
-def save_atomic(payload: dict[str, Any], path: str | Path) -> None:
-    """Write ``payload`` so that ``path`` holds either the old checkpoint or the complete new one, never a torn file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+def _read_umask() -> int:
+    """The process umask. Linux reports it in /proc; elsewhere it can only be read by setting it (os.umask), which
+    is process-wide, so this runs once, at import, before any thread of ours writes files."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+# mkstemp creates its files 0600; a finished file gets the mode a plain open() would give it (0644 under umask 022),
+# so checkpoints and records are as readable as everything else in the run folder (shared servers, rsync, backups).
+FILE_MODE = 0o666 & ~_read_umask()
+
+# Temp files: a dot, the destination's name, a dot, mkstemp's random part (8 of [a-z0-9_] in CPython; any word
+# accepted, so earlier fixed names like ".results.json.tmp" are cleaned up too), ".tmp". A hidden "*.tmp" in a run
+# folder is never a user's file.
+_ORPHAN = re.compile(r"\..+\.\w+\.tmp", re.ASCII)
+
+
+def write_failure(path: str | Path, error: OSError, what: str = "") -> RunFolderError:
+    """The one-line error for an OSError while writing ``path`` (``what`` names the kind of file, e.g. "checkpoint")."""
+    reason = error.strerror or str(error) or type(error).__name__
+    code = errno.errorcode.get(error.errno) if error.errno is not None else None
+    if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        fix = "make the folder writable or choose another run folder (hydra.run.dir=...)"
+    elif error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        fix = "free disk space or choose another run folder (hydra.run.dir=...)"
+    else:
+        fix = "check the disk, or choose another run folder (hydra.run.dir=...)"
+    label = f"{what} " if what else ""
+    return RunFolderError(f"could not write {label}{path}: {reason}{f' ({code})' if code else ''}; {fix}")
+
+
+class _Sink:
+    """The temp file as torch.save (and everyone else) sees it: unbuffered writes that write everything or raise.
+
+    Through a buffered file object torch turns ENOSPC into ``RuntimeError: unexpected pos ...`` and the cause is
+    lost; here a short write is retried and the OSError (disk full, I/O error) reaches :func:`write_failure`.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.error: OSError | None = None
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        done = 0
+        try:
+            while done < len(view):
+                done += os.write(self.fd, view[done:])
+        except OSError as error:
+            self.error = error  # kept in case the caller (torch's C++ writer) replaces the exception
+            raise
+        return done
+
+    def flush(self) -> None:
+        pass  # nothing is buffered
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make the rename itself durable; best effort, as some file systems cannot open or fsync a folder."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _write_atomic(path: Path, write: Callable[[_Sink], None], what: str = "") -> None:
+    """Write ``path`` through ``write(sink)`` via a unique temp file; any OSError becomes :func:`write_failure`'s."""
+    tmp: str | None = None
+    sink: _Sink | None = None
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save({"format": FORMAT, **payload}, f)
-            f.flush()
-            os.fsync(f.fileno())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            sink = _Sink(fd)
+            write(sink)
+            os.fchmod(fd, FILE_MODE)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        tmp = None
+    except Exception as error:
+        cause = error if isinstance(error, OSError) else sink.error if sink is not None else None
+        if cause is None:
+            raise
+        raise write_failure(path, cause, what) from None
+    finally:
+        if tmp is not None:  # failed or interrupted (KeyboardInterrupt too): leave no temp file behind
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    _fsync_folder(path.parent)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """``path`` holds ``data`` or its previous content, never a mix; :class:`RunFolderError` if it cannot be written."""
+    _write_atomic(Path(path), lambda sink: sink.write(data))
+
+
+def save_atomic(payload: dict[str, Any], path: str | Path) -> None:
+    """Write ``payload`` so that ``path`` holds either the old checkpoint or the complete new one, never a torn file.
+
+    A disk that is full or read-only gives a :class:`RunFolderError` naming the checkpoint (the old one is kept).
+    """
+    _write_atomic(Path(path), lambda sink: torch.save({"format": FORMAT, **payload}, sink), what="checkpoint")
+
+
+def remove_orphans(folder: str | Path) -> list[Path]:
+    """Delete the temp files (``.<name>.<random>.tmp``) that writes killed mid-way left in ``folder`` (not below it).
+
+    Only safe while no other process writes there: the runner calls it after taking the run folder's lock.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    removed = []
+    for path in sorted(folder.iterdir()):
+        if _ORPHAN.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                raise RunFolderError(
+                    f"could not remove the leftover temp file {path}: {error.strerror or error}; delete it by hand"
+                ) from None
+            removed.append(path)
+    return removed
 
 
 def load(path: str | Path) -> dict[str, Any]:

@@ -1,13 +1,17 @@
-"""One training run from a composed config: validate → model → data → fit → test → results.json.
+"""One training run from a composed config, in an order that keeps the run folder's record true.
 
-The order is deliberate: everything that can be checked from the config alone (ranges, unknown keys, the model
-itself) fails before any data is loaded or downloaded.
+1. Checks that need nothing but the config: every key's type and range (``schema.check_config``), the model, the
+   optimiser, the tracker's login. A bad config fails here, before any data is read or downloaded.
+2. The run folder is locked (one process per folder); a checkpoint to resume is read and its config compared with
+   this one (``run_folder.check_resume``); a folder holding another run is refused. The data is loaded and checked.
+3. Only then is the folder written: stale temp files and metric lines are dropped, ``config.yaml``,
+   ``data_info.json`` and ``.hydra/`` are written, ``train.log`` starts, training runs, ``results.json`` ends it.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
+import logging
 import time
 from pathlib import Path
 from typing import Any
@@ -17,56 +21,17 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-import plmu
 from plmu.data.splits import DataSplits
-from plmu.errors import CheckpointError, ConfigError, PlmuError
-from plmu.layers import ACTIVATIONS, LAYER_MODES
+from plmu.errors import CheckpointError, ConfigError, PlmuError, RunFolderError
 from plmu.models import SequenceModel
+from plmu.train import checkpoint, provenance
+from plmu.train.loggers import JsonlLog, NullLogger, write_json_atomic, write_text_atomic
 from plmu.train.objectives import objective
-from plmu.train.trainer import PRECISIONS, Trainer, TrainerSettings
+from plmu.train.run_folder import RunFolder, RunInterrupted, check_resume, run_log
+from plmu.train.schema import check_config
+from plmu.train.trainer import Trainer, TrainerSettings
 
-
-def _check(condition: bool, key: str, value: Any, allowed: str) -> None:
-    if not condition:
-        raise ConfigError(f"{key} must be {allowed}, got {value!r} (override it, e.g. {key}=...)")
-
-
-def _positive_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def validate(cfg: DictConfig) -> None:
-    """Range checks on the composed config; unknown keys are caught by Hydra's struct mode before this."""
-    objective(cfg.task.objective)
-    model, trainer = cfg.model, cfg.trainer
-    for key in ("hidden_size", "num_layers", "order", "memory_d"):
-        if key in model:
-            _check(_positive_int(model[key]), f"model.{key}", model[key], "a positive integer")
-    if "theta" in model:
-        theta = model.theta
-        _check(
-            isinstance(theta, int | float) and not isinstance(theta, bool) and theta > 0,
-            "model.theta",
-            theta,
-            "a positive number of time steps",
-        )
-    for key in ("f1", "f2"):
-        if key in model:
-            _check(model[key] in ACTIVATIONS, f"model.{key}", model[key], f"one of {sorted(ACTIVATIONS)}")
-    if "mode" in model:
-        _check(model.mode in LAYER_MODES, "model.mode", model.mode, f"one of {list(LAYER_MODES)}")
-    if "dropout" in model:
-        _check(0 <= model.dropout < 1, "model.dropout", model.dropout, "in [0, 1)")
-    for key in ("max_epochs", "batch_size"):
-        _check(_positive_int(trainer[key]), f"trainer.{key}", trainer[key], "a positive integer")
-    for key in ("eval_batch_size", "limit_train_batches", "limit_eval_batches", "early_stopping_patience"):
-        value = trainer.get(key)
-        _check(value is None or _positive_int(value), f"trainer.{key}", value, "null or a positive integer")
-    lr = trainer.optimizer.get("lr")
-    _check(lr is None or lr > 0, "trainer.optimizer.lr", lr, "a positive learning rate")
-    clip = trainer.get("grad_clip")
-    _check(clip is None or clip > 0, "trainer.grad_clip", clip, "null or a positive norm")
-    _check(str(trainer.precision) in PRECISIONS, "trainer.precision", trainer.precision, f"one of {PRECISIONS}")
+log = logging.getLogger(__name__)
 
 
 def build_model(cfg: DictConfig) -> SequenceModel:
@@ -93,6 +58,17 @@ def load_data(cfg: DictConfig) -> DataSplits:
         raise
 
 
+def build_logger(cfg: DictConfig) -> NullLogger:
+    """The tracker of ``cfg.logger``, checked (e.g. a wandb login for online mode) before any data is read."""
+    try:
+        logger = instantiate(cfg.logger)
+    except InstantiationException as error:
+        cause = error.__cause__ or error
+        raise ConfigError(f"logger ({cfg.logger._target_}): {cause}") from None
+    logger.preflight()
+    return logger
+
+
 def trainer_settings(cfg: DictConfig) -> TrainerSettings:
     values = OmegaConf.to_container(cfg.trainer, resolve=True)
     values.pop("resume", None)
@@ -102,75 +78,173 @@ def trainer_settings(cfg: DictConfig) -> TrainerSettings:
     return TrainerSettings(**values)
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(plmu.__file__).parent, capture_output=True, text=True, timeout=5
-        )
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def resume_path(cfg: DictConfig, run_dir: Path) -> Path | None:
-    """``trainer.resume``: null (never), auto (this run dir's last.pt if it exists), or a checkpoint path."""
+def resume_path(cfg: DictConfig, folder: RunFolder) -> Path | None:
+    """``trainer.resume``: null (never), auto (this run folder's last.pt if it exists), or a checkpoint path."""
     resume = cfg.trainer.get("resume")
     if resume in (None, "none", "null"):
         return None
     if resume == "auto":
-        last = run_dir / "checkpoints" / "last.pt"
-        return last if last.exists() else None
+        return folder.last_checkpoint if folder.last_checkpoint.exists() else None
     path = Path(resume).expanduser()
     if not path.is_file():  # checked now, before any data is loaded
         raise CheckpointError(f"trainer.resume={resume!r}: no such checkpoint; give a last.pt a run wrote, or auto")
     return path
 
 
-def train(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Run one experiment; returns (and writes to ``run_dir/results.json``) its results."""
+def _refuse_mixing(folder: RunFolder, resume: Path | None) -> None:
+    """A folder that already holds a run takes only that run, resumed; never a second run's records."""
+    if resume is None and folder.holds_run():
+        raise RunFolderError(
+            f"run folder {folder.path} already holds a run (checkpoints/last.pt or results.json) and this command "
+            f"would start a new one there. Resume it with trainer.resume=auto, or choose another hydra.run.dir"
+        )
+
+
+def _start_over(metrics: JsonlLog) -> None:
+    """A fresh run: drop what an attempt killed before its first checkpoint left (its metric lines)."""
+    if metrics.path.exists():
+        log.warning("dropped the metric lines of an earlier attempt that stopped before its first checkpoint")
+    metrics.clear()
+
+
+def train(
+    cfg: DictConfig,
+    run_dir: str | Path,
+    overrides: list[str] | None = None,
+    group: str | None = None,
+    extra_records: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """Run one experiment; returns (and writes to ``run_dir/results.json``) its results.
+
+    ``overrides`` are the command line's (recorded in results.json); ``group`` names a sweep's wandb group;
+    ``extra_records`` are more text files (relative path → content) to write once every check has passed.
+    """
     started = time.time()
-    run_dir = Path(run_dir)
-    validate(cfg)
+    folder, overrides = RunFolder(run_dir), list(overrides or [])
+    check_config(cfg)  # every key's type and range, before anything is built, read or written
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
     settings = trainer_settings(cfg)
-    resume = resume_path(cfg, run_dir)
+    logger = build_logger(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    data = load_data(cfg)
-    (run_dir / "data_info.json").write_text(json.dumps(data.info))  # e.g. psMNIST's pixel order
+    with folder:  # one process per run folder; released even on kill -9
+        resume = resume_path(cfg, folder)
+        _refuse_mixing(folder, resume)
+        payload = checkpoint.load(resume) if resume is not None else None
+        if payload is not None:
+            check_resume(payload["config"], config, payload["train_state"]["epoch"], resume)
+            finished = _finished_results(folder, payload, settings)
+            if finished is not None:
+                return finished
+        data = load_data(cfg)
+        if cfg.task.objective == "classification":
+            data.check_labels(cfg.task.output_size, key="task.output_size")
+        trainer = Trainer(model, data, objective(cfg.task.objective), settings, folder.path, cfg.seed, logger, config)
+        if payload is not None:
+            trainer.restore(payload, resume)
 
-    logger = instantiate(cfg.logger)
-    trainer = Trainer(model, data, objective(cfg.task.objective), settings, run_dir, cfg.seed, logger, config)
-    if resume is not None:
-        trainer.resume(resume)
-    logger.start(run_dir, config, run_name=f"{cfg.task.name}-{run_dir.name}")
-    logger.summary({"parameters": model.num_parameters})
-    try:
-        best_val = trainer.fit()
-        test_value = trainer.test()
-        results = {
-            "task": cfg.task.name,
-            "model": cfg.model._target_.rsplit(".", 1)[-1].removesuffix("_model"),
-            "metric": trainer.objective.metric,
-            "test": test_value,
-            "best_val": best_val,
-            "best_epoch": trainer.state.best_epoch,
-            "parameters": model.num_parameters,
-            "epochs": trainer.state.epoch,
-            "stopped_early": trainer.state.stopped_early,
-            "wall_seconds": round(time.time() - started, 2),
-            "device": str(trainer.device),
-            "torch_threads": torch.get_num_threads(),
-            "git_commit": git_commit(),
-            "run_dir": str(run_dir.resolve()),
-        }
-        tmp = run_dir / ".results.json.tmp"
-        tmp.write_text(json.dumps(results, indent=2) + "\n")
-        tmp.replace(run_dir / "results.json")
-        metric = trainer.objective.metric
-        logger.summary({f"test/{metric}": test_value, f"best_val/{metric}": best_val, **results})
-    finally:
-        logger.finish()
+        # Every check has passed: from here on the run folder is written.
+        checkpoint.remove_orphans(trainer.checkpoints)
+        checkpoint.remove_orphans(folder.path)
+        if payload is None:
+            _start_over(trainer.metrics)
+        else:
+            trainer.metrics.truncate_after(trainer.state.step)  # the interrupted epoch is logged again as it re-runs
+        write_text_atomic(folder.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+        write_json_atomic(folder.path / "data_info.json", data.info)  # e.g. psMNIST's pixel order
+        for name, text in (extra_records or {}).items():
+            write_text_atomic(folder.path / name, text)
+        with run_log(folder.path / "train.log"):
+            environment = provenance.environment(trainer.device)
+            _banner(cfg, folder, model, data, environment, resume, trainer)
+            logger.start(folder.path, config, run_name=_run_name(cfg, folder, overrides, group), group=group)
+            try:
+                logger.summary({"parameters": model.num_parameters})
+                try:
+                    best_val = trainer.fit()
+                    test_value = trainer.test()
+                except KeyboardInterrupt:
+                    raise RunInterrupted(trainer.what_is_kept()) from None
+                results = {
+                    "task": cfg.task.name,
+                    "dataset": data.info.get("dataset", cfg.task.name),
+                    "model": cfg.model._target_.rsplit(".", 1)[-1].removesuffix("_model"),
+                    "metric": trainer.objective.metric,
+                    "test": test_value,
+                    "best_val": best_val,
+                    "best_epoch": trainer.state.best_epoch,
+                    "parameters": model.num_parameters,
+                    "epochs": trainer.state.epoch,
+                    "stopped_early": trainer.state.stopped_early,
+                    "seed": cfg.seed,
+                    "overrides": overrides,
+                    "command": provenance.command_line(overrides, folder.path),
+                    "resumed_from": None if resume is None else str(resume),
+                    "wall_seconds": round(time.time() - started, 2),
+                    **environment,
+                    "run_dir": str(folder.path.resolve()),
+                }
+                write_json_atomic(folder.results, results)
+                metric = trainer.objective.metric
+                logger.summary({f"test/{metric}": test_value, f"best_val/{metric}": best_val, **results})
+                log.info(
+                    "done: test %s %.6g, best val %.6g (epoch %s), %d parameters, %.0f s -> %s",
+                    metric,
+                    test_value,
+                    best_val,
+                    trainer.state.best_epoch,
+                    model.num_parameters,
+                    results["wall_seconds"],
+                    folder.path,
+                )
+            finally:
+                logger.finish()
     return results
+
+
+def _finished_results(folder: RunFolder, payload: dict[str, Any], settings: TrainerSettings) -> dict | None:
+    """The recorded results when the checkpoint's run already ended and has them; nothing is re-run or rewritten."""
+    state = payload["train_state"]
+    done = state["stopped_early"] or state["epoch"] >= settings.max_epochs
+    if not done or not folder.results.exists():
+        return None
+    try:
+        results = json.loads(folder.results.read_text())
+    except (OSError, ValueError):
+        return None  # a damaged results.json: run the test again and rewrite it
+    log.info(
+        "%s is complete (epoch %d); results.json is unchanged. Raise trainer.max_epochs to train further",
+        folder.path,
+        state["epoch"],
+    )
+    return results
+
+
+def _run_name(cfg: DictConfig, folder: RunFolder, overrides: list[str], group: str | None) -> str:
+    """A tracker run's name: a sweep's job is named by its overrides, a single run by task and folder."""
+    if group is not None and overrides:
+        return ",".join(overrides)
+    return f"{cfg.task.name}-{folder.path.name}"
+
+
+def _banner(cfg, folder, model, data, environment, resume, trainer) -> None:
+    log.info(
+        "plmu-train %s: task %s, model %s, %d parameters, run folder %s",
+        environment["plmu_version"],
+        cfg.task.name,
+        cfg.model._target_.rsplit(".", 1)[-1].removesuffix("_model"),
+        model.num_parameters,
+        folder.path.resolve(),
+    )
+    log.info(
+        "data %s: train %d, val %d, test %d; device %s (%s), seed %s",
+        data.info.get("dataset", cfg.task.name),
+        len(data.train),
+        len(data.val),
+        len(data.test),
+        environment["device"],
+        environment["device_name"],
+        cfg.seed,
+    )
+    if resume is not None:
+        log.info("resumed from %s at epoch %d (step %d)", resume, trainer.state.epoch, trainer.state.step)

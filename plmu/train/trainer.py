@@ -9,7 +9,9 @@ with the same numbers as a run that was never interrupted (on CPU; CUDA kernels 
 
 from __future__ import annotations
 
+import logging
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -19,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from plmu.data.splits import DataSplits, TensorSplit
 from plmu.errors import ConfigError, NonFiniteLossError
@@ -27,6 +30,7 @@ from plmu.train.loggers import JsonlLog, NullLogger
 from plmu.train.objectives import Objective
 
 PRECISIONS = ("32", "bf16")
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -64,9 +68,13 @@ class TrainState:
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(name)
+    except (RuntimeError, TypeError):
+        raise ConfigError(f"trainer.device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"trainer.device={name!r} but CUDA is not available here; use trainer.device=auto or cpu")
-    return torch.device(name)
+    return device
 
 
 class Trainer:
@@ -95,6 +103,8 @@ class Trainer:
         self.logger = logger or NullLogger()
         self.config = config or {}
         self.state = TrainState()
+        self.saved_epoch: int | None = None  # the epoch last.pt holds, and its validation metric
+        self.saved_value: float | None = None
 
     # ------------------------------------------------------------------------------------------- checkpoints
     def _save(self, name: str) -> None:
@@ -111,16 +121,18 @@ class Trainer:
             self.checkpoints / name,
         )
 
-    def resume(self, path: str | Path) -> None:
-        """Continue from a last.pt: model, optimiser, scheduler, RNG, epoch and early-stopping state."""
-        payload = checkpoint.load(path)
+    def restore(self, payload: dict[str, Any], path: str | Path) -> None:
+        """Continue from a last.pt's payload: model, optimiser, scheduler, RNG, epoch and early-stopping state.
+
+        Writes nothing: the runner truncates ``metrics.jsonl`` to the checkpoint's step once every check passed.
+        """
         checkpoint.load_model_state(self.model, payload["model"], path)
         self.optimizer.load_state_dict(payload["optimizer"])
         if self.scheduler and payload["scheduler"]:
             self.scheduler.load_state_dict(payload["scheduler"])
         self.state = TrainState(**payload["train_state"])
         checkpoint.set_rng_state(payload["rng"])
-        self.metrics.truncate_after(self.state.step)  # the interrupted epoch is logged again as it re-runs
+        self.saved_epoch = self.state.epoch
 
     def _log(self, record: dict[str, float]) -> None:
         """One record to metrics.jsonl and to the tracker."""
@@ -141,31 +153,23 @@ class Trainer:
                 sums += self.objective.sums(self.forward(x.to(self.device)), y.to(self.device)).cpu()
         return self.objective.reduce(sums)
 
-    def _train_epoch(self, epoch: int) -> float:
+    def _train_epoch(self, epoch: int, bar: tqdm) -> float:
         self.model.train()
         settings, split = self.settings, self.data.train
-        total = split.num_batches(settings.batch_size, settings.limit_train_batches)
         batches = split.batches(
             settings.batch_size, shuffle=True, seed=self.seed * 1_000_003 + epoch, limit=settings.limit_train_batches
         )
-        bar = tqdm(
-            batches,
-            total=total,
-            desc=f"epoch {epoch + 1}/{settings.max_epochs}",
-            disable=not settings.progress,
-            leave=False,
-            dynamic_ncols=True,
-        )
+        bar.set_description(f"epoch {epoch + 1}/{settings.max_epochs}", refresh=False)
         loss_sum, samples, start = 0.0, 0, time.perf_counter()
-        for x, y in bar:
+        for x, y in batches:
             x, y = x.to(self.device), y.to(self.device)
             with self._autocast():
                 loss = self.objective.loss(self.forward(x), y)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
-                    f"the training loss became {loss.item()} at epoch {epoch + 1}, step {self.state.step + 1}; the run "
-                    f"stopped and {self.checkpoints / 'last.pt'} keeps the last good state (epoch {self.state.epoch}). "
-                    f"Lower trainer.optimizer.lr, set trainer.grad_clip, or use trainer.precision=32"
+                    f"the training loss became {loss.item()} at epoch {epoch + 1}, step {self.state.step + 1}; the "
+                    f"run stopped. {self.what_is_kept()}. Lower trainer.optimizer.lr, set trainer.grad_clip, or use "
+                    f"trainer.precision=32"
                 )
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -174,8 +178,9 @@ class Trainer:
             self.optimizer.step()
             self.state.step += 1
             loss_sum, samples = loss_sum + loss.item() * len(x), samples + len(x)
+            bar.update()
             rate = samples / (time.perf_counter() - start)
-            bar.set_postfix(loss=f"{loss.item():.4g}", samples_per_s=f"{rate:.0f}")
+            bar.set_postfix(loss=f"{loss.item():.4g}", samples_per_s=f"{rate:.0f}", refresh=False)
             if self.state.step % settings.log_every_n_steps == 0:
                 record = {
                     "step": self.state.step,
@@ -186,42 +191,83 @@ class Trainer:
                 self._log(record)
         return loss_sum / max(samples, 1)
 
+    def what_is_kept(self) -> str:
+        """What the checkpoints hold now, stated only as far as it is true."""
+        metric, last = self.objective.metric, self.checkpoints / "last.pt"
+        if self.saved_epoch is None or not last.exists():
+            return "No checkpoint was written (it diverged before the end of its first epoch)"
+        kept = f"{last} holds epoch {self.saved_epoch}"
+        if self.saved_value is not None and not math.isfinite(self.saved_value):
+            kept += f", whose validation {metric} was already {self.saved_value}"
+        if self.state.best_epoch is not None:
+            kept += f"; best.pt holds epoch {self.state.best_epoch} (val {metric} {self.state.best_value:.6g})"
+        else:
+            kept += "; no epoch had a finite validation metric, so there is no best.pt"
+        return kept
+
+    def _progress_bar(self) -> tqdm:
+        """One bar over the rest of the run (its ETA is the run's). Not a terminal: a line every 30 s, not 10 a s."""
+        settings = self.settings
+        per_epoch = self.data.train.num_batches(settings.batch_size, settings.limit_train_batches)
+        interactive = sys.stderr.isatty()
+        return tqdm(
+            total=per_epoch * max(settings.max_epochs - self.state.epoch, 0),
+            unit="batch",
+            disable=not settings.progress,
+            dynamic_ncols=True,
+            mininterval=0.1 if interactive else 30.0,
+            leave=False,
+        )
+
     def fit(self) -> float:
-        """Train until ``max_epochs`` or early stopping; returns the best validation metric."""
+        """Train until ``max_epochs`` or early stopping; returns the best validation metric (NaN if none)."""
         settings, metric = self.settings, self.objective.metric
-        for epoch in range(self.state.epoch, settings.max_epochs):
-            if self.state.stopped_early:
-                break
-            start = time.perf_counter()
-            train_loss = self._train_epoch(epoch)
-            value = self.evaluate(self.data.val)
-            if self.scheduler:
-                self.scheduler.step()
-            record = {
-                "step": self.state.step,
-                "epoch": epoch + 1,
-                "train/epoch_loss": train_loss,
-                f"val/{metric}": value,
-                "epoch_seconds": time.perf_counter() - start,
-            }
-            self._log(record)
-            self.state.epoch = epoch + 1
-            if math.isfinite(value) and self.objective.better(value, self.state.best_value):
-                self.state.best_value, self.state.best_epoch, self.state.bad_epochs = value, epoch + 1, 0
-                improved = True
-            else:
-                self.state.bad_epochs += 1
-                improved = False
-            patience = settings.early_stopping_patience
-            self.state.stopped_early = bool(patience) and self.state.bad_epochs >= patience
-            if improved:
-                self._save("best.pt")
-            self._save("last.pt")
-            if settings.progress:
-                tqdm.write(
-                    f"epoch {epoch + 1}: train loss {train_loss:.4g}, val {metric} {value:.4f}"
-                    f"{' (best)' if improved else ''}, {record['epoch_seconds']:.1f} s"
+        with logging_redirect_tqdm(), self._progress_bar() as bar:
+            for epoch in range(self.state.epoch, settings.max_epochs):
+                if self.state.stopped_early:
+                    break
+                start = time.perf_counter()
+                train_loss = self._train_epoch(epoch, bar)
+                value = self.evaluate(self.data.val)
+                if self.scheduler:
+                    self.scheduler.step()
+                record = {
+                    "step": self.state.step,
+                    "epoch": epoch + 1,
+                    "train/epoch_loss": train_loss,
+                    f"val/{metric}": value,
+                    "epoch_seconds": time.perf_counter() - start,
+                }
+                self._log(record)
+                self.state.epoch = epoch + 1
+                improved = math.isfinite(value) and self.objective.better(value, self.state.best_value)
+                if improved:
+                    self.state.best_value, self.state.best_epoch, self.state.bad_epochs = value, epoch + 1, 0
+                else:
+                    self.state.bad_epochs += 1
+                patience = settings.early_stopping_patience
+                self.state.stopped_early = bool(patience) and self.state.bad_epochs >= patience
+                if improved:
+                    self._save("best.pt")
+                self._save("last.pt")
+                self.saved_epoch, self.saved_value = epoch + 1, value
+                log.info(
+                    "epoch %d/%d: train loss %.4g, val %s %.4f%s, %.1f s",
+                    epoch + 1,
+                    settings.max_epochs,
+                    train_loss,
+                    metric,
+                    value,
+                    " (best)" if improved else "",
+                    record["epoch_seconds"],
                 )
+                if self.state.stopped_early:
+                    log.info(
+                        "early stop: no better val %s for %d epochs; best epoch %s",
+                        metric,
+                        patience,
+                        self.state.best_epoch,
+                    )
         return float("nan") if self.state.best_value is None else self.state.best_value
 
     def test(self) -> float:

@@ -2,10 +2,13 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 from conftest import TINY_MACKEY_GLASS, write_idx_mnist
 from omegaconf import OmegaConf
 
@@ -105,3 +108,85 @@ def test_psmnist_train_then_eval_recurrent_reproduces_the_test_metric(tmp_path):
     assert abs(report["value"] - results["test"]) <= 1 / 40
     assert report["max_abs_difference_recurrent_vs_parallel"] < 1e-4
     assert (run_dir / "eval_recurrent_test.json").exists()
+
+
+def _start(*args: str, cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "plmu.cli.train", *args],
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_two_runs_started_together_get_two_folders(tmp_path):
+    args = ("task=mackey_glass", "debug=quick", f"data_dir={tmp_path / 'data'}", *TINY_MACKEY_GLASS[1:6])
+    plmu_train(*args, cwd=tmp_path)  # generate the data once, so both start at once below
+    first, second = _start(*args, cwd=tmp_path), _start(*args, cwd=tmp_path)
+    assert first.wait(300) == 0 and second.wait(300) == 0
+    assert len(list((tmp_path / "outputs" / "mackey_glass" / "plmu").glob("*/results.json"))) == 3
+
+
+def test_a_run_folder_in_use_is_refused(tmp_path):
+    run_dir = tmp_path / "run"
+    args = (*TINY_MACKEY_GLASS, f"data_dir={tmp_path / 'data'}", f"hydra.run.dir={run_dir}")
+    first = _start(*args, "trainer.max_epochs=500", cwd=tmp_path)
+    deadline = time.time() + 120
+    while not (run_dir / "train.log").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    second = plmu_train(*args, "trainer.max_epochs=500", cwd=tmp_path)
+    first.send_signal(signal.SIGINT)
+    first_err = first.communicate(timeout=120)[1]
+    assert second.returncode == 2
+    assert f"plmu-train: error: run folder {run_dir} is in use by another plmu-train process" in second.stderr
+    # Ctrl-C: one line saying what the folder holds and the command that resumes it
+    assert first.returncode == 130 and "Traceback" not in first_err
+    line = first_err.strip().splitlines()[-1]
+    assert line.startswith("plmu-train: interrupted.") and f"hydra.run.dir={run_dir}" in line
+
+
+def test_a_bad_job_does_not_stop_the_sweep(tmp_path):
+    result = plmu_train(
+        "-m",
+        *TINY_MACKEY_GLASS,
+        "debug=quick",
+        f"data_dir={tmp_path / 'data'}",
+        "model.theta=-1,4",
+        f"hydra.sweep.dir={tmp_path / 'sweep'}",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 1
+    assert (tmp_path / "sweep" / "1" / "results.json").exists()  # the good job ran after the bad one
+    summary = (tmp_path / "sweep" / "summary.md").read_text()
+    assert "| 0 | " in summary and "failed: model.theta must be" in summary
+    assert "| 1 | " in summary and "| ok |" in summary
+    assert "1 failed: jobs [0]" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("seed=abc", "seed"),
+        ("trainer.compile=maybe", "trainer.compile"),
+        ("+trainer.max_epoch=2", "trainer.max_epoch"),
+        ("trainer.device=tpu", "trainer.device"),
+        ("logger.mode=bogus", "logger.mode"),
+    ],
+)
+def test_bad_types_and_keys_are_one_line_before_data(override, message, tmp_path):
+    result = plmu_train("task=mackey_glass", override, f"data_dir={tmp_path / 'data'}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("plmu-train: error: ") and message in last
+    assert not (tmp_path / "data").exists()
+    assert not list((tmp_path / "outputs").rglob("*.*"))  # no run folder, no record: nothing was written
+
+
+def test_help_does_not_import_torch(tmp_path):
+    code = "import sys; sys.argv = ['plmu-train', '--help']\nfrom plmu.cli.train import main\ntry:\n    main()\n"
+    code += "except SystemExit:\n    pass\nassert 'torch' not in sys.modules, 'torch imported'\n"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "Usage:" in result.stdout and "plmu-train -m" in result.stdout

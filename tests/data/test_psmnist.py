@@ -1,10 +1,15 @@
+import os
+import struct
+
 import numpy as np
 import pytest
 import torch
+import torchvision
 from conftest import write_idx_mnist
 
+import plmu.data.psmnist as psmnist_module
 from plmu.data.psmnist import load_images, permutations, psmnist
-from plmu.errors import DataNotFoundError
+from plmu.errors import ConfigError, DataError, DataNotFoundError
 
 
 def test_permutation_check_values_of_the_lmu_papers():
@@ -48,9 +53,9 @@ def test_missing_data_offline_names_the_folder_and_the_fix(tmp_path, monkeypatch
 
 def test_bad_arguments(tmp_path):
     write_idx_mnist(tmp_path)
-    with pytest.raises(ValueError, match="val_size must be between 1 and 119"):
+    with pytest.raises(ConfigError, match=r"task.data.val_size must be between 1 and 119"):
         psmnist(tmp_path, download=False, val_size=120)
-    with pytest.raises(ValueError, match=r"dataset must be one of \['fashion_mnist', 'mnist'\], got 'kmnist'"):
+    with pytest.raises(ConfigError, match=r"dataset must be one of \['fashion_mnist', 'mnist'\], got 'kmnist'"):
         psmnist(tmp_path, dataset="kmnist")
 
 
@@ -58,3 +63,196 @@ def test_pixel_order_is_a_permutation():
     _, pixels = permutations(10)
     assert sorted(pixels.tolist()) == list(range(784))
     assert not np.array_equal(pixels, np.arange(784))
+
+
+@pytest.fixture
+def no_torchvision_read(monkeypatch):
+    """Fail the test if torchvision is asked to read or download anything."""
+    monkeypatch.setattr(psmnist_module, "_read", lambda *args, **kwargs: pytest.fail("torchvision read the files"))
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "message"),
+    [
+        ("max_train", 0, r"task.data.max_train must be null \(all training images\) or a positive integer"),
+        ("max_train", -5, r"task.data.max_train must be .*, got -5"),  # would slice into the validation images
+        ("max_train", True, r"task.data.max_train must be .*, got True"),
+        ("max_train", "30", r"task.data.max_train must be .*, got '30'"),
+        ("val_size", 0, r"task.data.val_size must be a positive integer \(.*\), got 0"),
+        ("val_size", -20, r"task.data.val_size must be a positive integer \(.*\), got -20"),
+        ("val_size", "20", r"task.data.val_size must be a positive integer \(.*\), got '20'"),
+        ("permutation_seed", -1, r"task.data.permutation_seed must be an integer from 0 to 4294967295"),
+        ("dataset", 5, r"task.data.dataset must be one of \['fashion_mnist', 'mnist'\], got 5"),
+        ("download", "false", r"task.data.download must be true or false, got 'false'"),
+        ("root", "", r"task.data.root must be a folder, got '': set data_dir"),
+        ("root", 5, r"task.data.root must be a folder, got 5"),
+    ],
+)
+def test_bad_arguments_fail_before_any_file_is_read(key, value, message, tmp_path, no_torchvision_read):
+    write_idx_mnist(tmp_path)
+    kwargs = {"root": tmp_path, "download": False, "val_size": 20, key: value}
+    with pytest.raises(ConfigError, match=message):
+        psmnist(**kwargs)
+
+
+def test_val_size_too_large_fails_from_the_headers_before_the_images_are_read(tmp_path, no_torchvision_read):
+    write_idx_mnist(tmp_path, n_train=120)
+    with pytest.raises(ConfigError, match=r"task.data.val_size must be between 1 and 119 .*train-images-idx3-ubyte"):
+        psmnist(tmp_path, download=False, val_size=120)
+
+
+def test_train_and_validation_are_disjoint_and_max_train_only_caps(tmp_path):
+    write_idx_mnist(tmp_path)
+    whole = psmnist(tmp_path, download=False, val_size=20)
+    capped = psmnist(tmp_path, download=False, val_size=20, max_train=500)  # more than there are: all 100
+    assert (len(capped.train), len(capped.val)) == (100, 20)
+    train = {tuple(row.tolist()) for row in whole.train.x[..., 0]}
+    assert not any(tuple(row.tolist()) in train for row in whole.val.x[..., 0])
+    whole.check_labels(10)
+
+
+def test_root_that_is_a_file_names_the_path_and_the_fix(tmp_path, no_torchvision_read):
+    (tmp_path / "afile").write_text("")
+    for root in (tmp_path / "afile", tmp_path / "afile" / "below"):
+        message = rf"task.data.root='{root}': {tmp_path / 'afile'} is a file, not a folder"
+        with pytest.raises(ConfigError, match=message):
+            psmnist(root, download=True)
+
+
+@pytest.mark.parametrize("inside", ["MNIST", "MNIST/raw"])
+def test_a_file_where_the_data_folders_go_is_named(inside, tmp_path, no_torchvision_read):
+    (tmp_path / inside).parent.mkdir(parents=True, exist_ok=True)
+    (tmp_path / inside).write_text("")
+    with pytest.raises(DataError, match=rf"{tmp_path / inside} is a file, not a folder"):
+        psmnist(tmp_path, download=False)
+
+
+def header(magic: int, *dims: int) -> bytes:
+    return struct.pack(f">{1 + len(dims)}I", magic, *dims)
+
+
+HTML = struct.unpack(">I", b"<htm")[0]  # an error page saved under the file's name
+CORRUPTIONS = {  # name: (file, how to change its bytes, what the message says)
+    "truncated images": ("train-images-idx3-ubyte", lambda b: b[:-1], r"94095 bytes, but its header .* needs 94096"),
+    "extra label bytes": ("t10k-labels-idx1-ubyte", lambda b: b + b"\0", r"49 bytes, but its header \(40\) needs 48"),
+    "0-byte labels": ("train-labels-idx1-ubyte", lambda b: b"", r"0 bytes, shorter than the 8-byte IDX header"),
+    "short header": ("t10k-images-idx3-ubyte", lambda b: b[:10], r"10 bytes, shorter than the 16-byte IDX header"),
+    "garbage": ("t10k-images-idx3-ubyte", lambda b: b"<html>" + b[6:], rf"magic number {HTML}, expected 2051"),
+    "labels as images": (
+        "train-images-idx3-ubyte",
+        lambda b: header(2049, 120) + bytes(120),
+        "magic number 2049, expected 2051",
+    ),
+    "no examples": ("t10k-labels-idx1-ubyte", lambda b: header(2049, 0), r"it holds 0 examples"),
+}
+
+
+@pytest.mark.parametrize("name", CORRUPTIONS)
+def test_corrupt_files_are_named_before_torchvision_reads_them(name, tmp_path, no_torchvision_read):
+    raw = write_idx_mnist(tmp_path, n_train=120, n_test=40)
+    file, change, detail = CORRUPTIONS[name]
+    (raw / file).write_bytes(change((raw / file).read_bytes()))
+    with pytest.raises(DataError, match=rf"^{raw / file} is corrupt or truncated \({detail}\): delete it and re-run"):
+        psmnist(tmp_path, download=True, val_size=20)
+
+
+def test_with_downloads_off_the_fix_says_what_a_download_needs(tmp_path):
+    raw = write_idx_mnist(tmp_path)
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(b"")
+    with pytest.raises(DataError, match=r"t10k-labels-idx1-ubyte is corrupt .*: .* needs task.data.download=true"):
+        psmnist(tmp_path, download=False, val_size=20)
+
+
+def test_other_unusable_files(tmp_path, no_torchvision_read):
+    raw = write_idx_mnist(tmp_path, n_train=120, n_test=40)
+    images = raw / "t10k-images-idx3-ubyte"
+    images.write_bytes(header(2051, 40, 32, 32) + bytes(40 * 32 * 32))
+    with pytest.raises(DataError, match=rf"{images} holds 32 x 32 images, psMNIST needs 28 x 28"):
+        psmnist(tmp_path, download=False, val_size=20)
+    images.write_bytes(b"\x1f\x8b\x08" + bytes(100))
+    with pytest.raises(DataError, match=rf"{images} is gzip-compressed: gunzip it"):
+        psmnist(tmp_path, download=False, val_size=20)
+    images.unlink()
+    images.mkdir()
+    with pytest.raises(DataError, match=rf"{images} is not a file: delete or rename it"):
+        psmnist(tmp_path, download=False, val_size=20)
+
+
+def test_image_and_label_counts_must_agree(tmp_path, no_torchvision_read):
+    raw = write_idx_mnist(tmp_path, n_train=120)
+    (raw / "train-labels-idx1-ubyte").write_bytes(header(2049, 119) + bytes(119))
+    with pytest.raises(DataError, match=r"train-images-idx3-ubyte holds 120 images but .*labels-idx1-ubyte holds 119"):
+        psmnist(tmp_path, download=False, val_size=20)
+
+
+def test_labels_must_be_digits(tmp_path):
+    raw = write_idx_mnist(tmp_path, n_test=40)
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(header(2049, 40) + bytes([3] * 39 + [12]))
+    with pytest.raises(DataError, match=rf"{raw / 't10k-labels-idx1-ubyte'} holds the label 12, but MNIST's classes"):
+        psmnist(tmp_path, download=False, val_size=20)
+
+
+def test_legacy_processed_files_are_checked_too(tmp_path):
+    processed = tmp_path / "MNIST" / "processed"
+    processed.mkdir(parents=True)
+    images = torch.zeros(30, 28, 28, dtype=torch.uint8)
+    torch.save((images, torch.arange(30) % 10), processed / "training.pt")
+    torch.save((images[:5], torch.tensor([1, 2, 3, 4, 11])), processed / "test.pt")
+    with pytest.raises(DataError, match=rf"{processed} holds the label 11"):
+        psmnist(tmp_path, download=False, val_size=10)
+
+
+def test_a_read_only_root_works_when_the_files_are_there(tmp_path, monkeypatch):
+    write_idx_mnist(tmp_path)
+    monkeypatch.setattr(psmnist_module, "_writable", lambda folder: False)
+    monkeypatch.setattr(os, "makedirs", lambda *args, **kwargs: pytest.fail("tried to create a folder"))
+    assert len(psmnist(tmp_path, download=True, val_size=20).train) == 100
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into a read-only folder")
+def test_a_really_read_only_root_works_when_the_files_are_there(tmp_path):
+    raw = write_idx_mnist(tmp_path)
+    for folder in (raw, raw.parent, tmp_path):
+        folder.chmod(0o555)
+    try:
+        assert len(psmnist(tmp_path, download=True, val_size=20).train) == 100
+    finally:
+        for folder in (tmp_path, raw.parent, raw):
+            folder.chmod(0o755)
+
+
+@pytest.fixture
+def online(monkeypatch):
+    for name in ("HF_DATASETS_OFFLINE", "PLMU_OFFLINE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_a_read_only_root_when_a_download_is_needed_names_it(tmp_path, monkeypatch, online):
+    monkeypatch.setattr(psmnist_module, "_writable", lambda folder: False)
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", lambda self: pytest.fail("tried to download"))
+    with pytest.raises(DataNotFoundError, match=rf"not found in .* and {tmp_path} is not writable, .*writable folder"):
+        psmnist(tmp_path / "data", download=True)
+
+
+def test_download_errors_are_one_line_and_name_the_path(tmp_path, monkeypatch, online):
+    def denied(self):
+        raise PermissionError(13, "Permission denied", f"{tmp_path}/MNIST/raw/x.gz")
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", denied)
+    with pytest.raises(DataNotFoundError, match=rf"{tmp_path}/MNIST/raw/x.gz is not writable"):
+        psmnist(tmp_path, download=True)
+
+    def unreachable(self):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz:\nTried a, got:\nno route\n")
+
+    monkeypatch.setattr(torchvision.datasets.MNIST, "download", unreachable)
+    with pytest.raises(DataNotFoundError, match=r"the download failed \(Error downloading .*got: no route\)") as error:
+        psmnist(tmp_path, download=True)
+    assert "\n" not in str(error.value)
+
+
+def test_missing_files_are_listed_when_some_are_there(tmp_path):
+    raw = write_idx_mnist(tmp_path)
+    (raw / "t10k-labels-idx1-ubyte").unlink()
+    with pytest.raises(DataNotFoundError, match=rf"in {raw} \(t10k-labels-idx1-ubyte missing\)"):
+        psmnist(tmp_path, download=False)

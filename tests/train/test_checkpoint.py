@@ -1,10 +1,14 @@
+import errno
+import os
 import random
+import tempfile
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from plmu.errors import CheckpointError
+from plmu.errors import CheckpointError, RunFolderError
 from plmu.train import checkpoint
 
 
@@ -62,3 +66,87 @@ def test_rng_state_round_trip_through_a_file(tmp_path):
     torch.testing.assert_close(torch.rand(3), expected[0])
     np.testing.assert_array_equal(np.random.rand(3), expected[1])
     assert random.random() == expected[2]
+
+
+# ----------------------------------------------------------------------------------------- failures and modes
+def _mode(path) -> int:
+    return path.stat().st_mode & 0o777
+
+
+def test_checkpoints_get_the_mode_a_plain_file_gets(tmp_path):
+    """mkstemp's 0600 must not survive: checkpoints are as readable as the rest of the run folder."""
+    plain = tmp_path / "plain.txt"
+    plain.write_text("x")
+    checkpoint.save_atomic({"epoch": 1}, tmp_path / "last.pt")
+    assert _mode(tmp_path / "last.pt") == _mode(plain) == checkpoint.FILE_MODE
+
+
+@pytest.mark.parametrize(
+    ("code", "fix"),
+    [
+        (errno.ENOSPC, "free disk space or choose another run folder"),
+        (errno.EROFS, "make the folder writable or choose another run folder"),
+        (errno.EACCES, "make the folder writable or choose another run folder"),
+    ],
+)
+def test_a_disk_that_refuses_the_write_gives_one_line_naming_the_checkpoint(tmp_path, monkeypatch, code, fix):
+    path = tmp_path / "last.pt"
+    checkpoint.save_atomic({"epoch": 1}, path)
+
+    def refuse(payload, f):
+        f.write(b"partial bytes")
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(torch, "save", refuse)
+    with pytest.raises(RunFolderError) as caught:
+        checkpoint.save_atomic({"epoch": 2}, path)
+    monkeypatch.undo()
+    message = str(caught.value)
+    assert message.startswith(f"could not write checkpoint {path}: {os.strerror(code)}")
+    assert fix in message and "\n" not in message
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__  # no chained traceback
+    assert checkpoint.load(path)["epoch"] == 1  # the previous checkpoint is kept
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # and the temp file is gone
+
+
+def test_a_temp_file_that_cannot_be_created_gives_the_same_error(tmp_path, monkeypatch):
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", read_only)
+    with pytest.raises(RunFolderError, match=r"could not write checkpoint .*last\.pt: Read-only file system \(EROFS\)"):
+        checkpoint.save_atomic({"epoch": 1}, tmp_path / "last.pt")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_a_full_disk_under_torch_save_is_reported_as_such(tmp_path, monkeypatch):
+    """Through a buffered file torch reports ENOSPC as 'RuntimeError: unexpected pos'; the cause must come through."""
+    placeholder = tmp_path / ".last.pt.abcd1234.tmp"
+
+    def full_disk(**kwargs):
+        placeholder.touch()
+        return os.open("/dev/full", os.O_WRONLY), str(placeholder)
+
+    monkeypatch.setattr(checkpoint.tempfile, "mkstemp", full_disk)
+    with pytest.raises(RunFolderError, match=r"No space left on device \(ENOSPC\); free disk space"):
+        checkpoint.save_atomic({"model": {"w": torch.ones(100_000)}}, tmp_path / "last.pt")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_remove_orphans_deletes_only_temp_files_of_killed_writes(tmp_path):
+    keep = ["last.pt", ".hidden", "notes.tmp", ".notes.tmp", "x.abcd1234.tmp", ".last.pt.abcd-123.tmp~"]
+    for name in keep:
+        (tmp_path / name).write_text("x")
+    (tmp_path / ".sub.abcd1234.tmp").mkdir()  # a folder, whatever its name: not ours
+    keep.append(".sub.abcd1234.tmp")
+    orphans = [tmp_path / ".last.pt.k2j_9x0q.tmp", tmp_path / ".last.pt.abc123.tmp", tmp_path / ".results.json.tmp"]
+    for path in orphans:
+        path.write_text("torn")
+    # the names a real write uses, so the pattern cannot drift from mkstemp's
+    fd, real = tempfile.mkstemp(dir=tmp_path, prefix=".best.pt.", suffix=".tmp")
+    os.close(fd)
+    orphans.append(Path(real))
+
+    assert sorted(checkpoint.remove_orphans(tmp_path)) == sorted(orphans)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)
+    assert checkpoint.remove_orphans(tmp_path / "missing") == []

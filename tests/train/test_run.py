@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 from plmu.errors import CheckpointError, ConfigError, NonFiniteLossError
 from plmu.train import run as run_module
 from plmu.train.run import build_model, train
+from plmu.train.schema import check_config
 from plmu.train.trainer import Trainer
 
 TASKS = sorted(p.stem for p in (Path(run_module.__file__).parents[2] / "conf" / "task").glob("*.yaml"))
@@ -22,7 +23,7 @@ MODELS = ["plmu", "original_lmu", "lstm"]
 def test_every_task_and_model_composes_resolves_and_builds(task, model):
     cfg = compose_config([f"task={task}", f"model={model}"])
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
-    run_module.validate(cfg)
+    check_config(cfg)
     built = build_model(cfg)
     assert built.num_parameters > 0
 
@@ -105,11 +106,11 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch):
 
     original = Trainer._train_epoch
 
-    def killed_in_epoch_3(self, epoch):
+    def killed_in_epoch_3(self, epoch, bar):
         if epoch == 2:
-            original(self, epoch)  # half the work done, then the process dies before the epoch's checkpoint
+            original(self, epoch, bar)  # half the work done, then the process dies before the epoch's checkpoint
             raise KeyboardInterrupt
-        return original(self, epoch)
+        return original(self, epoch, bar)
 
     monkeypatch.setattr(Trainer, "_train_epoch", killed_in_epoch_3)
     with pytest.raises(KeyboardInterrupt):
@@ -143,7 +144,7 @@ def test_resume_from_a_missing_checkpoint_fails_before_data(tmp_path, monkeypatc
 
 def test_resume_with_another_model_is_refused(tmp_path):
     train(_run_config(tmp_path, "trainer.max_epochs=1"), tmp_path / "a")
-    with pytest.raises(CheckpointError, match="made for a different model"):
+    with pytest.raises(ConfigError, match=r"model.hidden_size: 8 in the checkpoint, 9 now"):
         train(_run_config(tmp_path, "trainer.max_epochs=2", "model.hidden_size=9"), tmp_path / "a")
 
 
@@ -157,7 +158,8 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
         return value * float("nan") if calls["n"] == 3 else value
 
     monkeypatch.setattr(type(run_module.objective("regression")), "loss", loss_nan_on_third_step)
-    with pytest.raises(NonFiniteLossError, match=r"became nan at epoch 3, step 3.*last.pt keeps the last good state"):
+    kept = r"became nan at epoch 3, step 3.*last.pt holds epoch 2; best.pt holds epoch"
+    with pytest.raises(NonFiniteLossError, match=kept):
         train(_run_config(tmp_path), tmp_path / "run")
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert last["train_state"]["epoch"] == 2

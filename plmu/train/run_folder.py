@@ -1,0 +1,177 @@
+"""A run folder as one run's record: who may write it (a lock), what it already holds, and resuming it safely.
+
+A run folder holds ``config.yaml``, ``metrics.jsonl``, ``checkpoints/{last,best}.pt``, ``results.json`` and
+``train.log``. Two rules keep that record true:
+
+- one writer at a time: :meth:`RunFolder.lock` takes an exclusive ``flock`` on the folder itself (no lock file to
+  go stale: the kernel drops it when the process dies, even by ``kill -9``);
+- a folder that already holds a run is either resumed with a compatible config (:func:`check_resume`) or refused;
+  it is never silently mixed with another run's records.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from plmu.errors import ConfigError, RunFolderError
+
+# Keys that may differ between a checkpoint's config and the config that resumes it: they say where the data
+# lives, where metrics go and how the run is shown or executed, not what is trained. `trainer.max_epochs` may grow.
+RESUME_MAY_CHANGE = (
+    "data_dir",
+    "task.data.root",
+    "task.data.cache_dir",
+    "task.data.download",
+    "trainer.resume",
+    "trainer.device",
+    "trainer.compile",
+    "trainer.progress",
+    "trainer.log_every_n_steps",
+    "trainer.eval_batch_size",
+    "logger",
+)
+
+
+class RunFolder:
+    """The folder of one run; ``with RunFolder(path) as folder:`` holds its lock for the block."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._fd: int | None = None
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.path / "checkpoints" / "last.pt"
+
+    @property
+    def results(self) -> Path:
+        return self.path / "results.json"
+
+    def lock(self) -> None:
+        """Take the folder for this process, or fail at once if a live run holds it."""
+        if self.path.exists() and not self.path.is_dir():
+            raise RunFolderError(f"run folder {self.path} is a file; choose another hydra.run.dir")
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._fd = os.open(self.path, os.O_RDONLY)
+        except OSError as error:
+            raise RunFolderError(
+                f"cannot create run folder {self.path} ({error.strerror}); choose another hydra.run.dir"
+            ) from None
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.unlock()
+            raise RunFolderError(
+                f"run folder {self.path} is in use by another plmu-train process; wait for it to finish, or "
+                f"choose another hydra.run.dir"
+            ) from None
+        if not os.access(self.path, os.W_OK):
+            self.unlock()
+            raise RunFolderError(f"run folder {self.path} is not writable; choose another hydra.run.dir")
+
+    def unlock(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor releases the flock
+            self._fd = None
+
+    def __enter__(self) -> RunFolder:
+        self.lock()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.unlock()
+
+    def holds_run(self) -> bool:
+        """True when the folder has a checkpoint or a result: records that a new run must not mix with."""
+        return self.last_checkpoint.exists() or self.results.exists()
+
+    def remove_if_empty(self) -> None:
+        """Drop a folder this failed command created and left empty (Hydra creates run folders up front)."""
+        with contextlib.suppress(OSError):  # not empty (or gone): it holds something, so it stays
+            self.path.rmdir()
+
+
+def flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    """{"trainer.optimizer.lr": 0.001, ...}: one entry per leaf of a nested dict/list config."""
+    if isinstance(config, dict):
+        items = [(f"{prefix}{key}", value) for key, value in config.items()]
+    elif isinstance(config, list):
+        items = [(f"{prefix}{index}", value) for index, value in enumerate(config)]
+    else:
+        return {prefix.rstrip("."): config}
+    flat: dict[str, Any] = {}
+    for key, value in items:
+        if isinstance(value, dict | list) and value:
+            flat.update(flatten(value, key + "."))
+        else:
+            flat[key] = value
+    return flat
+
+
+def _may_change(key: str) -> bool:
+    return any(key == allowed or key.startswith(allowed + ".") for allowed in RESUME_MAY_CHANGE)
+
+
+def check_resume(saved: dict[str, Any], current: dict[str, Any], epoch: int, path: Path) -> None:
+    """Refuse to resume the checkpoint at ``path`` (made with config ``saved``, at ``epoch``) with a config that
+    would train a different run; only the keys in ``RESUME_MAY_CHANGE`` may differ, and max_epochs may grow.
+    """
+    old, new = flatten(saved), flatten(current)
+    differences = [
+        f"{key}: {old.get(key, '<absent>')!r} in the checkpoint, {new.get(key, '<absent>')!r} now"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key) and not _may_change(key) and key != "trainer.max_epochs"
+    ]
+    if differences:
+        shown = "; ".join(differences[:6]) + ("; ..." if len(differences) > 6 else "")
+        raise ConfigError(
+            f"cannot resume {path} with a different config ({shown}). Resume with the checkpoint's values, or "
+            f"start a new run in another folder (a new hydra.run.dir, or trainer.resume=null there)"
+        )
+    max_epochs = new.get("trainer.max_epochs")
+    if isinstance(max_epochs, int) and max_epochs < epoch:
+        raise ConfigError(
+            f"trainer.max_epochs={max_epochs} is below the epoch of {path} ({epoch}): a resumed run can only be "
+            f"extended; use trainer.max_epochs>={epoch}"
+        )
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C (or SIGTERM turned into it) during a run; ``kept`` says what the run folder holds for a resume."""
+
+    def __init__(self, kept: str) -> None:
+        super().__init__(kept)
+        self.kept = kept
+
+
+@contextmanager
+def run_log(path: Path) -> Iterator[None]:
+    """Everything plmu logs during the block also goes to ``path`` (appended: a resumed run continues its story)."""
+    try:
+        handler = logging.FileHandler(path, encoding="utf-8")
+    except OSError as error:
+        raise RunFolderError(f"cannot write {path} ({error.strerror}); choose another hydra.run.dir") from None
+    handler.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s", "%Y-%m-%d %H:%M:%S"))
+    logger = logging.getLogger("plmu")
+    level = logger.level
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    except BaseException as error:  # the end of the story goes to the file too (the console gets it from the CLI)
+        text = "interrupted (Ctrl-C)" if isinstance(error, KeyboardInterrupt) else f"stopped: {error}"
+        handler.handle(logger.makeRecord(logger.name, logging.ERROR, __file__, 0, text, (), None))
+        raise
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+        logger.setLevel(level)

@@ -1,0 +1,399 @@
+"""The typed schema of plmu-train's config, checked in full before any data is read: :func:`check_config`.
+
+Fixed-shape groups are OmegaConf structured configs (dataclasses): the top level, ``trainer``, and ``model`` and
+``logger`` picked by ``_target_``; ``task`` is open. Merging a group into its schema finds unknown keys and values
+OmegaConf cannot convert; each field's :class:`Rule` then checks the exact type and range of the value the run will
+receive (``off`` is a bool to OmegaConf but a truthy string to the run, so booleans must be ``true``/``false``).
+Then the device is parsed, the optimiser and scheduler are built on a dummy parameter and stepped once, the
+loader's arguments are bound to its signature, and the logger's class is imported. Every problem is one
+:class:`~plmu.errors.ConfigError` line: the key as the user types it, the bad value, what is allowed, and a fix.
+"""
+
+# ruff: noqa: RUF009  (rule() is dataclasses.field with a Rule in its metadata, not a shared default)
+from __future__ import annotations
+
+import difflib
+import importlib
+import inspect
+import math
+import re
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+from plmu.errors import ConfigError
+
+WANDB_MODES = ("offline", "online", "disabled")
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+Check = Callable[[Any], bool]
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+
+
+def _isa(*types: type) -> Check:
+    """An instance of ``types``; a bool counts as an int only if ``bool`` is listed (``True`` is no size)."""
+    return lambda v: isinstance(v, types) and (bool in types or not isinstance(v, bool))
+
+
+def _positive_int(v: Any) -> bool:
+    return _isa(int)(v) and v > 0
+
+
+def _positive_number(v: Any) -> bool:
+    return _isa(int, float)(v) and math.isfinite(v) and v > 0
+
+
+def _or_none(ok: Check) -> Check:
+    return lambda v: v is None or ok(v)
+
+
+def _one_of(choices: Any) -> Check:
+    return lambda v: isinstance(v, str) and v in choices
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str) and v != ""
+
+
+def _dotted(v: Any) -> bool:
+    return isinstance(v, str) and _DOTTED.fullmatch(v) is not None
+
+
+@dataclass(frozen=True)
+class Names:
+    """The names in ``module.attribute``, read when first needed, so that importing this module imports no torch."""
+
+    module: str
+    attribute: str
+    show: Callable[[Any], Any] = list
+
+    def __contains__(self, name: object) -> bool:
+        return name in getattr(importlib.import_module(self.module), self.attribute)
+
+    def __str__(self) -> str:
+        return f"one of {self.show(getattr(importlib.import_module(self.module), self.attribute))}"
+
+
+ACTIVATIONS = Names("plmu.layers", "ACTIVATIONS", sorted)
+LAYER_MODES = Names("plmu.layers", "LAYER_MODES")
+DISCRETIZERS = Names("plmu.lti", "DISCRETIZERS")
+INITS = Names("plmu.original", "INITS")
+OBJECTIVES = Names("plmu.train.objectives", "OBJECTIVES", sorted)
+PRECISIONS = Names("plmu.train.trainer", "PRECISIONS", tuple)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a field accepts: ``ok(value)``, said as ``allowed`` in errors, with an ``example`` override value."""
+
+    ok: Check
+    allowed: str | Names
+    example: str
+
+
+def rule(ok: Check, allowed: str | Names, example: str, default: Any = MISSING, factory: Any = None) -> Any:
+    """A schema field carrying its :class:`Rule`; the default ``MISSING`` ("???") makes the key required."""
+    default_or_factory = {"default_factory": factory} if factory else {"default": default}
+    return field(metadata={"rule": Rule(ok, allowed, example)}, **default_or_factory)
+
+
+POSITIVE_INT = "a positive integer"
+BOOL = "true or false"
+OPTIONAL_POSITIVE_INT = "null or a positive integer"
+
+
+@dataclass
+class TopSchema:
+    """``conf/config.yaml``: the groups, the seed and the data folder."""
+
+    task: Any = rule(_isa(Mapping), "a task config", "psmnist")
+    model: Any = rule(_isa(Mapping), "a model config", "plmu")
+    trainer: Any = rule(_isa(Mapping), "a trainer config", "default")
+    logger: Any = rule(_isa(Mapping), "a logger config", "none")
+    seed: int = rule(lambda v: _isa(int)(v) and 0 <= v < 2**32, "an integer in [0, 2**32)", "0")
+    data_dir: str = rule(_is_str, "a folder path", "~/.cache/plmu")
+
+
+@dataclass
+class TaskSchema:
+    """``conf/task/*.yaml``: the keys the run reads; open, so a task may add its own (``models``, ``lr``, ...)."""
+
+    name: str = rule(_is_str, "a non-empty name", "psmnist")
+    objective: str = rule(_one_of(OBJECTIVES), OBJECTIVES, "classification")
+    input_size: int = rule(_positive_int, POSITIVE_INT, "1")
+    output_size: int = rule(_positive_int, POSITIVE_INT, "10")
+    per_step: bool = rule(_isa(bool), BOOL, "false")
+    data: Any = rule(_isa(Mapping), "a data loader config with a _target_", "{_target_:plmu.data.psmnist.psmnist}")
+
+
+@dataclass
+class TrainerSchema:
+    """``conf/trainer/default.yaml``, as :class:`plmu.train.trainer.TrainerSettings` takes it (plus ``resume``)."""
+
+    max_epochs: int = rule(_positive_int, POSITIVE_INT, "10")
+    batch_size: int = rule(_positive_int, POSITIVE_INT, "32")
+    optimizer: Any = rule(_isa(Mapping), "an optimizer config with a _target_", "{_target_:torch.optim.Adam,lr:1e-3}")
+    scheduler: Any = rule(_or_none(_isa(Mapping)), "null or a scheduler config with a _target_", "null", None)
+    eval_batch_size: int | None = rule(_or_none(_positive_int), OPTIONAL_POSITIVE_INT, "null", None)
+    grad_clip: float | None = rule(_or_none(_positive_number), "null or a positive norm", "1.0", None)
+    early_stopping_patience: int | None = rule(_or_none(_positive_int), OPTIONAL_POSITIVE_INT, "10", None)
+    device: str = rule(_is_str, DEVICES, "auto", "auto")
+    precision: str = rule(lambda v: _isa(str, int)(v) and str(v) in PRECISIONS, PRECISIONS, "bf16", "32")
+    compile: bool = rule(_isa(bool), BOOL, "true", False)
+    limit_train_batches: int | None = rule(_or_none(_positive_int), OPTIONAL_POSITIVE_INT, "null", None)
+    limit_eval_batches: int | None = rule(_or_none(_positive_int), OPTIONAL_POSITIVE_INT, "null", None)
+    log_every_n_steps: int = rule(_positive_int, POSITIVE_INT, "50", 50)
+    progress: bool = rule(_isa(bool), BOOL, "false", True)
+    resume: str | None = rule(_or_none(_is_str), "null, auto or a checkpoint path", "auto", "auto")
+
+
+@dataclass
+class ModelSchema:
+    """A model whose builder plmu does not know (then open): only ``_target_`` is checked. The others extend it."""
+
+    _target_: str = rule(_dotted, "a dotted import path", "plmu.models.plmu_model")
+
+
+@dataclass
+class LSTMSchema(ModelSchema):
+    """``conf/model/lstm.yaml`` (:func:`plmu.models.lstm_model`)."""
+
+    hidden_size: int = rule(_positive_int, POSITIVE_INT, "128")
+    num_layers: int = rule(_positive_int, POSITIVE_INT, "1", 1)
+
+
+@dataclass
+class _LMUSchema(LSTMSchema):
+    """What both LMU builders share: the Legendre memory's settings."""
+
+    order: int = rule(_positive_int, POSITIVE_INT, "256")
+    theta: float = rule(_positive_number, "a positive number of time steps", "784")
+    memory_d: int = rule(_positive_int, POSITIVE_INT, "1", 1)
+    discretizer: str = rule(_one_of(DISCRETIZERS), DISCRETIZERS, "zoh", "zoh")
+    trainable_theta: bool = rule(_isa(bool), BOOL, "true", False)
+
+
+@dataclass
+class PLMUSchema(_LMUSchema):
+    """``conf/model/plmu.yaml`` (:func:`plmu.models.plmu_model`)."""
+
+    f1: str = rule(_one_of(ACTIVATIONS), ACTIVATIONS, "identity", "identity")
+    f2: str = rule(_one_of(ACTIVATIONS), ACTIVATIONS, "relu", "relu")
+    skip: bool = rule(_isa(bool), BOOL, "true", True)
+    dropout: float = rule(lambda v: _isa(int, float)(v) and 0 <= v < 1, "a number in [0, 1)", "0.1", 0.0)
+    residual: bool = rule(_isa(bool), BOOL, "true", False)
+    norm: str | None = rule(_or_none(_one_of(("layer",))), "null or layer", "layer", None)
+    mode: str = rule(_one_of(LAYER_MODES), LAYER_MODES, "auto", "auto")
+
+
+@dataclass
+class OriginalLMUSchema(_LMUSchema):
+    """``conf/model/original_lmu.yaml`` (:func:`plmu.models.original_lmu_model`)."""
+
+    init: str = rule(_one_of(INITS), INITS, "psmnist", "2019")
+    bias: bool = rule(_isa(bool), BOOL, "true", False)
+
+
+@dataclass
+class NullLoggerSchema:
+    """``conf/logger/none.yaml``; also a logger plmu does not know (then open: only ``_target_`` is checked)."""
+
+    _target_: str = rule(_dotted, "a dotted import path", "plmu.train.loggers.NullLogger")
+
+
+@dataclass
+class WandbLoggerSchema(NullLoggerSchema):
+    """``conf/logger/wandb.yaml`` (:class:`plmu.train.loggers.WandbLogger`)."""
+
+    project: str = rule(_is_str, "a non-empty project name", "plmu", "plmu")
+    mode: str = rule(_one_of(WANDB_MODES), f"one of {', '.join(WANDB_MODES)}", "offline", "offline")
+    entity: str | None = rule(_or_none(_is_str), "null or a wandb entity name", "null", None)
+    group: str | None = rule(_or_none(_is_str), "null or a group name", "null", None)
+    tags: list[str] = rule(lambda v: _isa(list)(v) and all(map(_is_str, v)), "a list of strings", "[a,b]", factory=list)
+
+
+# The schemas by _target_: a model builder as exported (plmu.models) or defined (plmu.models.sequence), a logger.
+_BUILDERS = {"plmu_model": PLMUSchema, "original_lmu_model": OriginalLMUSchema, "lstm_model": LSTMSchema}
+MODEL_SCHEMAS = {f"plmu.models{m}.{name}": s for name, s in _BUILDERS.items() for m in ("", ".sequence")}
+_LOGGERS = {"NullLogger": NullLoggerSchema, "WandbLogger": WandbLoggerSchema}
+LOGGER_SCHEMAS = {f"plmu.train.loggers.{name}": schema for name, schema in _LOGGERS.items()}
+
+
+def _message(key: str, value: Any, rule: Rule, source: Any = None) -> str:
+    origin = f" from {source}" if isinstance(source, str) and "${" in source else ""
+    return f"{key} must be {rule.allowed}, got {value!r}{origin} (override it, e.g. {key}={rule.example})"
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _check_group(prefix: str, schema: type, values: dict, sources: dict, *, closed: bool = True) -> None:
+    """``values`` (one group, resolved) against ``schema``: unknown keys, conversions, then each field's rule."""
+    rules = {f.name: f.metadata["rule"] for f in fields(schema)}
+    structured = OmegaConf.structured(schema)
+    OmegaConf.set_struct(structured, closed)
+    try:
+        OmegaConf.merge(structured, values)
+    except ConfigKeyError as error:  # a key the schema does not have, e.g. +trainer.max_epoch=2
+        key = str(error.key)
+        close = difflib.get_close_matches(key, rules, n=1)
+        hint = f"did you mean {prefix}{close[0]}?" if close else f"valid keys: {', '.join(rules)}"
+        raise ConfigError(f"unknown key {prefix}{key} ({hint})") from None
+    except OmegaConfBaseException as error:  # a value OmegaConf cannot convert, e.g. trainer.optimizer.lr=abc
+        name = re.split(r"[.\[]", str(error.full_key or error.key))[0]
+        field_rule = rules.get(name) or Rule(bool, f"valid ({_one_line(error).split(' full_key:')[0]})", "...")
+        raise ConfigError(_message(prefix + name, values.get(name), field_rule, sources.get(name))) from None
+    for schema_field in fields(schema):
+        name, field_rule = schema_field.name, rules[schema_field.name]
+        value = values.get(name, schema_field.default)
+        if isinstance(value, str) and value == MISSING:  # "???" in the config, or absent without a default
+            raise ConfigError(f"{prefix}{name} is required but not set (e.g. +{prefix}{name}={field_rule.example})")
+        if name in values and not field_rule.ok(value):
+            raise ConfigError(_message(prefix + name, value, field_rule, sources.get(name)))
+
+
+def _import(path: str) -> Any:
+    """The object at the dotted ``path``, found as Hydra finds a ``_target_`` (a module, then attributes)."""
+    parts = path.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        module = ".".join(parts[:i])
+        try:
+            found: Any = importlib.import_module(module)
+        except ModuleNotFoundError as error:  # no such module: try a shorter prefix (not if a dependency is missing)
+            if error.name is None or not f"{module}.".startswith(f"{error.name}."):
+                raise
+            continue
+        for name in parts[i:]:
+            found = getattr(found, name)
+        return found
+    raise ModuleNotFoundError(f"No module named {parts[0]!r}")
+
+
+def _check_target(key: str, spec: Mapping, example: str) -> Any:
+    """The object ``spec._target_`` names, imported."""
+    target = spec.get("_target_")
+    if not _dotted(target):
+        raise ConfigError(
+            f"{key}._target_ must be a dotted import path, got {target!r} (override it, e.g. {key}._target_={example})"
+        )
+    try:
+        return _import(target)
+    except Exception as error:
+        raise ConfigError(f"{key}._target_={target} cannot be imported ({_one_line(error)}); e.g. {example}") from None
+
+
+def _check_device(device: str) -> str:
+    """``trainer.device`` parsed, its kind available here; returns the device a dummy parameter can live on."""
+    import torch
+
+    available = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available()}
+    if device == "auto":
+        return "cuda" if available["cuda"] else "cpu"
+    try:
+        parsed: Any = torch.device(device)
+    except (RuntimeError, ValueError):
+        parsed = None
+    if getattr(parsed, "type", None) not in available:
+        raise ConfigError(_message("trainer.device", device, Rule(_is_str, DEVICES, "auto")))
+    if not available[parsed.type]:
+        kind = parsed.type.upper()
+        raise ConfigError(f"trainer.device={device!r} but {kind} is not available here; use trainer.device=auto or cpu")
+    if parsed.type == "cuda" and (parsed.index or 0) >= (count := torch.cuda.device_count()):
+        raise ConfigError(
+            f"trainer.device={device!r} but only {count} CUDA device(s) are visible (cuda:0 to cuda:{count - 1}); "
+            "use trainer.device=cuda or auto"
+        )
+    return device
+
+
+def _check_partial(key: str, spec: Mapping, example: str, called_with: str, *args: Any) -> Any:
+    """Build the partial ``spec`` on ``args`` and step it once, as the trainer will; errors become ConfigErrors."""
+    _check_target(key, spec, example)
+    target = spec["_target_"]
+    if spec.get("_partial_") is not True:
+        raise ConfigError(
+            f"{key} ({target}) must have _partial_: true (it is called with {called_with}), got "
+            f"{spec.get('_partial_')!r} (override it, e.g. ++{key}._partial_=true)"
+        )
+    with warnings.catch_warnings():  # e.g. "lr_scheduler.step() before optimizer.step()"
+        warnings.simplefilter("ignore")
+        try:
+            built = instantiate(spec)(*args)
+        except Exception as error:
+            cause = error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
+            raise ConfigError(f"{key} ({target}) rejected its arguments: {_one_line(cause)}") from None
+        try:
+            built.step()
+        except Exception as error:
+            raise ConfigError(f"{key} ({target}) cannot be stepped as the trainer does: {_one_line(error)}") from None
+    return built
+
+
+def _check_optimizers(trainer: dict, sources: dict, device: str) -> None:
+    """``trainer.optimizer`` (its lr, then built and stepped on a dummy parameter), then ``trainer.scheduler``."""
+    import torch
+
+    optimizer = trainer["optimizer"]
+    if "lr" in optimizer:
+        lr_rule, written = Rule(_positive_number, "a positive learning rate", "1e-3"), sources.get("optimizer")
+        if not lr_rule.ok(optimizer["lr"]):
+            source = written.get("lr") if _isa(Mapping)(written) else None
+            raise ConfigError(_message("trainer.optimizer.lr", optimizer["lr"], lr_rule, source))
+    parameter = torch.nn.Parameter(torch.zeros(1, device=device))
+    parameter.grad = torch.zeros_like(parameter)
+    built = _check_partial("trainer.optimizer", optimizer, "torch.optim.Adam", "the model parameters", [parameter])
+    if trainer.get("scheduler") is not None:
+        _check_partial(
+            "trainer.scheduler", trainer["scheduler"], "torch.optim.lr_scheduler.StepLR", "the optimizer", built
+        )
+
+
+def _check_loader(data: Mapping) -> None:
+    """``task.data``: its loader imported and its arguments bound to the loader's signature (nothing is read)."""
+    loader = _check_target("task.data", data, "plmu.data.psmnist.psmnist")
+    kwargs = {k: v for k, v in data.items() if not (k.startswith("_") and k.endswith("_"))}
+    try:
+        inspect.signature(loader).bind(*data.get("_args_", []), **kwargs)
+    except TypeError as error:
+        raise ConfigError(f"task.data ({data['_target_']}): {error}") from None
+    except ValueError:  # no signature to check (a builtin)
+        pass
+
+
+def _resolved(cfg: DictConfig) -> tuple[dict, dict]:
+    """The config as the run will read it (interpolations resolved), and as written (for "from ${...}" hints)."""
+    if "hydra" in cfg:
+        cfg = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    try:
+        values = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    except OmegaConfBaseException as error:
+        message = _one_line(error).split(" full_key:")[0]
+        raise ConfigError(f"{error.full_key} cannot be resolved: {message}") from None
+    return values, OmegaConf.to_container(cfg, resolve=False)
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Check the composed ``cfg`` (types, ranges, unknown keys, devices, optimiser) before anything is loaded.
+
+    Raises:
+        ConfigError: one line naming the key, the bad value, what is allowed, and a fix.
+    """
+    values, sources = _resolved(cfg)
+    _check_group("", TopSchema, values, sources)
+    task, model, trainer, logger = (values[name] for name in ("task", "model", "trainer", "logger"))
+    written = {name: sources[name] if _isa(Mapping)(sources.get(name)) else {} for name in values}
+    _check_group("task.", TaskSchema, task, written["task"], closed=False)
+    model_schema = MODEL_SCHEMAS.get(model.get("_target_"))
+    _check_group("model.", model_schema or ModelSchema, model, written["model"], closed=model_schema is not None)
+    _check_group("trainer.", TrainerSchema, trainer, written["trainer"])
+    logger_schema = LOGGER_SCHEMAS.get(logger.get("_target_"))
+    _check_group("logger.", logger_schema or NullLoggerSchema, logger, written["logger"], closed=bool(logger_schema))
+    _check_target("logger", logger, "plmu.train.loggers.NullLogger")
+    _check_loader(task["data"])
+    _check_optimizers(trainer, written["trainer"], _check_device(trainer["device"]))
