@@ -59,10 +59,15 @@ def summary_table(sweep_dir: str | Path) -> tuple[str, list[int]]:
     sweep_dir = Path(sweep_dir)
     jobs = read_jobs(sweep_dir)
     numbers = sorted(set(jobs) | {int(p.name) for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()})
-    rows = ["| job | overrides | status | metric | best val | test | run folder |", "|---|---|---|---|---|---|---|"]
+    # The overrides every job shares go above the table; each row shows what its job varies.
+    lists = [jobs[n].get("overrides", []) for n in numbers if n in jobs]
+    common = [o for o in lists[0] if all(o in other for other in lists)] if len(lists) > 1 else []
+    rows = [f"Overrides of every job: {' '.join(common) or '(none)'}", ""] if common else []
+    rows += ["| job | overrides | status | metric | best val | test | run folder |", "|---|---|---|---|---|---|---|"]
     failed = []
     for number in numbers:
         entry = jobs.get(number, {"status": "no record (killed?)"})
+        entry = {**entry, "overrides": [o for o in entry.get("overrides", []) if o not in common]}
         if entry.get("status") != "ok":
             failed.append(number)
         detail = entry.get("error", "")

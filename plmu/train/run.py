@@ -180,7 +180,8 @@ def train(
                     "overrides": overrides,
                     "command": provenance.command_line(overrides, folder.path),
                     "resumed_from": None if resume is None else str(resume),
-                    "wall_seconds": round(time.time() - started, 2),
+                    "epoch_seconds_total": round(trainer.state.seconds, 2),  # all attempts, if resumed
+                    "wall_seconds": round(time.time() - started, 2),  # this attempt, data loading and test included
                     **environment,
                     "run_dir": str(folder.path.resolve()),
                 }

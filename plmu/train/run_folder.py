@@ -134,7 +134,7 @@ def check_resume(saved: dict[str, Any], current: dict[str, Any], epoch: int, pat
         shown = "; ".join(differences[:6]) + ("; ..." if len(differences) > 6 else "")
         raise ConfigError(
             f"cannot resume {path} with a different config ({shown}). Resume with the checkpoint's values, or "
-            f"start a new run in another folder (a new hydra.run.dir, or trainer.resume=null there)"
+            f"start a new run in another folder (another hydra.run.dir)"
         )
     max_epochs = new.get("trainer.max_epochs")
     if isinstance(max_epochs, int) and max_epochs < epoch:

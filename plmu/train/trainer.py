@@ -9,6 +9,7 @@ with the same numbers as a run that was never interrupted (on CPU; CUDA kernels 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
@@ -63,6 +64,7 @@ class TrainState:
     best_epoch: int | None = None
     bad_epochs: int = 0
     stopped_early: bool = False
+    seconds: float = 0.0  # training and validation time of every finished epoch, over all attempts
 
 
 def resolve_device(name: str) -> torch.device:
@@ -75,6 +77,12 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"trainer.device={name!r} but CUDA is not available here; use trainer.device=auto or cpu")
     return device
+
+
+def _duration(seconds: float) -> str:
+    minutes, seconds = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{seconds:02d}"
 
 
 class Trainer:
@@ -222,7 +230,10 @@ class Trainer:
     def fit(self) -> float:
         """Train until ``max_epochs`` or early stopping; returns the best validation metric (NaN if none)."""
         settings, metric = self.settings, self.objective.metric
-        with logging_redirect_tqdm(), self._progress_bar() as bar:
+        # On a terminal, log lines are printed above the bar; elsewhere (a log file) the bar draws rarely anyway.
+        redirect = logging_redirect_tqdm() if settings.progress and sys.stderr.isatty() else contextlib.nullcontext()
+        first_epoch, fit_start = self.state.epoch, time.perf_counter()
+        with redirect, self._progress_bar() as bar:
             for epoch in range(self.state.epoch, settings.max_epochs):
                 if self.state.stopped_early:
                     break
@@ -240,6 +251,7 @@ class Trainer:
                 }
                 self._log(record)
                 self.state.epoch = epoch + 1
+                self.state.seconds += record["epoch_seconds"]
                 improved = math.isfinite(value) and self.objective.better(value, self.state.best_value)
                 if improved:
                     self.state.best_value, self.state.best_epoch, self.state.bad_epochs = value, epoch + 1, 0
@@ -251,8 +263,9 @@ class Trainer:
                     self._save("best.pt")
                 self._save("last.pt")
                 self.saved_epoch, self.saved_value = epoch + 1, value
+                per_epoch = (time.perf_counter() - fit_start) / (epoch + 1 - first_epoch)
                 log.info(
-                    "epoch %d/%d: train loss %.4g, val %s %.4f%s, %.1f s",
+                    "epoch %d/%d: train loss %.4g, val %s %.4f%s, %.1f s, about %s left",
                     epoch + 1,
                     settings.max_epochs,
                     train_loss,
@@ -260,6 +273,7 @@ class Trainer:
                     value,
                     " (best)" if improved else "",
                     record["epoch_seconds"],
+                    _duration(per_epoch * (settings.max_epochs - epoch - 1)),
                 )
                 if self.state.stopped_early:
                     log.info(

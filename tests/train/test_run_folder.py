@@ -9,6 +9,7 @@ from conftest import TINY_MACKEY_GLASS, compose_config
 
 from plmu.errors import ConfigError, NonFiniteLossError, RunFolderError
 from plmu.train import run as run_module
+from plmu.train.loggers import NullLogger
 from plmu.train.run import train
 from plmu.train.run_folder import RunFolder, RunInterrupted, check_resume, flatten
 from plmu.train.trainer import Trainer
@@ -189,3 +190,33 @@ def test_check_resume_allows_where_and_how_but_not_what():
     with pytest.raises(ConfigError, match=r"extra: '<absent>' in the checkpoint, 1 now"):
         check_resume(saved, {**moved, "extra": 1}, epoch=3, path="last.pt")
     assert flatten({"a": {"b": [1, {"c": 2}]}}) == {"a.b.0": 1, "a.b.1.c": 2}
+
+
+def test_a_read_only_run_folder_is_refused_before_data(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_module, "load_data", lambda cfg: pytest.fail("data was loaded"))
+    monkeypatch.setattr("plmu.train.run_folder.os.access", lambda path, mode: False)  # root ignores chmod
+    with pytest.raises(RunFolderError, match=r"is not writable; choose another hydra.run.dir"):
+        train(_cfg(tmp_path), tmp_path / "run")
+
+
+def test_a_sweep_job_is_a_tracker_run_in_the_sweeps_group(tmp_path, monkeypatch):
+    seen = {}
+
+    def start(self, run_dir, config, run_name, group=None):
+        seen.update(name=run_name, group=group)
+
+    monkeypatch.setattr(NullLogger, "start", start)
+    overrides = ["task=mackey_glass", "model.order=4"]
+    train(_cfg(tmp_path, "trainer.max_epochs=1"), tmp_path / "run", overrides=overrides, group="mackey_glass-sweep")
+    assert seen == {"name": "task=mackey_glass,model.order=4", "group": "mackey_glass-sweep"}
+    train(_cfg(tmp_path, "trainer.max_epochs=1"), tmp_path / "single")
+    assert seen == {"name": "mackey_glass-single", "group": None}
+
+
+def test_epoch_time_adds_up_over_attempts(tmp_path):
+    train(_cfg(tmp_path, "trainer.max_epochs=1"), tmp_path / "run")
+    results = train(_cfg(tmp_path), tmp_path / "run")
+    seconds = [
+        r["epoch_seconds"] for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").open()) if "epoch_seconds" in r
+    ]
+    assert results["epoch_seconds_total"] == pytest.approx(sum(seconds), abs=0.02)
