@@ -56,6 +56,14 @@ TINY_MACKEY_GLASS = [
 ]
 
 
+def config_names(group: str) -> list[str]:
+    """The options of a config group in the installed package (plmu.conf), e.g. config_names("task")."""
+    from importlib import resources
+
+    folder = resources.files("plmu.conf") / group
+    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
 def compose_config(overrides: list[str]):
     """The config plmu-train would run with these overrides (Hydra compose, from the installed package)."""
     from hydra import compose, initialize_config_module

@@ -28,11 +28,11 @@ class Objective:
         """Additive statistics of one batch, (3,): reduced by :meth:`reduce` once the split is done."""
         prediction = prediction.detach().float()
         if self.name == "classification":
-            correct = (prediction.argmax(-1) == target).sum()
-            return torch.stack([correct.float(), torch.tensor(float(len(target))), torch.tensor(0.0)])
-        return torch.stack(
-            [(prediction - target).pow(2).sum(), target.pow(2).sum(), torch.tensor(float(target.numel()))]
-        )
+            correct = (prediction.argmax(-1) == target).sum().float()
+            return torch.stack([correct, torch.full_like(correct, len(target)), torch.zeros_like(correct)])
+        squared_error = (prediction - target).pow(2).sum()
+        count = torch.full_like(squared_error, target.numel())  # on the batch's device, like the sums
+        return torch.stack([squared_error, target.pow(2).sum(), count])
 
     def reduce(self, sums: Tensor) -> float:
         if self.name == "classification":

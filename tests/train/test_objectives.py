@@ -24,3 +24,13 @@ def test_nrmse_is_rmse_over_rms_of_the_target():
 def test_unknown_objective():
     with pytest.raises(ConfigError, match=r"task.objective must be one of \['classification', 'regression'\]"):
         objective("ranking")
+
+
+@pytest.mark.parametrize("name", ["classification", "regression"])
+def test_sums_stay_on_the_batch_device(name):
+    """Found on a GPU: the counts were made on the CPU and could not be stacked with CUDA sums. The meta device
+    stands in for any device that is not the CPU, so this runs everywhere."""
+    task = objective(name)
+    prediction = torch.zeros(4, 10, device="meta") if name == "classification" else torch.zeros(4, 3, 1, device="meta")
+    target = torch.zeros(4, dtype=torch.long, device="meta") if name == "classification" else prediction.clone()
+    assert task.sums(prediction, target).device.type == "meta"

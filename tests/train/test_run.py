@@ -1,11 +1,10 @@
 """One training run in-process: config composition, validation, resume, NaN handling, results."""
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_MACKEY_GLASS, compose_config
+from conftest import TINY_MACKEY_GLASS, compose_config, config_names
 from omegaconf import OmegaConf
 
 from plmu.errors import CheckpointError, ConfigError, NonFiniteLossError
@@ -14,7 +13,7 @@ from plmu.train.run import build_model, train
 from plmu.train.schema import check_config
 from plmu.train.trainer import Trainer
 
-TASKS = sorted(p.stem for p in (Path(run_module.__file__).parents[2] / "conf" / "task").glob("*.yaml"))
+TASKS = config_names("task")  # the installed package's configs: a wheel install too
 MODELS = ["plmu", "original_lmu", "lstm"]
 
 

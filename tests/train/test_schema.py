@@ -2,21 +2,17 @@
 
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config
+from conftest import compose_config, config_names
 from omegaconf import OmegaConf
 
 from plmu.errors import ConfigError
 from plmu.train import schema
 from plmu.train.schema import check_config
 
-CONF = Path(schema.__file__).parents[2] / "conf"
-TASKS = sorted(p.stem for p in (CONF / "task").glob("*.yaml"))
-MODELS = sorted(p.stem for p in (CONF / "model").glob("*.yaml"))
-EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+TASKS, MODELS, EXPERIMENTS = config_names("task"), config_names("model"), config_names("experiment")
 ACTIVATIONS = "['gelu', 'identity', 'relu', 'sigmoid', 'tanh']"
 STEP_LR = "trainer.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true"
 
