@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from plmu.data.folders import data_folder
 from plmu.data.splits import DataSplits, TensorSplit, check_int
 from plmu.errors import ConfigError
 
@@ -64,22 +65,12 @@ def generate(spec: MackeyGlassSpec) -> np.ndarray:
 
 def _cache_folder(cache_dir: object) -> Path:
     """``cache_dir`` as a Path, or a ConfigError naming task.data.cache_dir when it cannot be a folder."""
-    if not isinstance(cache_dir, str | os.PathLike) or str(cache_dir) == "":
-        # "" would silently mean the current folder; null is the way to say "do not cache"
-        raise ConfigError(
-            f"task.data.cache_dir must be a folder or null (no cache), got {cache_dir!r}: set task.data.cache_dir "
-            f"(or data_dir) to a folder, or to null"
-        )
-    folder = Path(cache_dir).expanduser()
-    for existing in (folder, *folder.parents):
-        if existing.exists():
-            if not existing.is_dir():
-                raise ConfigError(
-                    f"task.data.cache_dir={str(cache_dir)!r}: {existing} is a file, not a folder: set "
-                    f"task.data.cache_dir (or data_dir) to a folder, or to null to not cache"
-                )
-            break
-    return folder
+    return data_folder(
+        cache_dir,
+        "task.data.cache_dir",
+        "a folder or null (no cache)",
+        "set task.data.cache_dir (or data_dir) to a folder, or to null to not cache",
+    )
 
 
 def _read_cache(path: Path, shape: tuple[int, int]) -> np.ndarray | None:

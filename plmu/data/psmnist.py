@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torchvision
 
+from plmu.data.folders import data_folder, nearest_existing
 from plmu.data.splits import DataSplits, TensorSplit, check_int, is_int
 from plmu.errors import ConfigError, DataError, DataNotFoundError
 
@@ -50,30 +51,15 @@ def _writable(folder: Path) -> bool:
     return os.access(folder, os.W_OK | os.X_OK)
 
 
-def _nearest_existing(path: Path) -> Path:
-    """``path`` or its nearest ancestor that exists: where a download would have to create folders."""
-    for candidate in (path, *path.parents):
-        if candidate.exists():
-            return candidate
-    return path  # not reached: "/" or "." exists
-
-
 def _check_root(root: object) -> Path:
     """``root`` as a Path, or a ConfigError naming task.data.root when it cannot be a data folder."""
-    if not isinstance(root, str | os.PathLike) or str(root) == "":
-        # "" would silently mean the current folder (e.g. an empty PLMU_DATA_DIR); a number is a typo
-        raise ConfigError(
-            f"task.data.root must be a folder, got {root!r}: set data_dir (or PLMU_DATA_DIR, or task.data.root) "
-            f"to the folder that holds (or will hold) the data"
-        )
-    path = Path(root).expanduser()
-    existing = _nearest_existing(path)
-    if not existing.is_dir():
-        raise ConfigError(
-            f"task.data.root={str(root)!r}: {existing} is a file, not a folder: set data_dir (or task.data.root) "
-            f"to a folder (it is created if missing)"
-        )
-    return path
+    return data_folder(
+        root,
+        "task.data.root",
+        "a folder",
+        "set data_dir (or PLMU_DATA_DIR, or task.data.root) to a folder that holds (or will hold) the data; it is "
+        "created if missing",
+    )
 
 
 def _fix(fetch: bool) -> str:
@@ -231,7 +217,7 @@ def _download(
             if download
             else "task.data.download is false"
         )
-    existing = _nearest_existing(raw)
+    existing = nearest_existing(raw)
     if not _writable(existing):  # checked first: torchvision's PermissionError does not say which root
         raise not_writable(existing)
     try:
