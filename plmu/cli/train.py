@@ -12,6 +12,7 @@ torch is imported only when a run starts, so ``--help`` and shell completion ans
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Any, NoReturn
@@ -54,6 +55,10 @@ def run(cfg: DictConfig) -> float:
         group = f"{cfg.task.name}-{sweep_dir.name}" if sweep_dir is not None else None
         results = train(cfg, run_dir, overrides, group, _hydra_records(cfg, hydra_cfg))
     except KeyboardInterrupt as interrupt:
+        if getattr(interrupt, "kept", None) is None:  # stopped before training: leave no empty folder
+            from plmu.train.run_folder import RunFolder
+
+            RunFolder(run_dir).remove_if_empty()
         _interrupted(interrupt, overrides, run_dir)
     except (PlmuError, OSError) as error:
         from plmu.train.run_folder import RunFolder
@@ -93,8 +98,13 @@ def _interrupted(interrupt: KeyboardInterrupt, overrides: list[str], run_dir: Pa
     sys.exit(130)
 
 
+def _terminate(signum: int, frame: object) -> NoReturn:
+    raise KeyboardInterrupt  # SIGTERM (kill, a cluster's pre-emption) ends a run like Ctrl-C: recorded, resumable
+
+
 def main() -> None:
     """The ``plmu-train`` entry point: Hydra's command line, then the exit status of a sweep."""
+    signal.signal(signal.SIGTERM, _terminate)
     SweepSummary.failed_jobs = []
     run()
     if SweepSummary.failed_jobs:

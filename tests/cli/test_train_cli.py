@@ -136,7 +136,7 @@ def test_a_run_folder_in_use_is_refused(tmp_path):
     while not (run_dir / "train.log").exists() and time.time() < deadline:
         time.sleep(0.2)
     second = plmu_train(*args, "trainer.max_epochs=500", cwd=tmp_path)
-    first.send_signal(signal.SIGINT)
+    first.send_signal(signal.SIGTERM)  # as Ctrl-C (SIGINT) or a cluster's pre-emption
     first_err = first.communicate(timeout=120)[1]
     assert second.returncode == 2
     assert f"plmu-train: error: run folder {run_dir} is in use by another plmu-train process" in second.stderr
