@@ -288,6 +288,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
     parser.add_argument("--skip-original", action="store_true", help="leave out the (slow) 2019 LMU rows")
     parser.add_argument("--crossover", action="store_true", help="time direct vs fft over T instead")
+    parser.add_argument(
+        "--text", action="store_true", help="the text classifiers (LMU, LSTM, transformer) instead: tokens/s, latency"
+    )
     parser.add_argument("--output", type=Path, help="also write the report (markdown) to this file")
     args = parser.parse_args(argv)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
@@ -316,7 +319,12 @@ def main(argv: list[str] | None = None) -> int:
         f"median of {args.repeats} steps after {args.warmup} warm-up",
         "",
     ]
-    if args.crossover:
+    if args.text:  # CPU: the text table is the CPU's
+        from plmu.bench_text import report as text_report
+
+        header[3] = "sizes: conf/task_model/imdb_*.yaml"
+        body = text_report()
+    elif args.crossover:
         body = crossover(args, device)
     else:
         rows = [row for case in args.cases for row in run_case(args, case, device)]

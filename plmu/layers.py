@@ -14,6 +14,14 @@ No recurrence is nonlinear, so training runs in parallel. How the full sequence 
 - ``"auto"``: ``fused`` when hidden < memory_d·order, else the memory path; each conv picks fft/direct by length.
 
 With ``return_sequences=False`` only o_T is computed, from m_T by one matmul (:meth:`LegendreMemory.last_state`).
+
+Padding: ``forward(x, mask=...)`` takes a bool mask (batch, T), True at real steps. Padded steps feed u = 0 into the
+memory in every mode (fused included: u is zeroed before the convolution), so the padding's values never reach a
+real step's memory. The skip term and f2 are per step, so every real step's output is the unpadded example's, for
+left and right padding alike; the outputs at padded steps are garbage (they see the padding's x and, after right
+padding's real steps, the decaying memory): read a last step with :func:`last_valid`, which ``return_sequences=False``
+and the returned state already do. In a stack every layer gets the mask, so a layer's garbage at padded steps never
+enters the next layer's memory.
 """
 
 from __future__ import annotations
@@ -24,7 +32,9 @@ import torch
 from torch import Tensor, nn
 
 from plmu.conv import causal_conv, choose_conv
-from plmu.memory import LegendreMemory
+from plmu.memory import LegendreMemory, check_mask, last_valid, mask_input
+
+__all__ = ["ACTIVATIONS", "LAYER_MODES", "ParallelLMU", "ParallelLMUStack", "SequenceStack", "activation", "last_valid"]
 
 LAYER_MODES = ("auto", "fused", "fft", "direct", "recurrent")
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -34,6 +44,11 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "gelu": nn.GELU,
     "sigmoid": nn.Sigmoid,
 }
+
+
+def _last_step(values: Tensor, mask: Tensor | None) -> Tensor:
+    """values (batch, T, ...) → (batch, ...) at the last step: T − 1, or each example's last real step with a mask."""
+    return values[:, -1] if mask is None else last_valid(values, mask)
 
 
 def activation(name: str) -> nn.Module:
@@ -55,6 +70,8 @@ class ParallelLMU(nn.Module):
         return_sequences: every step's output (True) or only the last (False, via ``last_state``).
         mode: how the full sequence is computed, one of ``LAYER_MODES`` (see the module docstring).
     """
+
+    supports_mask = True  # SequenceStack passes a padding mask only to layer classes that say they take one
 
     def __init__(
         self,
@@ -96,30 +113,36 @@ class ParallelLMU(nn.Module):
         return choose_conv(steps)
 
     def forward(
-        self, x: Tensor, state: Tensor | None = None, return_state: bool | None = None
+        self, x: Tensor, state: Tensor | None = None, return_state: bool | None = None, *, mask: Tensor | None = None
     ) -> Tensor | tuple[Tensor, Tensor]:
         """x (batch, T, input_size) → o (batch, T, hidden) or (batch, hidden); with a state also the final state.
 
         ``state`` is the memory state before the first step, (batch, memory_d·order); see ``initial_state``.
+        ``mask`` (bool (batch, T), False at padding): padded steps feed u = 0 to the memory; the last step
+        (``return_sequences=False``) and the returned state are each example's last real step (module docstring).
         """
         if x.dim() != 3 or x.shape[-1] != self.input_size:
             raise ValueError(f"x must be (batch, time, input_size={self.input_size}), got shape {tuple(x.shape)}")
+        if mask is not None:
+            check_mask(mask, x.shape[0], x.shape[1])
         return_state = state is not None if return_state is None else return_state
         mode = self.resolve_mode(x.shape[1])
         u = self.f1(self.input_to_memory(x))  # (batch, T, memory_d)
         new_state = None
         if not self.return_sequences and mode != "recurrent":
-            new_state = self.memory.last_state(u, state)
+            new_state = self.memory.last_state(u, state, mask=mask)
             readout = self.memory_to_output(new_state)
-            x = x[:, -1]
+            x = _last_step(x, mask)
         elif mode == "fused":
+            if mask is not None:
+                u = mask_input(u, mask)
             readout = self._fused_readout(u, state)
             if return_state:
-                new_state = self.memory.last_state(u, state)
+                new_state = self.memory.last_state(u, state, mask=mask)
         else:
-            m, new_state = self.memory(u, state, return_state=True, mode=mode)
-            if not self.return_sequences:
-                m, x = m[:, -1], x[:, -1]
+            m, new_state = self.memory(u, state, return_state=True, mode=mode, mask=mask)
+            if not self.return_sequences:  # with a mask, new_state is m at each example's last real step
+                m, x = m[:, -1] if mask is None else new_state, _last_step(x, mask)
             readout = self.memory_to_output(m)
         out = self.dropout(self.f2(self._add_skip(readout, x)))
         return (out, new_state) if return_state else out
@@ -156,9 +179,13 @@ class ParallelLMU(nn.Module):
         """The memory state before any input: zeros (batch, memory_d·order)."""
         return self.memory.initial_state(batch)
 
-    def step(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        """One time step as an RNN, O(1) in the sequence length: x_t (batch, input_size) → (o_t, new state)."""
-        m_t, state = self.memory.step(self.f1(self.input_to_memory(x_t)), state)
+    def step(self, x_t: Tensor, state: Tensor, *, mask_t: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """One time step as an RNN, O(1) in the sequence length: x_t (batch, input_size) → (o_t, new state).
+
+        ``mask_t`` (bool (batch,), False = padding) carries those examples' state unchanged; their o_t is garbage.
+        """
+        u_t = self.f1(self.input_to_memory(x_t))
+        m_t, state = self.memory.step(u_t, state, mask_t=mask_t)
         return self.dropout(self.f2(self._add_skip(self.memory_to_output(m_t), x_t))), state
 
 
@@ -166,7 +193,8 @@ class SequenceStack(nn.Module):
     """``num_layers`` layers of ``layer_class``, each (batch, T, ·) → (batch, T, hidden_size), streamable.
 
     A layer class takes (input_size, hidden_size, return_sequences=..., **layer_kwargs) and has
-    ``forward(x, state, return_state)``, ``initial_state(batch)`` and ``step(x_t, state)``.
+    ``forward(x, state, return_state)``, ``initial_state(batch)`` and ``step(x_t, state)``; one whose
+    ``supports_mask`` is True also takes ``mask=`` and ``mask_t=`` (a padding mask, passed to every layer).
 
     Args:
         residual: add each layer's input to its output where the sizes match (every layer after the first).
@@ -211,30 +239,48 @@ class SequenceStack(nn.Module):
             out = out + x
         return self.norms[i](out)
 
+    def _check_supports_mask(self) -> None:
+        if not getattr(self.layer_class, "supports_mask", False):
+            raise ValueError(f"{self.layer_class.__name__} does not take a padding mask; call it without mask=")
+
     def forward(
-        self, x: Tensor, state: list | None = None, return_state: bool | None = None
+        self, x: Tensor, state: list | None = None, return_state: bool | None = None, *, mask: Tensor | None = None
     ) -> Tensor | tuple[Tensor, list]:
-        """x (batch, T, input_size) → (batch, T, hidden) or (batch, hidden); states are one per layer."""
+        """x (batch, T, input_size) → (batch, T, hidden) or (batch, hidden); states are one per layer.
+
+        ``mask`` (bool (batch, T), False at padding) goes to every layer, so padded steps feed u = 0 to every memory
+        and the last step is each example's last real step (see :func:`last_valid`).
+        """
         return_state = state is not None if return_state is None else return_state
+        # The keyword is passed only with a mask: layer classes without mask support run unchanged.
+        masked = {} if mask is None else {"mask": mask}
+        if mask is not None:
+            self._check_supports_mask()
         new_states = []
         for i, layer in enumerate(self.layers):
             layer_state = None if state is None else state[i]
-            out = layer(x, layer_state, return_state=return_state)
+            out = layer(x, layer_state, return_state=return_state, **masked)
             if return_state:
                 out, layer_state = out
                 new_states.append(layer_state)
-            skip_x = x if layer.return_sequences else x[:, -1]
+            skip_x = x if layer.return_sequences else _last_step(x, mask)
             x = self._combine(i, skip_x, out)
         return (x, new_states) if return_state else x
 
     def initial_state(self, batch: int) -> list:
         return [layer.initial_state(batch) for layer in self.layers]
 
-    def step(self, x_t: Tensor, state: list) -> tuple[Tensor, list]:
-        """One time step through every layer: x_t (batch, input_size) → (o_t (batch, hidden), new states)."""
+    def step(self, x_t: Tensor, state: list, *, mask_t: Tensor | None = None) -> tuple[Tensor, list]:
+        """One time step through every layer: x_t (batch, input_size) → (o_t (batch, hidden), new states).
+
+        ``mask_t`` (bool (batch,), False = padding) carries those examples' states unchanged in every layer.
+        """
+        masked = {} if mask_t is None else {"mask_t": mask_t}
+        if mask_t is not None:
+            self._check_supports_mask()
         new_states = []
         for i, layer in enumerate(self.layers):
-            out, layer_state = layer.step(x_t, state[i])
+            out, layer_state = layer.step(x_t, state[i], **masked)
             new_states.append(layer_state)
             x_t = self._combine(i, x_t, out)
         return x_t, new_states

@@ -10,6 +10,14 @@ One module owns Ā and B̄ (from :mod:`plmu.lti`); each path below uses them:
 Every path takes and returns a carried state, so a sequence processed in chunks equals the one-shot result.
 Shapes: u (batch, T, memory_d); m (batch, T, memory_d·order), channel-major (flat index c·order + k);
 a state is (batch, memory_d·order).
+
+Padding (``mask``, bool (batch, T), True at real steps): in every path a padded step is a step with u = 0, so the
+memory keeps decaying through it (m_t = Ā m_{t−1}) and whatever the padding holds never reaches it. Left padding
+(real steps last) from a zero state leaves m = 0 until the first real step, so every real step's memory is the
+unpadded example's; with right padding (real steps first) causality gives the same at real steps, while the padded
+steps after them hold the decaying m. "The last state" (``last_state``, ``return_state``) is m at each example's
+last real step (:func:`last_valid`), for either layout. ``step(..., mask_t=...)`` instead holds the state where
+mask_t is False: the same values at every real step from a zero state (see :meth:`LegendreMemory.step`).
 """
 
 from __future__ import annotations
@@ -24,6 +32,54 @@ from plmu.conv import CONV_MODES, causal_conv, choose_conv
 from plmu.lti import DISCRETIZERS, discretize, impulse_response, krylov, legendre_delay_system, spectral_radius
 
 MEMORY_MODES = ("auto", "recurrent", *CONV_MODES)
+
+
+def check_mask(mask: Tensor, batch: int, steps: int) -> None:
+    """Raise unless ``mask`` is a bool (batch, steps) tensor: a float 0/1 mask is ambiguous about which is padding."""
+    if not isinstance(mask, Tensor) or mask.dtype != torch.bool or tuple(mask.shape) != (batch, steps):
+        got = f"{mask.dtype} of shape {tuple(mask.shape)}" if isinstance(mask, Tensor) else type(mask).__name__
+        raise ValueError(
+            f"mask must be a bool tensor (batch, time) = {(batch, steps)}, True at real steps and False at padding; "
+            f"got {got}"
+        )
+
+
+def mask_input(u: Tensor, mask: Tensor) -> Tensor:
+    """u (batch, T, C) with every padded step set to 0 (mask (batch, T), True = real).
+
+    ``masked_fill``, not ``u * mask``: padding that holds inf or NaN would survive a product (0·inf = NaN) and an FFT
+    would spread it over every step.
+    """
+    return u.masked_fill(~mask[..., None], 0)
+
+
+def last_valid_index(mask: Tensor) -> Tensor:
+    """The index of each row's last True step (batch,), long; T − 1 for a row with no True step."""
+    # argmax returns the first maximum: the first True of the reversed row is the last True of the row.
+    return mask.shape[1] - 1 - mask.flip(1).to(torch.uint8).argmax(1)
+
+
+def last_valid(values: Tensor, mask: Tensor) -> Tensor:
+    """values (batch, T, ...) at each example's last real step → (batch, ...), for left or right padding alike.
+
+    mask (batch, T) is True at real steps. With left padding this is ``values[:, -1]``; with right padding it is the
+    step before the padding starts. A row with no real step reads the last position, T − 1.
+    """
+    index = last_valid_index(mask)
+    return values[torch.arange(values.shape[0], device=values.device), index]
+
+
+def _roll_last_valid_to_end(u: Tensor, mask: Tensor) -> Tensor:
+    """u (batch, T, C), padding already zeroed, rotated per example so that its last real step lands at T − 1.
+
+    What rotates round to the front is the padding after the last real step, i.e. zeros: the rotated row is the
+    example left-padded, whose m_T is the memory at its last real step. One gather, so the last state stays one
+    matmul for any padding layout.
+    """
+    steps = u.shape[1]
+    shift = steps - 1 - last_valid_index(mask)  # (batch,); 0 for every row of a left-padded batch
+    index = (torch.arange(steps, device=u.device) - shift[:, None]) % steps  # (batch, T)
+    return u.gather(1, index[..., None].expand_as(u))
 
 
 class LegendreMemory(nn.Module):
@@ -72,7 +128,8 @@ class LegendreMemory(nn.Module):
         self._A64, self._B64 = A_bar, B_bar
         self.register_buffer("_A", A_bar.to(torch.get_default_dtype()), persistent=False)
         self.register_buffer("_B", B_bar.to(torch.get_default_dtype()), persistent=False)
-        self._kernel_cache: dict[tuple[int, torch.dtype, torch.device], Tensor] = {}
+        # One impulse response per (dtype, device), as long as the longest sequence seen; shorter ones are slices.
+        self._kernel_cache: dict[tuple[torch.dtype, torch.device], Tensor] = {}
 
     # ------------------------------------------------------------------------------------------- the system
     @property
@@ -113,15 +170,25 @@ class LegendreMemory(nn.Module):
         return self
 
     def impulse_response(self, length: int, dtype: torch.dtype | None = None) -> Tensor:
-        """H (length, order), H_k = Ā^k B̄, built in float64 and cast; cached while θ is fixed."""
+        """H (length, order), H_k = Ā^k B̄, built in float64 and cast; cached while θ is fixed.
+
+        H for T steps is a prefix of H for any longer T, so the cache holds one kernel per (dtype, device), grown to
+        the longest length asked, and returns its first ``length`` rows: ragged lengths cannot grow it without bound.
+        It is built to the next power of two: :func:`plmu.lti.krylov` doubles its way there anyway (so the rows are
+        bit-identical to a build at exactly ``length``), and a slowly growing length rebuilds it only log2(T) times.
+        """
         dtype = dtype or self._A.dtype
         if self.trainable_theta:
             A64, B64 = self._discretize_learned_theta()
             return impulse_response(A64, B64, length).to(dtype)
-        key = (length, dtype, self._A.device)
-        if key not in self._kernel_cache:
-            self._kernel_cache[key] = impulse_response(self._A64, self._B64, length).to(dtype)
-        return self._kernel_cache[key]
+        if length <= 0:
+            raise ValueError(f"length must be positive, got {length}")
+        key = (dtype, self._A.device)
+        cached = self._kernel_cache.get(key)
+        if cached is None or cached.shape[0] < length:
+            capacity = 1 << (length - 1).bit_length()  # the next power of two ≥ length
+            cached = self._kernel_cache[key] = impulse_response(self._A64, self._B64, capacity).to(dtype)
+        return cached[:length]
 
     # ------------------------------------------------------------------------------------------- checks
     def _check_input(self, u: Tensor, state: Tensor | None) -> None:
@@ -143,7 +210,13 @@ class LegendreMemory(nn.Module):
 
     # ------------------------------------------------------------------------------------------- paths
     def forward(
-        self, u: Tensor, state: Tensor | None = None, return_state: bool | None = None, mode: str = "auto"
+        self,
+        u: Tensor,
+        state: Tensor | None = None,
+        return_state: bool | None = None,
+        mode: str = "auto",
+        *,
+        mask: Tensor | None = None,
     ) -> Tensor | tuple[Tensor, Tensor]:
         """u (batch, T, memory_d) → m (batch, T, memory_d·order); with a state, also the final state.
 
@@ -151,15 +224,21 @@ class LegendreMemory(nn.Module):
             state: m_0, the state before the first step (batch, memory_d·order); zeros when None.
             return_state: also return m_T (defaults to True when a state is given).
             mode: ``"auto"``, ``"recurrent"``, ``"fft"`` or ``"direct"``; all give the same values.
+            mask: bool (batch, T), False at padding: those steps get u = 0, and the returned state is m at each
+                example's last real step (see the module docstring).
         """
         if mode not in MEMORY_MODES:
             raise ValueError(f"mode must be one of {MEMORY_MODES}, got {mode!r}")
         self._check_input(u, state)
         return_state = state is not None if return_state is None else return_state
         batch, steps, channels = u.shape
+        if mask is not None:
+            check_mask(mask, batch, steps)
         dtype = self._compute_dtype(u)
         with torch.autocast(u.device.type, enabled=False):
             u = u.to(dtype)
+            if mask is not None:
+                u = mask_input(u, mask)
             if mode == "recurrent":
                 m = self._recurrent(u, state)
             else:
@@ -170,7 +249,9 @@ class LegendreMemory(nn.Module):
                 if state is not None:
                     m = m + self._free_response(state.to(dtype), steps)
                 m = m.reshape(batch, channels, steps, self.order).transpose(1, 2).reshape(batch, steps, -1)
-        return (m, m[:, -1]) if return_state else m
+        if not return_state:
+            return m
+        return m, (m[:, -1] if mask is None else last_valid(m, mask))
 
     def _recurrent(self, u: Tensor, state: Tensor | None) -> Tensor:
         """The reference: the step loop, m (batch, T, C·d)."""
@@ -188,21 +269,48 @@ class LegendreMemory(nn.Module):
         m0 = state.reshape(-1, self.order)  # (batch·C, d)
         return krylov(A, m0 @ A.transpose(0, 1), steps)
 
-    def last_state(self, u: Tensor, state: Tensor | None = None) -> Tensor:
-        """m_T only (batch, memory_d·order): m_T = Σ_j H_{T−1−j} u_j (+ Ā^T m_0), one matmul (paper eq. 25)."""
+    def last_state(self, u: Tensor, state: Tensor | None = None, *, mask: Tensor | None = None) -> Tensor:
+        """m_T only (batch, memory_d·order): m_T = Σ_j H_{T−1−j} u_j (+ Ā^T m_0), one matmul (paper eq. 25).
+
+        With ``mask`` (bool (batch, T), False at padding) padded steps get u = 0 and the result is m at each
+        example's last real step p: the rows are rotated so that p lands at T − 1 (an identity for left padding),
+        then the same one matmul; a carried state contributes Ā^(p+1) m_0.
+        """
         self._check_input(u, state)
         batch, steps, _ = u.shape
+        if mask is not None:
+            check_mask(mask, batch, steps)
         dtype = self._compute_dtype(u)
         with torch.autocast(u.device.type, enabled=False):
             H = self.impulse_response(steps, dtype)
+            u = u.to(dtype)
+            if mask is not None:
+                u = _roll_last_valid_to_end(mask_input(u, mask), mask)
             # (batch, C, T) @ (T, d): the newest input meets H_0, the oldest H_{T−1}.
-            m = torch.matmul(u.to(dtype).transpose(1, 2), H.flip(0))  # (batch, C, d)
-            if state is not None:
+            m = torch.matmul(u.transpose(1, 2), H.flip(0))  # (batch, C, d)
+            if state is not None and mask is not None:
+                m = m + self._decay(state.to(dtype), last_valid_index(mask) + 1, steps)
+            elif state is not None:
                 A, _ = self.discrete_system(dtype)
                 m = m + state.to(dtype).reshape(batch, self.memory_d, self.order) @ torch.linalg.matrix_power(
                     A, steps
                 ).transpose(0, 1)
         return m.reshape(batch, -1)
+
+    def _decay(self, state: Tensor, exponents: Tensor, largest: int) -> Tensor:
+        """Ā^(e_b) m_0 for a different e_b ≤ ``largest`` per example: state (batch, C·d) → (batch, C, d).
+
+        Square-and-multiply over the bits of e, every example at once: log2(largest) small matmuls.
+        """
+        A, _ = self.discrete_system(state.dtype)
+        m = state.reshape(state.shape[0], self.memory_d, self.order)
+        power = A.transpose(0, 1)  # (Ā^(2^bit))ᵀ, as m is multiplied from the right
+        for bit in range(largest.bit_length()):
+            use = ((exponents >> bit) & 1).bool()[:, None, None]
+            m = torch.where(use, m @ power, m)
+            if bit + 1 < largest.bit_length():
+                power = power @ power
+        return m
 
     def initial_state(self, batch: int, dtype: torch.dtype | None = None, device: torch.device | None = None) -> Tensor:
         """m_0 = 0: (batch, memory_d·order)."""
@@ -210,14 +318,28 @@ class LegendreMemory(nn.Module):
             batch, self.memory_d * self.order, dtype=dtype or self._A.dtype, device=device or self._A.device
         )
 
-    def step(self, u_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        """One time step, O(d²): u_t (batch, memory_d), state (batch, memory_d·order) → (m_t, m_t)."""
+    def step(self, u_t: Tensor, state: Tensor, *, mask_t: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """One time step, O(d²): u_t (batch, memory_d), state (batch, memory_d·order) → (m_t, m_t).
+
+        ``mask_t`` (bool (batch,), False = padding) holds the state of the padded examples unchanged, so a batch of
+        streams can skip a step per example. Unlike the sequence paths' u = 0 (which decays a nonzero state), this
+        gives the same real steps and the same last state from a zero state, for left and right padding.
+        """
         if u_t.dim() != 2 or u_t.shape[-1] != self.memory_d:
             raise ValueError(f"u_t must be (batch, memory_d={self.memory_d}), got shape {tuple(u_t.shape)}")
+        if mask_t is not None and (mask_t.dtype != torch.bool or tuple(mask_t.shape) != (u_t.shape[0],)):
+            raise ValueError(
+                f"mask_t must be a bool tensor (batch,) = ({u_t.shape[0]},), got {mask_t.dtype} {tuple(mask_t.shape)}"
+            )
         dtype = self._compute_dtype(u_t)
         with torch.autocast(u_t.device.type, enabled=False):
             A, B = self.discrete_system(dtype)
-            m = self._step(u_t.to(dtype), state.to(dtype), A, B)
+            u_t, state = u_t.to(dtype), state.to(dtype)
+            if mask_t is None:
+                m = self._step(u_t, state, A, B)
+            else:  # u is zeroed as well, so NaN padding cannot reach a gradient through B̄ u_t
+                m = self._step(u_t.masked_fill(~mask_t[:, None], 0), state, A, B)
+                m = torch.where(mask_t[:, None], m, state)
         return m, m
 
     def _step(self, u_t: Tensor, state: Tensor, A: Tensor, B: Tensor) -> Tensor:

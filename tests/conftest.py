@@ -48,7 +48,7 @@ TINY_MACKEY_GLASS = [
     "task.data.steps=200",
     "task.data.n_train=2",
     "task.data.n_val=2",
-    "task.batch_size=2",
+    "trainer.batch_size=2",
     "model.hidden_size=8",
     "model.num_layers=2",
     "logger=none",
@@ -62,6 +62,12 @@ def config_names(group: str) -> list[str]:
 
     folder = resources.files("plmu.conf") / group
     return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def task_model_pairs() -> list[tuple[str, str]]:
+    """Every (task, model family) the configs give sizes for: conf/task_model/<task>_<family>.yaml."""
+    tasks, models = config_names("task"), config_names("model")
+    return [(t, m) for name in config_names("task_model") for t in tasks for m in models if name == f"{t}_{m}"]
 
 
 def compose_config(overrides: list[str]):

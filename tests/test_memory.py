@@ -5,7 +5,7 @@ from conftest import assert_close_to
 from scipy.signal import cont2discrete
 
 from plmu import LegendreMemory
-from plmu.lti import legendre_delay_system
+from plmu.lti import impulse_response, legendre_delay_system
 
 PARALLEL = ["fft", "direct", "auto"]
 # (order, theta, memory_d, batch, steps): short, odd, T ≫ θ, a small order with a long tail, many channels
@@ -136,6 +136,47 @@ def test_kernel_cache_follows_dtype():
     memory(u.float())
     memory.double()  # clears the float32 cache; the float64 kernel is rebuilt from float64 Ā
     assert_close_to(memory(u, mode="fft"), reference_loop(memory, u), atol=1e-12)
+
+
+def test_kernel_cache_keeps_one_kernel_per_dtype_grown_to_the_longest_length():
+    memory = LegendreMemory(12, 30.0).double()
+    for length in [5, 300, 17, 300, 1000, 3]:
+        H = memory.impulse_response(length)
+        # a prefix of the cached kernel is bit-identical to a fresh build at exactly that length
+        assert torch.equal(H, impulse_response(memory._A64, memory._B64, length))
+        assert list(memory._kernel_cache) == [(torch.float64, torch.device("cpu"))]
+    # grown to the next power of two ≥ the longest length (krylov doubles to it anyway), never shrunk
+    assert memory._kernel_cache[(torch.float64, torch.device("cpu"))].shape == (1024, 12)
+    memory.impulse_response(77, torch.float32)
+    assert {key: H.shape[0] for key, H in memory._kernel_cache.items()} == {
+        (torch.float64, torch.device("cpu")): 1024,
+        (torch.float32, torch.device("cpu")): 128,
+    }
+    assert torch.equal(memory.impulse_response(77, torch.float32), memory.impulse_response(77).float())
+
+
+def test_kernel_cache_stays_bounded_under_ragged_lengths():
+    memory = LegendreMemory(6, 10.0)
+    for length in torch.randint(1, 600, (200,)).tolist():
+        memory(torch.randn(1, length, 1))
+    (cached,) = memory._kernel_cache.values()
+    assert cached.shape == (1024, 6)
+
+
+def test_kernel_cache_cleared_by_casts_and_bypassed_by_trainable_theta():
+    memory = LegendreMemory(6, 8.0)
+    memory.impulse_response(40)
+    assert list(memory._kernel_cache) == [(torch.float32, torch.device("cpu"))]
+    memory.double()
+    assert memory._kernel_cache == {}
+    memory.to(torch.float32)
+    assert memory._kernel_cache == {}
+    learned = LegendreMemory(6, 8.0, trainable_theta=True)
+    learned(torch.randn(1, 40, 1))
+    learned.last_state(torch.randn(1, 40, 1))
+    assert learned._kernel_cache == {}
+    with pytest.raises(ValueError, match="length must be positive, got 0"):
+        memory.impulse_response(0)
 
 
 @pytest.mark.parametrize("mode", PARALLEL)

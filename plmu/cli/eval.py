@@ -235,7 +235,7 @@ def evaluate(args: argparse.Namespace, run_dir: Path, path: Path) -> dict[str, A
 
     import plmu
     from plmu.train import checkpoint
-    from plmu.train.objectives import objective
+    from plmu.train.objectives import build_objective
     from plmu.train.run import build_model
 
     device = resolve_eval_device(args.device)  # before the checkpoint: a wrong flag fails at once
@@ -244,8 +244,8 @@ def evaluate(args: argparse.Namespace, run_dir: Path, path: Path) -> dict[str, A
     batch_size = eval_batch_size(args, cfg, path)
     data_root = set_data_root(args, cfg)
     try:
-        task_objective = objective(cfg.task.objective)
-        model = build_model(cfg)
+        task_objective = build_objective(cfg.task.objective)
+        model = build_model(cfg, payload.get("model_args") or None)
     except ConfigError as error:
         raise CheckpointError(f"checkpoint {path}: its saved config does not build a model: {error}") from None
     checkpoint.load_model_state(model, payload["model"], path)
@@ -254,7 +254,8 @@ def evaluate(args: argparse.Namespace, run_dir: Path, path: Path) -> dict[str, A
 
     total = split.num_batches(batch_size, args.limit_batches)
     interactive = sys.stderr.isatty()
-    sums, max_difference, max_output, samples, seconds, compared = torch.zeros(3), 0.0, 0.0, 0, 0.0, 0
+    stats, max_difference, max_output, samples, seconds, compared = task_objective.zeros(), 0.0, 0.0, 0, 0.0, 0
+    time_steps = 0
     out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
     bar = tqdm(
         split.batches(batch_size, limit=args.limit_batches),
@@ -269,23 +270,27 @@ def evaluate(args: argparse.Namespace, run_dir: Path, path: Path) -> dict[str, A
     )
     try:
         with bar, torch.no_grad():
-            for x, y in bar:
-                x, y = x.to(device), y.to(device)
+            for batch in bar:
+                batch = {key: value.to(device) for key, value in batch.items()}
                 start = time.perf_counter()
-                recurrent = model.forward_recurrent(x) if args.mode == "recurrent" else None
+                recurrent = model.forward_recurrent(batch) if args.mode == "recurrent" else None
                 middle = time.perf_counter()
-                parallel = model(x)
+                parallel = model(batch)
                 end = time.perf_counter()
                 prediction = recurrent if args.mode == "recurrent" else parallel
                 seconds += (middle - start) if args.mode == "recurrent" else (end - middle)
                 if recurrent is None and samples == 0:  # parallel mode: check the RNN on the first batch only (slow)
-                    recurrent = model.forward_recurrent(x)
+                    recurrent = model.forward_recurrent(batch)
                 if recurrent is not None:
                     max_difference = max(max_difference, (recurrent - parallel).abs().max().item())
                     max_output = max(max_output, parallel.abs().max().item())
                     compared += 1
-                sums += task_objective.sums(prediction, y).cpu()
-                samples += len(x)
+                stats += task_objective.stats(prediction, batch).cpu()
+                samples += len(batch["target"])
+                inputs = batch.get("inputs")
+                if inputs is not None:  # real steps only, where a padding mask says which
+                    mask = batch.get("mask")
+                    time_steps += int(mask.sum()) if mask is not None else inputs.shape[0] * inputs.shape[1]
                 bar.set_postfix(samples_per_s=f"{samples / max(seconds, 1e-9):.1f}", refresh=False)
     except out_of_memory:
         raise PlmuError(f"out of memory on {device} at batch size {batch_size}; pass a smaller --batch-size") from None
@@ -300,13 +305,14 @@ def evaluate(args: argparse.Namespace, run_dir: Path, path: Path) -> dict[str, A
         "split": args.split,
         "mode": args.mode,
         "metric": task_objective.metric,
-        "value": task_objective.reduce(sums),
+        "value": task_objective.value(stats),
+        "metrics": task_objective.reduce(stats),
         "samples": samples,
         "batches": total,
         "batch_size": batch_size,
         "limit_batches": args.limit_batches,
         "samples_per_second": samples / seconds if seconds > 0 else None,
-        "time_steps_per_second": samples * split.x.shape[1] / seconds if seconds > 0 else None,
+        "time_steps_per_second": time_steps / seconds if seconds > 0 else None,
         "max_abs_difference_recurrent_vs_parallel": max_difference,
         # relative to the largest output: float32 rounding accumulated over T steps is ~1e-6 .. 1e-5
         "max_relative_difference_recurrent_vs_parallel": max_difference / max(max_output, 1e-30),

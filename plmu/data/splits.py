@@ -50,14 +50,15 @@ class TensorSplit:
 
     def batches(
         self, batch_size: int, shuffle: bool = False, seed: int = 0, limit: int | None = None
-    ) -> Iterator[tuple[Tensor, Tensor]]:
-        """(x, y) batches; a shuffled order depends only on ``seed``, so a resumed epoch sees the same batches."""
+    ) -> Iterator[dict[str, Tensor]]:
+        """Batches ``{"inputs": x (B, T, features), "target": y}``, the dict every task's batches are; a shuffled
+        order depends only on ``seed``, so a resumed epoch sees the same batches."""
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed)) if shuffle else None
         for number, start in enumerate(range(0, len(self), batch_size)):
             if limit is not None and number >= limit:
                 return
             index = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
-            yield self.x[index], self.y[index]
+            yield {"inputs": self.x[index], "target": self.y[index]}
 
     def num_batches(self, batch_size: int, limit: int | None = None) -> int:
         count = -(-len(self) // batch_size)

@@ -1,11 +1,48 @@
-"""Models for the benchmark tasks: a sequence encoder and a linear head, trainable in parallel, runnable as an RNN.
+"""Models for the benchmark tasks: input adapter → backbone → head, trainable in parallel, runnable as an RNN.
 
-Every encoder here follows one protocol, so training, evaluation and streaming treat them alike:
-``forward(x, state=None, return_state=None)``, ``initial_state(batch)`` and ``step(x_t, state)``.
-The builders (``plmu_model``, ``original_lmu_model``, ``lstm_model``) are the ``_target_`` of ``conf/model/*.yaml``.
+Every backbone follows one protocol, so training, evaluation and streaming treat them alike:
+``forward(x, state=None, return_state=None, mask=None)``, ``initial_state(batch)`` and
+``step(x_t, state, mask_t=None)``;
+``state_batch_dim`` says where the batch is in its state (``plmu.models.state`` detaches and reorders any of them).
+Builders (``_target_`` of ``conf/model/*.yaml`` and ``conf/task_model/*.yaml``): ``plmu_model``,
+``original_lmu_model``, ``lstm_model`` (real-valued sequences) and ``text_classifier`` (token ids, single or pairs).
 """
 
+from plmu.models.adapters import IdentityAdapter, LinearAdapter, TokenEmbedding, padding_mask
 from plmu.models.encoders import LSTMEncoder
+from plmu.models.heads import LastStepHead, MeanPoolHead, PairHead, PerStepHead, last_valid, masked_mean, pair_features
 from plmu.models.sequence import SequenceModel, lstm_model, original_lmu_model, plmu_model
+from plmu.models.sizing import count_parameters, match_parameters
+from plmu.models.state import detach_state, map_state, select_state, state_batch_dim, where_state
+from plmu.models.text import TextClassifier, text_classifier
+from plmu.models.transformer import TransformerBackbone, TransformerState
 
-__all__ = ["LSTMEncoder", "SequenceModel", "lstm_model", "original_lmu_model", "plmu_model"]
+__all__ = [
+    "IdentityAdapter",
+    "LSTMEncoder",
+    "LastStepHead",
+    "LinearAdapter",
+    "MeanPoolHead",
+    "PairHead",
+    "PerStepHead",
+    "SequenceModel",
+    "TextClassifier",
+    "TokenEmbedding",
+    "TransformerBackbone",
+    "TransformerState",
+    "count_parameters",
+    "detach_state",
+    "last_valid",
+    "lstm_model",
+    "map_state",
+    "masked_mean",
+    "match_parameters",
+    "original_lmu_model",
+    "padding_mask",
+    "pair_features",
+    "plmu_model",
+    "select_state",
+    "state_batch_dim",
+    "text_classifier",
+    "where_state",
+]

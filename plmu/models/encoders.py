@@ -1,14 +1,30 @@
-"""An LSTM encoder with the streaming protocol of ``ParallelLMUStack`` (the 2019 LMU's is ``OriginalLMUStack``)."""
+"""An LSTM encoder with the streaming protocol of ``ParallelLMUStack`` (the 2019 LMU's is ``OriginalLMUStack``).
+
+Padding (``mask`` (batch, time) bool, True at real steps): padded steps do not touch the state, so a padded batch gives
+each example's unpadded result. Each row's real steps must be one block; left and right padding both work:
+
+    right padding   x x x . .   packed as it is (pack_padded_sequence, lengths from the mask)
+    left padding    . . x x x   rolled left to x x x . . first, run the same way, and the outputs rolled back
+
+Outputs at padded steps are zero.
+"""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from plmu.memory import check_mask
+from plmu.models.state import where_state
 
 LSTMState = tuple[Tensor, Tensor]
 
 
 class LSTMEncoder(nn.Module):
     """``nn.LSTM`` (batch first) with the same protocol; the state is (h, c), each (layers, batch, hidden)."""
+
+    state_batch_dim = 1  # nn.LSTM's state layout; see plmu.models.state
 
     def __init__(
         self, input_size: int, hidden_size: int, num_layers: int = 1, *, return_sequences: bool = True
@@ -18,18 +34,66 @@ class LSTMEncoder(nn.Module):
         self.return_sequences = return_sequences
 
     def forward(
-        self, x: Tensor, state: LSTMState | None = None, return_state: bool | None = None
+        self, x: Tensor, state: LSTMState | None = None, return_state: bool | None = None, mask: Tensor | None = None
     ) -> Tensor | tuple[Tensor, LSTMState]:
+        """x (batch, time, input) → (batch, time, hidden), or the last real step's (batch, hidden).
+
+        ``state``: (h, c) before the first step, see ``initial_state``; the final one is returned with
+        ``return_state`` (default: when a state is given). ``mask`` (batch, time) bool: see the module docstring.
+        """
         return_state = state is not None if return_state is None else return_state
-        out, state = self.lstm(x, state)
-        out = out if self.return_sequences else out[:, -1]
+        if mask is None:
+            out, state = self.lstm(x, state)
+            out = out if self.return_sequences else out[:, -1]
+        else:
+            out, state = self._forward_masked(x, state, mask)
+            out = out if self.return_sequences else state[0][-1]  # the top layer's h after the last real step
         return (out, state) if return_state else out
+
+    def _forward_masked(self, x: Tensor, state: LSTMState | None, mask: Tensor) -> tuple[Tensor, LSTMState]:
+        batch, time = x.shape[:2]
+        check_mask(mask, batch, time)
+        lengths = mask.sum(dim=1)
+        start = _block_start(mask, lengths)
+        # Left-align every row: row b rolled left by start[b] (a right-padded row has start 0 and stays put).
+        steps = torch.arange(time, device=x.device)
+        gather = ((steps + start[:, None]) % time)[..., None].expand_as(x)
+        aligned = x.gather(1, gather)
+        state = self.initial_state(batch) if state is None else state
+        # pack_padded_sequence refuses empty rows: an all-padding row runs one step, undone below.
+        packed = pack_padded_sequence(aligned, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
+        out, new_state = self.lstm(packed, state)
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=time)  # zeros after each row's length
+        new_state = where_state(lengths > 0, new_state, state, batch_dim=self.state_batch_dim)
+        out = out.masked_fill(~(steps < lengths[:, None])[..., None], 0.0)  # the empty rows' one step
+        # Roll back: output step t of row b is aligned step t − start[b]; the zeros land on the padding.
+        scatter = ((steps - start[:, None]) % time)[..., None].expand_as(out)
+        return out.gather(1, scatter), new_state
 
     def initial_state(self, batch: int) -> LSTMState:
         weight = self.lstm.weight_hh_l0
         zeros = weight.new_zeros(self.lstm.num_layers, batch, self.lstm.hidden_size)
         return zeros, zeros.clone()
 
-    def step(self, x_t: Tensor, state: LSTMState) -> tuple[Tensor, LSTMState]:
-        out, state = self.lstm(x_t[:, None], state)
-        return out[:, 0], state
+    def step(self, x_t: Tensor, state: LSTMState, mask_t: Tensor | None = None) -> tuple[Tensor, LSTMState]:
+        """One step: x_t (batch, input), mask_t (batch,) bool or None → (h_t (batch, hidden), new state).
+
+        Where mask_t is False the state is carried unchanged and the output is zero, as in the masked ``forward``.
+        """
+        out, new_state = self.lstm(x_t[:, None], state)
+        if mask_t is None:
+            return out[:, 0], new_state
+        new_state = where_state(mask_t, new_state, state, batch_dim=self.state_batch_dim)
+        return out[:, 0].masked_fill(~mask_t[:, None], 0.0), new_state
+
+
+def _block_start(mask: Tensor, lengths: Tensor) -> Tensor:
+    """The first real step of each row (batch,) long, 0 for an empty row; a ValueError unless the real steps are one
+    block per row (left or right padding)."""
+    steps = torch.arange(mask.shape[1], device=mask.device)
+    start = torch.where(mask, steps, mask.shape[1]).amin(dim=1).clamp(max=mask.shape[1] - 1)
+    start = torch.where(lengths > 0, start, 0)
+    block = (steps >= start[:, None]) & (steps < (start + lengths)[:, None])
+    if not torch.equal(block, mask):
+        raise ValueError("mask must have one block of real steps per row (left or right padding), not holes")
+    return start

@@ -8,6 +8,7 @@ Mackey-Glass predicts at every step (``per_step=True``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -18,14 +19,20 @@ from plmu.models.encoders import LSTMEncoder
 from plmu.original import OriginalLMUStack
 
 
+def _inputs(batch: Mapping[str, Tensor] | Tensor) -> Tensor:
+    """A task's batch is a dict (``inputs``, ``target``, ...); a bare tensor is the inputs."""
+    return batch["inputs"] if isinstance(batch, Mapping) else batch
+
+
 class SequenceModel(nn.Module):
     def __init__(self, encoder: nn.Module, hidden_size: int, output_size: int, per_step: bool) -> None:
         super().__init__()
         self.encoder, self.head, self.per_step = encoder, nn.Linear(hidden_size, output_size), per_step
 
-    def forward(self, x: Tensor) -> Tensor:
-        """x (batch, T, input_size) → (batch, output_size), or (batch, T, output_size) when per_step."""
-        return self.head(self.encoder(x))
+    def forward(self, batch: Mapping[str, Tensor] | Tensor) -> Tensor:
+        """batch["inputs"] (or a tensor) x (batch, T, input_size) → (batch, output_size), or (batch, T,
+        output_size) when per_step."""
+        return self.head(self.encoder(_inputs(batch)))
 
     def initial_state(self, batch: int) -> Any:
         return self.encoder.initial_state(batch)
@@ -35,8 +42,9 @@ class SequenceModel(nn.Module):
         hidden, state = self.encoder.step(x_t, state)
         return self.head(hidden), state
 
-    def forward_recurrent(self, x: Tensor) -> Tensor:
+    def forward_recurrent(self, batch: Mapping[str, Tensor] | Tensor) -> Tensor:
         """The same outputs as ``forward``, computed one step at a time through ``step``."""
+        x = _inputs(batch)
         state, outputs = self.initial_state(x.shape[0]), []
         for t in range(x.shape[1]):
             y_t, state = self.step(x[:, t], state)

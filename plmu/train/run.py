@@ -10,23 +10,24 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from plmu.data.splits import DataSplits
 from plmu.errors import CheckpointError, ConfigError, PlmuError, RunFolderError
-from plmu.models import SequenceModel
 from plmu.train import checkpoint, provenance
 from plmu.train.loggers import JsonlLog, NullLogger, write_json_atomic, write_text_atomic
-from plmu.train.objectives import objective
+from plmu.train.objectives import Classification, build_objective
 from plmu.train.run_folder import RunFolder, RunInterrupted, check_resume, run_log
 from plmu.train.schema import check_config
 from plmu.train.trainer import Trainer, TrainerSettings
@@ -34,13 +35,29 @@ from plmu.train.trainer import Trainer, TrainerSettings
 log = logging.getLogger(__name__)
 
 
-def build_model(cfg: DictConfig) -> SequenceModel:
-    """The model of ``cfg.model`` (a ``_target_`` builder) for the shapes of ``cfg.task``."""
+def model_args(cfg: DictConfig, data_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The shapes a model builder takes beside ``cfg.model``: the task's, and what the data tells (a text task's
+    vocabulary size and number of classes). Before the data is loaded (to check the config early) a text model is
+    built with a stand-in vocabulary of 2."""
+    info = data_info or {}
+    return {
+        "input_size": cfg.task.input_size,
+        "output_size": cfg.task.output_size,
+        "per_step": cfg.task.per_step,
+        "vocab_size": info.get("vocab_size", 2),
+        "num_classes": info.get("num_classes", cfg.task.output_size),
+    }
+
+
+def build_model(cfg: DictConfig, args: Mapping[str, Any] | None = None) -> torch.nn.Module:
+    """The model of ``cfg.model`` (a ``_target_`` builder), given those of ``args`` (see :func:`model_args`) that
+    the builder takes."""
+    args = model_args(cfg) if args is None else args
     try:
-        return instantiate(
-            cfg.model, input_size=cfg.task.input_size, output_size=cfg.task.output_size, per_step=cfg.task.per_step
-        )
-    except InstantiationException as error:
+        builder = get_method(cfg.model._target_)
+        accepted = inspect.signature(builder).parameters
+        return instantiate(cfg.model, **{key: value for key, value in args.items() if key in accepted})
+    except (InstantiationException, ImportError, ValueError, TypeError) as error:
         cause = error.__cause__ or error
         raise ConfigError(f"model {cfg.model._target_} could not be built from model.*: {cause}") from None
 
@@ -124,6 +141,7 @@ def train(
     check_config(cfg)  # every key's type and range, before anything is built, read or written
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
+    task_objective = build_objective(cfg.task.objective)
     settings = trainer_settings(cfg)
     logger = build_logger(cfg)
     config = OmegaConf.to_container(cfg, resolve=True)
@@ -137,9 +155,13 @@ def train(
             if finished is not None:
                 return finished
         data = load_data(cfg)
-        if cfg.task.objective == "classification":
+        shapes = model_args(cfg, data.info)
+        if shapes != model_args(cfg):  # the data decides a shape (a vocabulary): build it for the data
+            torch.manual_seed(cfg.seed)
+            model = build_model(cfg, shapes)
+        if isinstance(task_objective, Classification):
             data.check_labels(cfg.task.output_size, key="task.output_size")
-        trainer = Trainer(model, data, objective(cfg.task.objective), settings, folder.path, cfg.seed, logger, config)
+        trainer = Trainer(model, data, task_objective, settings, folder.path, cfg.seed, logger, config, shapes)
         if payload is not None:
             trainer.restore(payload, resume)
 
@@ -162,7 +184,7 @@ def train(
                 logger.summary({"parameters": model.num_parameters})
                 try:
                     best_val = trainer.fit()
-                    test_value = trainer.test()
+                    test_metrics = trainer.test()
                 except KeyboardInterrupt:
                     raise RunInterrupted(trainer.what_is_kept()) from None
                 results = {
@@ -170,7 +192,8 @@ def train(
                     "dataset": data.info.get("dataset", cfg.task.name),
                     "model": cfg.model._target_.rsplit(".", 1)[-1].removesuffix("_model"),
                     "metric": trainer.objective.metric,
-                    "test": test_value,
+                    "test": test_metrics[trainer.objective.metric],
+                    "test_metrics": test_metrics,
                     "best_val": best_val,
                     "best_epoch": trainer.state.best_epoch,
                     "parameters": model.num_parameters,
@@ -187,11 +210,11 @@ def train(
                 }
                 write_json_atomic(folder.results, results)
                 metric = trainer.objective.metric
-                logger.summary({f"test/{metric}": test_value, f"best_val/{metric}": best_val, **results})
+                logger.summary({f"test/{metric}": results["test"], f"best_val/{metric}": best_val, **results})
                 log.info(
                     "done: test %s %.6g, best val %.6g (epoch %s), %d parameters, %.0f s -> %s",
                     metric,
-                    test_value,
+                    results["test"],
                     best_val,
                     trainer.state.best_epoch,
                     model.num_parameters,

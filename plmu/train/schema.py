@@ -124,7 +124,11 @@ class TaskSchema:
     """``conf/task/*.yaml``: the keys the run reads; open, so a task may add its own (``models``, ``lr``, ...)."""
 
     name: str = rule(_is_str, "a non-empty name", "psmnist")
-    objective: str = rule(_one_of(OBJECTIVES), OBJECTIVES, "classification")
+    objective: Any = rule(
+        lambda v: _one_of(OBJECTIVES)(v) or (isinstance(v, Mapping) and _dotted(v.get("_target_"))),
+        "a {_target_: ...} objective (plmu.train.objectives) or one of its short names",
+        "{_target_:plmu.train.objectives.Classification}",
+    )
     input_size: int = rule(_positive_int, POSITIVE_INT, "1")
     output_size: int = rule(_positive_int, POSITIVE_INT, "10")
     per_step: bool = rule(_isa(bool), BOOL, "false")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
@@ -96,6 +96,7 @@ class Trainer:
         seed: int = 0,
         logger: NullLogger | None = None,
         config: dict[str, Any] | None = None,
+        model_args: dict[str, Any] | None = None,
     ) -> None:
         if settings.precision not in PRECISIONS:
             raise ConfigError(f"trainer.precision must be one of {PRECISIONS}, got {settings.precision!r}")
@@ -110,6 +111,7 @@ class Trainer:
         self.metrics = JsonlLog(self.run_dir / "metrics.jsonl")
         self.logger = logger or NullLogger()
         self.config = config or {}
+        self.model_args = model_args or {}  # the shapes the model was built with (plmu-eval rebuilds it from them)
         self.state = TrainState()
         self.saved_epoch: int | None = None  # the epoch last.pt holds, and its validation metric
         self.saved_value: float | None = None
@@ -124,6 +126,7 @@ class Trainer:
                 "train_state": asdict(self.state),
                 "rng": checkpoint.rng_state(),
                 "config": self.config,
+                "model_args": self.model_args,
                 "metric": self.objective.metric,
             },
             self.checkpoints / name,
@@ -151,15 +154,19 @@ class Trainer:
     def _autocast(self) -> torch.autocast:
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.precision == "bf16")
 
-    def evaluate(self, split: TensorSplit) -> float:
-        """The objective's metric over ``split`` (capped by ``limit_eval_batches``)."""
+    def to_device(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
+
+    def evaluate(self, split: TensorSplit) -> dict[str, float]:
+        """The objective's metrics over ``split`` (capped by ``limit_eval_batches``), from additive statistics."""
         self.model.eval()
         size = self.settings.eval_batch_size or self.settings.batch_size
-        sums = torch.zeros(3)
+        stats = self.objective.zeros()
         with torch.no_grad(), self._autocast():
-            for x, y in split.batches(size, limit=self.settings.limit_eval_batches):
-                sums += self.objective.sums(self.forward(x.to(self.device)), y.to(self.device)).cpu()
-        return self.objective.reduce(sums)
+            for batch in split.batches(size, limit=self.settings.limit_eval_batches):
+                batch = self.to_device(batch)
+                stats += self.objective.stats(self.forward(batch), batch).cpu()
+        return self.objective.reduce(stats)
 
     def _train_epoch(self, epoch: int, bar: tqdm) -> float:
         self.model.train()
@@ -169,10 +176,10 @@ class Trainer:
         )
         bar.set_description(f"epoch {epoch + 1}/{settings.max_epochs}", refresh=False)
         loss_sum, samples, start = 0.0, 0, time.perf_counter()
-        for x, y in batches:
-            x, y = x.to(self.device), y.to(self.device)
+        for batch in batches:
+            batch = self.to_device(batch)
             with self._autocast():
-                loss = self.objective.loss(self.forward(x), y)
+                loss = self.objective.loss(self.forward(batch), batch)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
                     f"the training loss became {loss.item()} at epoch {epoch + 1}, step {self.state.step + 1}; the "
@@ -185,7 +192,8 @@ class Trainer:
                 nn.utils.clip_grad_norm_(self.model.parameters(), settings.grad_clip)
             self.optimizer.step()
             self.state.step += 1
-            loss_sum, samples = loss_sum + loss.item() * len(x), samples + len(x)
+            size = len(batch["target"])
+            loss_sum, samples = loss_sum + loss.item() * size, samples + size
             bar.update()
             rate = samples / (time.perf_counter() - start)
             bar.set_postfix(loss=f"{loss.item():.4g}", samples_per_s=f"{rate:.0f}", refresh=False)
@@ -239,14 +247,15 @@ class Trainer:
                     break
                 start = time.perf_counter()
                 train_loss = self._train_epoch(epoch, bar)
-                value = self.evaluate(self.data.val)
+                val_metrics = self.evaluate(self.data.val)
+                value = val_metrics[metric]
                 if self.scheduler:
                     self.scheduler.step()
                 record = {
                     "step": self.state.step,
                     "epoch": epoch + 1,
                     "train/epoch_loss": train_loss,
-                    f"val/{metric}": value,
+                    **{f"val/{name}": number for name, number in val_metrics.items()},
                     "epoch_seconds": time.perf_counter() - start,
                 }
                 self._log(record)
@@ -284,8 +293,8 @@ class Trainer:
                     )
         return float("nan") if self.state.best_value is None else self.state.best_value
 
-    def test(self) -> float:
-        """The test metric of the best checkpoint (the current weights if there is none)."""
+    def test(self) -> dict[str, float]:
+        """The test metrics of the best checkpoint (the current weights if there is none)."""
         best = self.checkpoints / "best.pt"
         if best.exists():
             checkpoint.load_model_state(self.model, checkpoint.load(best)["model"], best)

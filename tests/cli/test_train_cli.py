@@ -84,7 +84,7 @@ def test_psmnist_train_then_eval_recurrent_reproduces_the_test_metric(tmp_path):
         "task=psmnist",
         f"data_dir={tmp_path / 'data'}",
         "task.data.val_size=20",
-        "task.batch_size=20",
+        "trainer.batch_size=20",
         "model.order=32",
         "model.hidden_size=16",
         "trainer.max_epochs=2",

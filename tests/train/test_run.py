@@ -4,21 +4,20 @@ import json
 
 import pytest
 import torch
-from conftest import TINY_MACKEY_GLASS, compose_config, config_names
+from conftest import TINY_MACKEY_GLASS, compose_config, config_names, task_model_pairs
 from omegaconf import OmegaConf
 
 from plmu.errors import CheckpointError, ConfigError, NonFiniteLossError
 from plmu.train import run as run_module
+from plmu.train.objectives import Regression
 from plmu.train.run import build_model, train
 from plmu.train.schema import check_config
 from plmu.train.trainer import Trainer
 
 TASKS = config_names("task")  # the installed package's configs: a wheel install too
-MODELS = ["plmu", "original_lmu", "lstm"]
 
 
-@pytest.mark.parametrize("task", TASKS)
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize(("task", "model"), task_model_pairs())
 def test_every_task_and_model_composes_resolves_and_builds(task, model):
     cfg = compose_config([f"task={task}", f"model={model}"])
     OmegaConf.to_container(cfg, resolve=True)  # every interpolation resolves
@@ -149,14 +148,14 @@ def test_resume_with_another_model_is_refused(tmp_path):
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     calls = {"n": 0}
-    real_loss = run_module.objective("regression").loss.__func__
+    real_loss = Regression.loss
 
-    def loss_nan_on_third_step(self, prediction, target):
+    def loss_nan_on_third_step(self, outputs, batch):
         calls["n"] += 1
-        value = real_loss(self, prediction, target)
+        value = real_loss(self, outputs, batch)
         return value * float("nan") if calls["n"] == 3 else value
 
-    monkeypatch.setattr(type(run_module.objective("regression")), "loss", loss_nan_on_third_step)
+    monkeypatch.setattr(Regression, "loss", loss_nan_on_third_step)
     kept = r"became nan at epoch 3, step 3.*last.pt holds epoch 2; best.pt holds epoch"
     with pytest.raises(NonFiniteLossError, match=kept):
         train(_run_config(tmp_path), tmp_path / "run")
@@ -192,3 +191,10 @@ def test_wandb_offline_run_is_written(tmp_path):
     )
     train(cfg, tmp_path / "run")
     assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+
+
+def test_every_task_has_sizes_for_the_parallel_lmu_and_a_baseline():
+    pairs = task_model_pairs()
+    for task in TASKS:
+        families = {m for t, m in pairs if t == task}
+        assert "plmu" in families and len(families) >= 2, (task, families)

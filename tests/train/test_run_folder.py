@@ -10,6 +10,7 @@ from conftest import TINY_MACKEY_GLASS, compose_config
 from plmu.errors import ConfigError, NonFiniteLossError, RunFolderError
 from plmu.train import run as run_module
 from plmu.train.loggers import NullLogger
+from plmu.train.objectives import Regression
 from plmu.train.run import train
 from plmu.train.run_folder import RunFolder, RunInterrupted, check_resume, flatten
 from plmu.train.trainer import Trainer
@@ -145,15 +146,14 @@ def test_train_log_tells_the_story_without_progress_bars(tmp_path):
 
 def _nan_on_call(monkeypatch, when):
     calls = {"n": 0}
-    objective = run_module.objective("regression")
-    real_loss = type(objective).loss
+    real_loss = Regression.loss
 
-    def loss(self, prediction, target):
+    def loss(self, outputs, batch):
         calls["n"] += 1
-        value = real_loss(self, prediction, target)
+        value = real_loss(self, outputs, batch)
         return value * float("nan") if calls["n"] == when else value
 
-    monkeypatch.setattr(type(objective), "loss", loss)
+    monkeypatch.setattr(Regression, "loss", loss)
 
 
 def test_nan_stop_in_the_first_epoch_says_no_checkpoint_was_written(tmp_path, monkeypatch):

@@ -1,0 +1,118 @@
+"""``plmu-bench --text``: the text classifiers at equal parameters, in one process.
+
+Training: tokens per second of one step (forward, cross-entropy, backward, Adam) of the IMDB configs
+(``conf/task_model/imdb_{plmu,lstm,transformer}.yaml``: ~99k parameters each besides a shared 16,000 × 128
+embedding), batch 32, lengths 128 / 512 / 2048. Inference: the latency of one more token after a context of
+128 … 8192 tokens, batch 1: the parallel LMU's recurrent step (a fixed-size state) against a causal transformer
+decoding with its key/value cache (its step reads every cached key). Medians of timed repeats after a warm-up.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+from plmu.models.text import text_classifier
+from plmu.models.transformer import TransformerBackbone
+
+VOCAB, BATCH = 16_000, 32
+SIZES = {  # conf/task_model/imdb_*.yaml
+    "parallel LMU": {"backbone": "plmu", "hidden_size": 251, "order": 16, "theta": 256, "memory_d": 16},
+    "LSTM": {"backbone": "lstm", "hidden_size": 105},
+    "transformer": {"backbone": "transformer", "hidden_size": 128, "num_heads": 4, "dim_feedforward": 128},
+}
+
+
+def _median_seconds(run: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def training_tokens_per_second(lengths: tuple[int, ...] = (128, 512, 2048), repeats: int = 3) -> list[dict]:
+    rows = []
+    for name, sizes in SIZES.items():
+        torch.manual_seed(0)
+        pooling = "mean" if sizes["backbone"] == "transformer" else "last"
+        model = text_classifier(VOCAB, 2, embed_dim=128, pooling=pooling, **sizes)
+        optimizer = torch.optim.Adam(model.parameters(), 1e-3)
+        parameters = sum(p.numel() for p in model.parameters()) - VOCAB * 128
+        for length in lengths:
+            batch = {
+                "inputs": torch.randint(1, VOCAB, (BATCH, length)),
+                "mask": torch.ones(BATCH, length, dtype=torch.bool),
+                "target": torch.randint(0, 2, (BATCH,)),
+            }
+
+            def step(model=model, optimizer=optimizer, batch=batch) -> None:
+                loss = F.cross_entropy(model(batch), batch["target"])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+
+            seconds = _median_seconds(step, repeats)
+            rows.append(
+                {
+                    "model": name,
+                    "parameters": parameters,
+                    "length": length,
+                    "seconds": seconds,
+                    "tokens_per_second": BATCH * length / seconds,
+                }
+            )
+    return rows
+
+
+@torch.no_grad()
+def step_latency(contexts: tuple[int, ...] = (128, 1024, 8192), repeats: int = 50) -> list[dict]:
+    torch.manual_seed(0)
+    lmu = text_classifier(VOCAB, 2, embed_dim=128, **SIZES["parallel LMU"]).backbone.eval()
+    transformer = TransformerBackbone(128, 1, 4, 128, causal=True).eval()
+    rows = []
+    for context in contexts:
+        x = torch.randn(1, context, 128)
+        _, lmu_state = lmu(x, return_state=True)
+        _, cache = transformer(x, return_state=True)
+        token = torch.randn(1, 128)
+        lmu_seconds = _median_seconds(lambda t=token, s=lmu_state: lmu.step(t, s), repeats, warmup=3)
+        transformer_seconds = _median_seconds(lambda t=token, c=cache: transformer.step(t, c), repeats, warmup=3)
+        rows.append({"context": context, "lmu_ms": 1e3 * lmu_seconds, "transformer_ms": 1e3 * transformer_seconds})
+    return rows
+
+
+def report(lengths: tuple[int, ...] = (128, 512, 2048), contexts: tuple[int, ...] = (128, 1024, 8192)) -> str:
+    training = training_tokens_per_second(lengths)
+    lines = [
+        f"Text classifiers, batch {BATCH}, training step (forward, backward, Adam); torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads",
+        "",
+        "| model | parameters (without embedding) | " + " | ".join(f"tokens/s at {n}" for n in lengths) + " |",
+        "| --- | ---: | " + " | ".join("---:" for _ in lengths) + " |",
+    ]
+    for name in SIZES:
+        rows = [r for r in training if r["model"] == name]
+        speeds = " | ".join(f"{r['tokens_per_second']:,.0f}" for r in rows)
+        lines.append(f"| {name} | {rows[0]['parameters']:,} | {speeds} |")
+    lmu = {r["length"]: r["tokens_per_second"] for r in training if r["model"] == "parallel LMU"}
+    for other, target in (("LSTM", 3.0), ("transformer", 1.0)):
+        ratios = {r["length"]: lmu[r["length"]] / r["tokens_per_second"] for r in training if r["model"] == other}
+        shown = ", ".join(f"{ratio:.2f}x at {n}" for n, ratio in ratios.items())
+        where = "at every length" if other == "LSTM" else "at 2048"
+        lines.append(f"- parallel LMU vs {other}: {shown} (target at least {target:g}x {where})")
+    lines += [
+        "",
+        "| context (tokens) | LMU recurrent step, ms | transformer step with KV cache, ms |",
+        "| ---: | ---: | ---: |",
+    ]
+    for row in step_latency(contexts):
+        lines.append(f"| {row['context']:,} | {row['lmu_ms']:.3f} | {row['transformer_ms']:.3f} |")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,124 @@
+"""Heads: what turns a backbone's features (batch, time, hidden) into a task's outputs.
+
+    LastStepHead   (batch, time, hidden) → the last real step  → Linear → (batch, out)         psMNIST, IMDB
+    MeanPoolHead   (batch, time, hidden) → mean of real steps  → Linear → (batch, out)         IMDB
+    PerStepHead    (batch, time, hidden) → Linear at every step          → (batch, time, out)   Mackey-Glass, LM
+    PairHead       a, b (batch, hidden)  → [a, b, |a−b|, a·b]  → MLP    → (batch, out)         QQP, SNLI
+
+``mask`` is the padding mask of :mod:`plmu.models.adapters`: bool (batch, time), True at real steps. The pooling
+functions ``last_valid`` and ``masked_mean`` are public: a pair model pools each sentence with them before
+``PairHead``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from plmu.layers import activation
+from plmu.memory import check_mask
+from plmu.memory import last_valid as last_valid_step
+
+
+def last_valid(h: Tensor, mask: Tensor | None = None) -> Tensor:
+    """h (batch, time, hidden) → the features at each row's last real step (batch, hidden); the last step if no mask.
+
+    Left and right padding alike (plmu.memory.last_valid, the LMU core's own).
+    """
+    if mask is None:
+        return h[:, -1]
+    check_mask(mask, h.shape[0], h.shape[1])
+    return last_valid_step(h, mask)
+
+
+def masked_mean(h: Tensor, mask: Tensor | None = None) -> Tensor:
+    """h (batch, time, hidden) → the mean over each row's real steps (batch, hidden); zeros for an all-padding row."""
+    if mask is None:
+        return h.mean(dim=1)
+    check_mask(mask, h.shape[0], h.shape[1])
+    # where, not a product: a padded step holding inf or NaN would leak into the sum through 0 · inf = NaN.
+    total = torch.where(mask[..., None], h, 0).sum(dim=1)
+    count = mask.sum(dim=1, keepdim=True).clamp(min=1).to(h.dtype)
+    return total / count
+
+
+class LastStepHead(nn.Module):
+    """A linear readout of the last real step: h (batch, time, hidden) → (batch, out).
+
+    Also takes h (batch, hidden), from a backbone that already returned only its last step
+    (``return_sequences=False``: the parallel LMU then computes m_T alone); the mask is then not needed.
+    """
+
+    def __init__(self, hidden: int, out: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(hidden, out)
+
+    def forward(self, h: Tensor, mask: Tensor | None = None) -> Tensor:
+        """h (batch, time, hidden) or (batch, hidden), mask (batch, time) or None → (batch, out)."""
+        return self.linear(h if h.dim() == 2 else last_valid(h, mask))
+
+
+class MeanPoolHead(nn.Module):
+    """The mean over real steps, then a linear layer: h (batch, time, hidden) → (batch, out)."""
+
+    def __init__(self, hidden: int, out: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(hidden, out)
+
+    def forward(self, h: Tensor, mask: Tensor | None = None) -> Tensor:
+        """h (batch, time, hidden), mask (batch, time) or None → (batch, out)."""
+        return self.linear(masked_mean(h, mask))
+
+
+class PerStepHead(nn.Module):
+    """A linear readout at every step: h (batch, time, hidden) → (batch, time, out).
+
+    Outputs at padded steps are computed like any other and mean nothing: the loss must skip them by the mask.
+    ``mask`` is accepted so every head is called alike.
+    """
+
+    def __init__(self, hidden: int, out: int) -> None:
+        super().__init__()
+        self.linear = nn.Linear(hidden, out)
+
+    def forward(self, h: Tensor, mask: Tensor | None = None) -> Tensor:
+        """h (batch, time, hidden) → (batch, time, out); also (batch, hidden) → (batch, out) for one streamed step."""
+        return self.linear(h)
+
+
+def pair_features(a: Tensor, b: Tensor) -> Tensor:
+    """[a, b, |a − b|, a · b] (batch, 4·hidden) from two encodings a, b (batch, hidden).
+
+    The usual matching features of sentence-pair classifiers (InferSent): |a − b| and a · b are symmetric in a, b,
+    so a relation that is symmetric (QQP's duplicates) is easy to express; a and b keep the order for ones that are not
+    (SNLI's entailment).
+    """
+    if a.shape != b.shape or a.dim() != 2:
+        raise ValueError(f"a and b must both be (batch, hidden), got {tuple(a.shape)} and {tuple(b.shape)}")
+    return torch.cat([a, b, (a - b).abs(), a * b], dim=-1)
+
+
+class PairHead(nn.Module):
+    """Two sentence encodings a, b (batch, hidden) → logits (batch, out), through an MLP on ``pair_features``.
+
+        [a, b, |a−b|, a·b] (batch, 4·hidden) → Linear → act → Dropout → Linear → (batch, out)
+
+    Args:
+        hidden: size of a and b (the shared encoder's output).
+        out: number of classes.
+        mlp_hidden: width of the MLP's hidden layer.
+        act: its nonlinearity, a name from ``plmu.layers.ACTIVATIONS`` ("relu", "tanh", ...).
+        dropout: dropout after the nonlinearity.
+    """
+
+    def __init__(self, hidden: int, out: int, mlp_hidden: int, act: str = "relu", dropout: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        self.mlp = nn.Sequential(
+            nn.Linear(4 * hidden, mlp_hidden), activation(act), nn.Dropout(dropout), nn.Linear(mlp_hidden, out)
+        )
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        """a, b (batch, hidden) → (batch, out)."""
+        return self.mlp(pair_features(a, b))

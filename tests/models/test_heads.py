@@ -1,0 +1,92 @@
+import pytest
+import torch
+from conftest import assert_close_to
+
+from plmu.memory import last_valid_index
+from plmu.models.heads import (
+    LastStepHead,
+    MeanPoolHead,
+    PairHead,
+    PerStepHead,
+    last_valid,
+    masked_mean,
+    pair_features,
+)
+
+# Row 0 right-padded (3 real steps of 5), row 1 left-padded (2 real), row 2 unpadded, row 3 all padding.
+MASK = torch.tensor(
+    [
+        [True, True, True, False, False],
+        [False, False, False, True, True],
+        [True, True, True, True, True],
+        [False, False, False, False, False],
+    ]
+)
+
+
+def test_last_valid_index_left_and_right_padding():
+    assert last_valid_index(MASK).tolist() == [2, 4, 4, 4]  # an all-padding row reads the last position
+
+
+def test_last_valid_reads_the_last_real_step():
+    h = torch.randn(4, 5, 3)
+    picked = last_valid(h, MASK)
+    assert torch.equal(picked, torch.stack([h[0, 2], h[1, 4], h[2, 4], h[3, 4]]))
+    assert torch.equal(last_valid(h), h[:, -1])
+
+
+def test_masked_mean_equals_mean_of_unpadded_example():
+    h = torch.randn(4, 5, 3)
+    h[~MASK] = float("nan")  # whatever a backbone leaves at padded steps must not leak in
+    mean = masked_mean(h, MASK)
+    assert_close_to(mean[0], h[0, :3].mean(0), atol=1e-6)
+    assert_close_to(mean[1], h[1, 3:].mean(0), atol=1e-6)
+    assert_close_to(mean[2], h[2].mean(0), atol=1e-6)
+    assert torch.equal(mean[3], torch.zeros(3))  # an all-padding row: zeros, not NaN
+    assert_close_to(masked_mean(h[2:3]), h[2:3].mean(1), atol=0.0)
+
+
+def test_last_step_head_and_mean_pool_head_apply_their_linear():
+    h = torch.randn(4, 5, 3)
+    last, mean = LastStepHead(3, 2), MeanPoolHead(3, 2)
+    assert torch.equal(last(h, MASK), last.linear(last_valid(h, MASK)))
+    assert torch.equal(last(h[:, -1]), last.linear(h[:, -1]))  # from a backbone with return_sequences=False
+    assert torch.equal(mean(h, MASK), mean.linear(masked_mean(h, MASK)))
+    assert mean(h).shape == (4, 2)
+
+
+def test_per_step_head_shapes():
+    head = PerStepHead(3, 2)
+    assert head(torch.randn(4, 5, 3), MASK).shape == (4, 5, 2)
+    assert head(torch.randn(4, 3)).shape == (4, 2)
+
+
+def test_mask_is_checked():
+    with pytest.raises(ValueError, match="mask must be a bool tensor"):
+        last_valid(torch.randn(4, 5, 3), MASK.long())
+    with pytest.raises(ValueError, match="mask must be a bool tensor"):
+        masked_mean(torch.randn(4, 6, 3), MASK)
+
+
+def test_pair_features_construction():
+    a = torch.tensor([[1.0, -2.0]])
+    b = torch.tensor([[3.0, 0.5]])
+    assert pair_features(a, b).tolist() == [[1.0, -2.0, 3.0, 0.5, 2.0, 2.5, 3.0, -1.0]]
+    # Swapping a and b swaps the first two blocks and leaves the symmetric |a − b| and a · b alone.
+    swapped = pair_features(b, a)
+    assert torch.equal(swapped[:, :4], torch.cat([b, a], 1))
+    assert torch.equal(swapped[:, 4:], pair_features(a, b)[:, 4:])
+    with pytest.raises(ValueError, match="a and b"):
+        pair_features(a, torch.randn(1, 3))
+
+
+@pytest.mark.parametrize("act", ["relu", "tanh"])
+def test_pair_head_is_an_mlp_on_pair_features(act):
+    head = PairHead(3, 4, mlp_hidden=6, act=act, dropout=0.5).eval()
+    a, b = torch.randn(5, 3), torch.randn(5, 3)
+    first, nonlinearity, _, second = head.mlp
+    expected = second(nonlinearity(first(pair_features(a, b))))
+    assert torch.equal(head(a, b), expected)
+    assert head(a, b).shape == (5, 4)
+    with pytest.raises(ValueError, match="dropout"):
+        PairHead(3, 4, 6, dropout=1.0)
