@@ -76,6 +76,18 @@ class Row:
         return baseline.seconds / self.seconds
 
 
+def median_seconds(run: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """The median wall time of ``repeats`` calls of ``run`` after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        run()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -134,14 +146,7 @@ def time_training_step(
         if x.device.type == "cuda":
             torch.cuda.synchronize()
 
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), peak_memory_mb(step, x.device)
+    return median_seconds(step, repeats, warmup), peak_memory_mb(step, x.device)
 
 
 def build_paths(args: argparse.Namespace, full: bool) -> list[tuple[str, Callable[[], nn.Module]]]:

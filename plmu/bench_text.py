@@ -9,13 +9,10 @@ decoding with its key/value cache (its step reads every cached key). Medians of 
 
 from __future__ import annotations
 
-import statistics
-import time
-from collections.abc import Callable
-
 import torch
 import torch.nn.functional as F
 
+from plmu.bench import median_seconds
 from plmu.models.text import text_classifier
 from plmu.models.transformer import TransformerBackbone
 
@@ -25,17 +22,6 @@ SIZES = {  # conf/task_model/imdb_*.yaml
     "LSTM": {"backbone": "lstm", "hidden_size": 105},
     "transformer": {"backbone": "transformer", "hidden_size": 128, "num_heads": 4, "dim_feedforward": 128},
 }
-
-
-def _median_seconds(run: Callable[[], object], repeats: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def training_tokens_per_second(lengths: tuple[int, ...] = (128, 512, 2048), repeats: int = 3) -> list[dict]:
@@ -59,7 +45,7 @@ def training_tokens_per_second(lengths: tuple[int, ...] = (128, 512, 2048), repe
                 loss.backward()
                 optimizer.step()
 
-            seconds = _median_seconds(step, repeats)
+            seconds = median_seconds(step, repeats)
             rows.append(
                 {
                     "model": name,
@@ -83,8 +69,8 @@ def step_latency(contexts: tuple[int, ...] = (128, 1024, 8192), repeats: int = 5
         _, lmu_state = lmu(x, return_state=True)
         _, cache = transformer(x, return_state=True)
         token = torch.randn(1, 128)
-        lmu_seconds = _median_seconds(lambda t=token, s=lmu_state: lmu.step(t, s), repeats, warmup=3)
-        transformer_seconds = _median_seconds(lambda t=token, c=cache: transformer.step(t, c), repeats, warmup=3)
+        lmu_seconds = median_seconds(lambda t=token, s=lmu_state: lmu.step(t, s), repeats, warmup=3)
+        transformer_seconds = median_seconds(lambda t=token, c=cache: transformer.step(t, c), repeats, warmup=3)
         rows.append({"context": context, "lmu_ms": 1e3 * lmu_seconds, "transformer_ms": 1e3 * transformer_seconds})
     return rows
 

@@ -28,12 +28,16 @@ BACKBONES = ("plmu", "lstm", "transformer")
 POOLINGS = ("last", "mean")
 
 
-def build_backbone(kind: str, input_size: int, hidden_size: int, num_layers: int, **options: Any) -> nn.Module:
-    """A sequence backbone (batch, time, input_size) → (batch, time, hidden_size) with ``forward(x, mask=...)``."""
+def build_backbone(
+    kind: str, input_size: int, hidden_size: int, num_layers: int, last_only: bool = False, **options: Any
+) -> nn.Module:
+    """A sequence backbone (batch, time, input_size) → (batch, time, hidden_size) with ``forward(x, mask=...)``;
+    ``last_only``: (batch, hidden_size), the last real step only (the parallel LMU then computes m_T alone, one
+    matmul: the paper's eq. 25, exact for left and right padding)."""
     if kind == "plmu":
-        return ParallelLMUStack(input_size, hidden_size, num_layers, return_sequences=True, **options)
+        return ParallelLMUStack(input_size, hidden_size, num_layers, return_sequences=not last_only, **options)
     if kind == "lstm":
-        return LSTMEncoder(input_size, hidden_size, num_layers, return_sequences=True, **options)
+        return LSTMEncoder(input_size, hidden_size, num_layers, return_sequences=not last_only, **options)
     if kind == "transformer":
         if input_size != hidden_size:
             raise ValueError(f"a transformer keeps its width: embed_dim ({input_size}) must equal hidden_size")
@@ -68,6 +72,8 @@ class TextClassifier(nn.Module):
             self.head = nn.Linear(hidden_size, num_classes)
 
     def _pool(self, h: Tensor, mask: Tensor | None) -> Tensor:
+        if h.dim() == 2:  # the backbone returned the last real step already
+            return h
         return last_valid(h, mask) if self.pooling == "last" else masked_mean(h, mask)
 
     def encode(self, ids: Tensor, mask: Tensor | None) -> Tensor:
@@ -124,5 +130,6 @@ def text_classifier(
 ) -> TextClassifier:
     """The ``_target_`` of ``conf/model/text_*.yaml``: options not named here go to the backbone (e.g. the LMU's
     ``order`` and ``theta``, the transformer's ``num_heads``)."""
-    encoder = build_backbone(backbone, embed_dim, hidden_size, num_layers, **backbone_options)
+    last_only = pooling == "last" and backbone in ("plmu", "lstm")
+    encoder = build_backbone(backbone, embed_dim, hidden_size, num_layers, last_only, **backbone_options)
     return TextClassifier(vocab_size, num_classes, encoder, embed_dim, hidden_size, pooling, pair, mlp_hidden, dropout)
