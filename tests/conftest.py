@@ -56,6 +56,20 @@ TINY_MACKEY_GLASS = [
 ]
 
 
+def nan_loss_on_call(monkeypatch, when: int) -> None:
+    """Make the regression loss NaN on its ``when``-th call (a diverging run, on demand)."""
+    from plmu.train.objectives import Regression
+
+    calls, real_loss = {"n": 0}, Regression.loss
+
+    def loss(self, outputs, batch):
+        calls["n"] += 1
+        value = real_loss(self, outputs, batch)
+        return value * float("nan") if calls["n"] == when else value
+
+    monkeypatch.setattr(Regression, "loss", loss)
+
+
 def config_names(group: str) -> list[str]:
     """The options of a config group in the installed package (plmu.conf), e.g. config_names("task")."""
     from importlib import resources

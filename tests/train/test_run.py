@@ -4,12 +4,11 @@ import json
 
 import pytest
 import torch
-from conftest import TINY_MACKEY_GLASS, compose_config, config_names, task_model_pairs
+from conftest import TINY_MACKEY_GLASS, compose_config, config_names, nan_loss_on_call, task_model_pairs
 from omegaconf import OmegaConf
 
 from plmu.errors import CheckpointError, ConfigError, NonFiniteLossError
 from plmu.train import run as run_module
-from plmu.train.objectives import Regression
 from plmu.train.run import build_model, train
 from plmu.train.schema import check_config
 from plmu.train.trainer import Trainer
@@ -147,15 +146,7 @@ def test_resume_with_another_model_is_refused(tmp_path):
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    calls = {"n": 0}
-    real_loss = Regression.loss
-
-    def loss_nan_on_third_step(self, outputs, batch):
-        calls["n"] += 1
-        value = real_loss(self, outputs, batch)
-        return value * float("nan") if calls["n"] == 3 else value
-
-    monkeypatch.setattr(Regression, "loss", loss_nan_on_third_step)
+    nan_loss_on_call(monkeypatch, 3)
     kept = r"became nan at epoch 3, step 3.*last.pt holds epoch 2; best.pt holds epoch"
     with pytest.raises(NonFiniteLossError, match=kept):
         train(_run_config(tmp_path), tmp_path / "run")

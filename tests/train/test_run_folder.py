@@ -5,12 +5,11 @@ import logging
 
 import pytest
 import torch
-from conftest import TINY_MACKEY_GLASS, compose_config
+from conftest import TINY_MACKEY_GLASS, compose_config, nan_loss_on_call
 
 from plmu.errors import ConfigError, NonFiniteLossError, RunFolderError
 from plmu.train import run as run_module
 from plmu.train.loggers import NullLogger
-from plmu.train.objectives import Regression
 from plmu.train.run import train
 from plmu.train.run_folder import RunFolder, RunInterrupted, check_resume, flatten
 from plmu.train.trainer import Trainer
@@ -144,27 +143,15 @@ def test_train_log_tells_the_story_without_progress_bars(tmp_path):
     assert "epoch 1/1:" in log and "epoch 2/2:" in log and "resumed from" in log and "done: test nrmse" in log
 
 
-def _nan_on_call(monkeypatch, when):
-    calls = {"n": 0}
-    real_loss = Regression.loss
-
-    def loss(self, outputs, batch):
-        calls["n"] += 1
-        value = real_loss(self, outputs, batch)
-        return value * float("nan") if calls["n"] == when else value
-
-    monkeypatch.setattr(Regression, "loss", loss)
-
-
 def test_nan_stop_in_the_first_epoch_says_no_checkpoint_was_written(tmp_path, monkeypatch):
-    _nan_on_call(monkeypatch, 1)
+    nan_loss_on_call(monkeypatch, 1)
     with pytest.raises(NonFiniteLossError, match="No checkpoint was written"):
         train(_cfg(tmp_path), tmp_path / "run")
     assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
 
 
 def test_nan_stop_names_the_epoch_last_pt_holds(tmp_path, monkeypatch):
-    _nan_on_call(monkeypatch, 2)  # one batch per epoch: the second epoch diverges
+    nan_loss_on_call(monkeypatch, 2)  # one batch per epoch: the second epoch diverges
     with pytest.raises(NonFiniteLossError, match=r"last.pt holds epoch 1; best.pt holds epoch 1"):
         train(_cfg(tmp_path), tmp_path / "run")
 
