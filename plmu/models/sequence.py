@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from plmu.layers import ParallelLMUStack
 from plmu.models.encoders import LSTMEncoder
+from plmu.models.sizing import count_parameters
 from plmu.original import OriginalLMUStack
 
 
@@ -54,7 +55,7 @@ class SequenceModel(nn.Module):
 
     @property
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        return count_parameters(self)
 
 
 def plmu_model(

@@ -22,6 +22,7 @@ from plmu.layers import ParallelLMUStack
 from plmu.models.adapters import TokenEmbedding
 from plmu.models.encoders import LSTMEncoder
 from plmu.models.heads import PairHead, last_valid, masked_mean
+from plmu.models.sizing import count_parameters
 from plmu.models.transformer import TransformerBackbone
 
 BACKBONES = ("plmu", "lstm", "transformer")
@@ -112,7 +113,7 @@ class TextClassifier(nn.Module):
 
     @property
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        return count_parameters(self)
 
 
 def text_classifier(

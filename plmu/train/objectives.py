@@ -194,8 +194,3 @@ def build_objective(spec: Any) -> Objective:
             raise ConfigError(f"task.objective._target_={spec['_target_']!r} is not a plmu objective")
         return built
     raise ConfigError(f"task.objective must be a name or a _target_ mapping, got {spec!r}")
-
-
-def objective(name: Any) -> Objective:
-    """Kept for callers of the earlier API: the same as :func:`build_objective`."""
-    return build_objective(name)
