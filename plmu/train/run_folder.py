@@ -28,6 +28,7 @@ RESUME_MAY_CHANGE = (
     "data_dir",
     "task.data.root",
     "task.data.cache_dir",
+    "task.data.path",  # a text task's local files, moved or mounted elsewhere
     "task.data.download",
     "trainer.resume",
     "trainer.device",

@@ -207,3 +207,10 @@ def test_epoch_time_adds_up_over_attempts(tmp_path):
         r["epoch_seconds"] for r in map(json.loads, (tmp_path / "run" / "metrics.jsonl").open()) if "epoch_seconds" in r
     ]
     assert results["epoch_seconds_total"] == pytest.approx(sum(seconds), abs=0.02)
+
+
+def test_resume_may_find_local_text_files_elsewhere():
+    saved = {"task": {"data": {"path": "/old/imdb", "vocab_size": 300}}}
+    check_resume(saved, {"task": {"data": {"path": "/new/imdb", "vocab_size": 300}}}, epoch=1, path="last.pt")
+    with pytest.raises(ConfigError, match=r"task.data.vocab_size: 300 in the checkpoint, 500 now"):
+        check_resume(saved, {"task": {"data": {"path": "/new/imdb", "vocab_size": 500}}}, epoch=1, path="last.pt")
