@@ -31,6 +31,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from plmu.checks import flag, one_of, positive_int, probability
 from plmu.conv import causal_conv, choose_conv
 from plmu.memory import LegendreMemory, check_mask, last_valid, mask_input
 
@@ -53,9 +54,7 @@ def _last_step(values: Tensor, mask: Tensor | None) -> Tensor:
 
 def activation(name: str) -> nn.Module:
     """An element-wise nonlinearity by name (one of ``ACTIVATIONS``)."""
-    if name not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
-    return ACTIVATIONS[name]()
+    return ACTIVATIONS[one_of("activation", name, sorted(ACTIVATIONS))]()
 
 
 class ParallelLMU(nn.Module):
@@ -91,8 +90,15 @@ class ParallelLMU(nn.Module):
         trainable_theta: bool = False,
     ) -> None:
         super().__init__()
-        if mode not in LAYER_MODES:
-            raise ValueError(f"mode must be one of {LAYER_MODES}, got {mode!r}")
+        positive_int("input_size", input_size)
+        positive_int("hidden_size", hidden_size)
+        one_of("f1", f1, sorted(ACTIVATIONS))
+        one_of("f2", f2, sorted(ACTIVATIONS))
+        flag("skip", skip)
+        probability("dropout", dropout)
+        flag("return_sequences", return_sequences)
+        one_of("mode", mode, LAYER_MODES)
+        # LegendreMemory checks order, theta, memory_d, discretizer and trainable_theta.
         self.memory = LegendreMemory(order, theta, memory_d, discretizer, trainable_theta)
         self.input_to_memory = nn.Linear(input_size, memory_d)  # U_x, b_u
         self.memory_to_output = nn.Linear(memory_d * order, hidden_size)  # W_m, b_o
@@ -218,10 +224,12 @@ class SequenceStack(nn.Module):
         **layer_kwargs,
     ) -> None:
         super().__init__()
-        if num_layers <= 0:
-            raise ValueError(f"num_layers must be positive, got {num_layers}")
-        if norm not in (None, "layer"):
-            raise ValueError(f"norm must be None or 'layer', got {norm!r}")
+        positive_int("input_size", input_size)
+        positive_int("hidden_size", hidden_size)
+        positive_int("num_layers", num_layers)
+        flag("residual", residual)
+        one_of("norm", norm, (None, "layer"))
+        flag("return_sequences", return_sequences)
         self.layers = nn.ModuleList(
             self.layer_class(
                 input_size if i == 0 else hidden_size,

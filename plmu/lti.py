@@ -14,13 +14,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from plmu.checks import one_of, positive_int, positive_number
+
 DISCRETIZERS = ("zoh", "euler")
 
 
 def legendre_delay_system(order: int) -> tuple[Tensor, Tensor]:
     """The continuous (A, B) for θ = 1, float64: A (order, order), B (order, 1)."""
-    if not isinstance(order, int) or isinstance(order, bool) or order <= 0:
-        raise ValueError(f"order must be a positive int (the number of Legendre coefficients), got {order!r}")
+    positive_int("order", order, "the number of Legendre coefficients")
     i = torch.arange(order, dtype=torch.float64)
     rows, cols = i[:, None], i[None, :]
     scale = 2 * rows + 1
@@ -36,7 +37,11 @@ def discretize(A: Tensor, B: Tensor, theta: float | Tensor, method: str = "zoh")
     ``zoh``: expm([[A/θ, B/θ], [0, 0]]) = [[Ā, B̄], [0, I]], identical to
     ``scipy.signal.cont2discrete((A/θ, B/θ, C, D), dt=1, method="zoh")``; stable for every θ > 0.
     ``euler``: Ā = I + A/θ, B̄ = B/θ; unstable unless θ ≫ order (see :func:`spectral_radius`).
+    θ may be a tensor (a learned one, kept positive by its parametrisation); a number must be positive.
     """
+    one_of("discretizer", method, DISCRETIZERS)
+    if not isinstance(theta, Tensor):
+        positive_number("theta", theta, "time steps: the memory window")
     theta = torch.as_tensor(theta, dtype=torch.float64, device=A.device)
     A, B = A.to(torch.float64) / theta, B.to(torch.float64) / theta
     if method == "zoh":
@@ -45,9 +50,7 @@ def discretize(A: Tensor, B: Tensor, theta: float | Tensor, method: str = "zoh")
         augmented = torch.cat([top, torch.zeros(1, order + 1, dtype=torch.float64, device=A.device)], dim=0)
         expm = torch.linalg.matrix_exp(augmented)
         return expm[:order, :order], expm[:order, order:]
-    if method == "euler":
-        return torch.eye(A.shape[0], dtype=torch.float64, device=A.device) + A, B
-    raise ValueError(f"discretizer must be one of {DISCRETIZERS}, got {method!r}")
+    return torch.eye(A.shape[0], dtype=torch.float64, device=A.device) + A, B
 
 
 def spectral_radius(A_bar: Tensor) -> float:

@@ -28,6 +28,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
+from plmu.checks import flag, one_of, positive_int, positive_number
 from plmu.conv import CONV_MODES, causal_conv, choose_conv
 from plmu.lti import DISCRETIZERS, discretize, impulse_response, krylov, legendre_delay_system, spectral_radius
 
@@ -102,13 +103,12 @@ class LegendreMemory(nn.Module):
         trainable_theta: bool = False,
     ) -> None:
         super().__init__()
-        A, B = legendre_delay_system(order)  # validates order
-        if isinstance(theta, bool) or not isinstance(theta, (int, float)) or not math.isfinite(theta) or theta <= 0:
-            raise ValueError(f"theta must be a positive number of time steps (the memory window), got {theta!r}")
-        if isinstance(memory_d, bool) or not isinstance(memory_d, int) or memory_d <= 0:
-            raise ValueError(f"memory_d must be a positive int (the number of input channels), got {memory_d!r}")
-        if discretizer not in DISCRETIZERS:
-            raise ValueError(f"discretizer must be one of {DISCRETIZERS}, got {discretizer!r}")
+        positive_int("order", order, "the number of Legendre coefficients")
+        positive_number("theta", theta, "time steps: the memory window")
+        positive_int("memory_d", memory_d, "the number of input channels")
+        one_of("discretizer", discretizer, DISCRETIZERS)
+        flag("trainable_theta", trainable_theta)
+        A, B = legendre_delay_system(order)
         self.order, self.memory_d, self.discretizer = order, memory_d, discretizer
         self.trainable_theta = trainable_theta
         self.register_buffer("A_continuous", A, persistent=False)

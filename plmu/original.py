@@ -15,6 +15,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from plmu.checks import flag, one_of, positive_int
 from plmu.layers import SequenceStack
 from plmu.memory import LegendreMemory
 
@@ -56,8 +57,11 @@ class OriginalLMUCell(nn.Module):
         trainable_theta: bool = False,
     ) -> None:
         super().__init__()
-        if init not in INITS:
-            raise ValueError(f"init must be one of {INITS}, got {init!r}")
+        positive_int("input_size", input_size)
+        positive_int("hidden_size", hidden_size)
+        one_of("init", init, INITS)
+        flag("bias", bias)
+        # LegendreMemory checks order, theta, memory_d, discretizer and trainable_theta.
         self.memory = LegendreMemory(order, theta, memory_d, discretizer, trainable_theta)
         memory_size = memory_d * order
         self.input_encoders = nn.Linear(input_size, memory_d, bias=False)  # e_x
@@ -71,6 +75,7 @@ class OriginalLMUCell(nn.Module):
 
     @torch.no_grad()
     def reset_parameters(self, init: str = "2019") -> None:
+        one_of("init", init, INITS)
         if init == "psmnist":
             self.input_encoders.weight.fill_(1.0)
             for layer in (self.hidden_encoders, self.memory_encoders, self.input_kernel, self.hidden_kernel):
@@ -117,6 +122,7 @@ class OriginalLMU(nn.Module):
         **cell_kwargs,
     ) -> None:
         super().__init__()
+        flag("return_sequences", return_sequences)  # the cell checks the rest
         self.cell = OriginalLMUCell(input_size, hidden_size, order, theta, memory_d, **cell_kwargs)
         self.input_size, self.hidden_size, self.return_sequences = input_size, hidden_size, return_sequences
 

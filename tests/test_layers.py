@@ -1,9 +1,13 @@
+import re
+
 import pytest
 import torch
 from conftest import assert_close_to
 
 from plmu import ParallelLMU, ParallelLMUStack
-from plmu.layers import LAYER_MODES
+from plmu.layers import LAYER_MODES, activation
+
+ACTIVATIONS = re.escape("['gelu', 'identity', 'relu', 'sigmoid', 'tanh']")
 
 FULL_MODES = ["fused", "fft", "direct", "auto"]
 
@@ -94,15 +98,59 @@ def test_options_skip_dropout_activations():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        (dict(mode="fast"), r"mode must be one of \('auto', 'fused', 'fft', 'direct', 'recurrent'\), got 'fast'"),
-        (dict(f2="swish"), r"activation must be one of \[.*'relu'.*\], got 'swish'"),
-        (dict(theta=-3.0), "theta must be a positive number"),
+        (dict(mode="fast"), r"^mode must be one of \['auto', 'fused', 'fft', 'direct', 'recurrent'\], got 'fast'$"),
+        (dict(f1="swish"), rf"^f1 must be one of {ACTIVATIONS}, got 'swish'$"),
+        (dict(f2="swish"), rf"^f2 must be one of {ACTIVATIONS}, got 'swish'$"),
+        (dict(f2=None), rf"^f2 must be one of {ACTIVATIONS}, got None$"),
+        (dict(input_size=0), r"^input_size must be a positive int, got 0$"),
+        (dict(hidden_size=2.5), r"^hidden_size must be a positive int, got 2.5$"),
+        (dict(hidden_size=True), r"^hidden_size must be a positive int, got True$"),
+        (dict(skip="no"), r"^skip must be true or false, got 'no'$"),
+        (dict(dropout=1), r"^dropout must be a number in \[0, 1\), got 1$"),
+        (dict(dropout="0.1"), r"^dropout must be a number in \[0, 1\), got '0.1'$"),
+        (dict(return_sequences=None), r"^return_sequences must be true or false, got None$"),
+        # the memory's own arguments, checked by LegendreMemory
+        (dict(theta=-3.0), r"^theta must be a positive number \(time steps: the memory window\), got -3.0$"),
+        (dict(order=0), r"^order must be a positive int \(the number of Legendre coefficients\), got 0$"),
+        (dict(memory_d=0), r"^memory_d must be a positive int \(the number of input channels\), got 0$"),
+        (dict(discretizer="rk4"), r"^discretizer must be one of \['zoh', 'euler'\], got 'rk4'$"),
+        (dict(trainable_theta="off"), r"^trainable_theta must be true or false, got 'off'$"),
     ],
 )
 def test_bad_layer_arguments(kwargs, message):
     args = dict(input_size=2, hidden_size=3, order=4, theta=4.0) | kwargs
     with pytest.raises(ValueError, match=message):
         ParallelLMU(**args)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(num_layers=0), r"^num_layers must be a positive int, got 0$"),
+        (dict(num_layers=2.0), r"^num_layers must be a positive int, got 2.0$"),
+        (dict(hidden_size=-1), r"^hidden_size must be a positive int, got -1$"),
+        (dict(input_size="2"), r"^input_size must be a positive int, got '2'$"),
+        (dict(residual="yes"), r"^residual must be true or false, got 'yes'$"),
+        (dict(norm="batch"), r"^norm must be one of \[None, 'layer'\], got 'batch'$"),
+        (dict(return_sequences=0), r"^return_sequences must be true or false, got 0$"),
+        (dict(mode="fastest"), r"^mode must be one of \["),  # passed on to every layer, which checks it
+    ],
+)
+def test_bad_stack_arguments(kwargs, message):
+    args = dict(input_size=2, hidden_size=3, num_layers=2, order=4, theta=4.0) | kwargs
+    with pytest.raises(ValueError, match=message):
+        ParallelLMUStack(**args)
+
+
+def test_stack_accepts_its_options():
+    stack = ParallelLMUStack(2, 3, 2, residual=True, norm="layer", return_sequences=False, order=4, theta=4.0)
+    assert stack(torch.randn(5, 7, 2)).shape == (5, 3)
+
+
+def test_activation_by_name():
+    assert isinstance(activation("tanh"), torch.nn.Tanh)
+    with pytest.raises(ValueError, match=rf"^activation must be one of {ACTIVATIONS}, got 'swish'$"):
+        activation("swish")
 
 
 def test_bad_layer_input():

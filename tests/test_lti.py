@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -42,13 +44,22 @@ def test_euler_instability_threshold_matches_the_facts():
 
 def test_discretize_rejects_unknown_method():
     A, B = legendre_delay_system(3)
-    with pytest.raises(ValueError, match=r"discretizer must be one of \('zoh', 'euler'\), got 'bilinear'"):
+    with pytest.raises(ValueError, match=r"^discretizer must be one of \['zoh', 'euler'\], got 'bilinear'$"):
         discretize(A, B, 3.0, "bilinear")
 
 
-@pytest.mark.parametrize("order", [0, -3, 2.5, True])
+@pytest.mark.parametrize("theta", [0, -1.0, float("inf"), True, "3"])
+def test_discretize_rejects_a_theta_that_is_not_a_positive_number(theta):
+    A, B = legendre_delay_system(3)
+    message = rf"^theta must be a positive number \(time steps: the memory window\), got {re.escape(repr(theta))}$"
+    with pytest.raises(ValueError, match=message):
+        discretize(A, B, theta)
+
+
+@pytest.mark.parametrize("order", [0, -3, 2.5, True, "4"])
 def test_order_must_be_a_positive_int(order):
-    with pytest.raises(ValueError, match="order must be a positive int"):
+    message = rf"^order must be a positive int \(the number of Legendre coefficients\), got {re.escape(repr(order))}$"
+    with pytest.raises(ValueError, match=message):
         legendre_delay_system(order)
 
 

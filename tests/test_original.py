@@ -4,7 +4,7 @@ import pytest
 import torch
 from conftest import assert_close_to
 
-from plmu import OriginalLMU, OriginalLMUCell
+from plmu import OriginalLMU, OriginalLMUCell, OriginalLMUStack
 
 
 def test_cell_follows_the_2019_equations():
@@ -74,9 +74,38 @@ def test_shares_the_memory_system():
     torch.testing.assert_close(cell.memory.A, LegendreMemory(6, 7.0).A)
 
 
-def test_bad_arguments():
-    with pytest.raises(ValueError, match=r"init must be one of \('2019', 'psmnist'\), got 'xavier'"):
-        OriginalLMUCell(1, 4, order=6, theta=7.0, init="xavier")
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        (dict(init="xavier"), r"^init must be one of \['2019', 'psmnist'\], got 'xavier'$"),
+        (dict(init=2019), r"^init must be one of \['2019', 'psmnist'\], got 2019$"),  # the int is not the name
+        (dict(bias="maybe"), r"^bias must be true or false, got 'maybe'$"),
+        (dict(input_size=0), r"^input_size must be a positive int, got 0$"),
+        (dict(hidden_size=4.0), r"^hidden_size must be a positive int, got 4.0$"),
+        (dict(theta=0), r"^theta must be a positive number \(time steps: the memory window\), got 0$"),
+        (dict(memory_d=False), r"^memory_d must be a positive int \(the number of input channels\), got False$"),
+    ],
+)
+def test_bad_cell_arguments(kwargs, message):
+    args = dict(input_size=1, hidden_size=4, order=6, theta=7.0) | kwargs
+    with pytest.raises(ValueError, match=message):
+        OriginalLMUCell(**args)
+    with pytest.raises(ValueError, match=message):  # the layer and the stack pass them on to the cell
+        OriginalLMU(**args)
+    with pytest.raises(ValueError, match=message):
+        OriginalLMUStack(**{"num_layers": 2} | args)
+
+
+def test_bad_layer_and_stack_arguments():
+    with pytest.raises(ValueError, match=r"^return_sequences must be true or false, got 'no'$"):
+        OriginalLMU(1, 4, order=6, theta=7.0, return_sequences="no")
+    with pytest.raises(ValueError, match=r"^num_layers must be a positive int, got 0$"):
+        OriginalLMUStack(1, 4, 0, order=6, theta=7.0)
+    with pytest.raises(ValueError, match=r"^init must be one of \['2019', 'psmnist'\], got 'glorot'$"):
+        OriginalLMUCell(1, 4, order=6, theta=7.0).reset_parameters("glorot")
+
+
+def test_bad_input():
     with pytest.raises(ValueError, match=r"x must be \(batch, time, input_size=1\)"):
         OriginalLMU(1, 4, order=6, theta=7.0)(torch.zeros(2, 3))
 

@@ -5,16 +5,34 @@ Every backbone follows one protocol, so training, evaluation and streaming treat
 ``step(x_t, state, mask_t=None)``;
 ``state_batch_dim`` says where the batch is in its state (``plmu.models.state`` detaches and reorders any of them).
 Builders (``_target_`` of ``conf/model/*.yaml`` and ``conf/task_model/*.yaml``): ``plmu_model``,
-``original_lmu_model``, ``lstm_model`` (real-valued sequences) and ``text_classifier`` (token ids, single or pairs).
+``original_lmu_model``, ``lstm_model``, ``transformer_model`` (real-valued sequences) and ``text_classifier`` (token
+ids, single texts or pairs). Each builds a ``SequenceModel`` (adapter → backbone → head) or a ``PairModel``.
 """
 
 from plmu.models.adapters import IdentityAdapter, LinearAdapter, TokenEmbedding, padding_mask
 from plmu.models.encoders import LSTMEncoder
-from plmu.models.heads import LastStepHead, MeanPoolHead, PairHead, PerStepHead, last_valid, masked_mean, pair_features
-from plmu.models.sequence import SequenceModel, lstm_model, original_lmu_model, plmu_model
+from plmu.models.heads import (
+    LastStepHead,
+    MeanPoolHead,
+    PairHead,
+    PerStepHead,
+    last_valid,
+    masked_mean,
+    pair_features,
+    pool,
+)
+from plmu.models.sequence import (
+    PairModel,
+    SequenceModel,
+    head_for,
+    lstm_model,
+    original_lmu_model,
+    plmu_model,
+    transformer_model,
+)
 from plmu.models.sizing import count_parameters, match_parameters
 from plmu.models.state import detach_state, map_state, select_state, state_batch_dim, where_state
-from plmu.models.text import TextClassifier, text_classifier
+from plmu.models.text import text_classifier
 from plmu.models.transformer import TransformerBackbone, TransformerState
 
 __all__ = [
@@ -24,14 +42,15 @@ __all__ = [
     "LinearAdapter",
     "MeanPoolHead",
     "PairHead",
+    "PairModel",
     "PerStepHead",
     "SequenceModel",
-    "TextClassifier",
     "TokenEmbedding",
     "TransformerBackbone",
     "TransformerState",
     "count_parameters",
     "detach_state",
+    "head_for",
     "last_valid",
     "lstm_model",
     "map_state",
@@ -41,8 +60,10 @@ __all__ = [
     "padding_mask",
     "pair_features",
     "plmu_model",
+    "pool",
     "select_state",
     "state_batch_dim",
     "text_classifier",
+    "transformer_model",
     "where_state",
 ]

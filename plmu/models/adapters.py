@@ -17,10 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-
-def _check_positive(name: str, value: int) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
+from plmu.checks import positive_int
 
 
 def padding_mask(ids: Tensor, padding_idx: int = 0) -> Tensor:
@@ -37,9 +34,10 @@ class TokenEmbedding(nn.Module):
 
     def __init__(self, vocab_size: int, dim: int, padding_idx: int | None = 0) -> None:
         super().__init__()
-        _check_positive("vocab_size", vocab_size)
-        _check_positive("dim", dim)
-        if padding_idx is not None and not 0 <= padding_idx < vocab_size:
+        positive_int("vocab_size", vocab_size)
+        positive_int("dim", dim)
+        index_ok = isinstance(padding_idx, int) and not isinstance(padding_idx, bool) and 0 <= padding_idx < vocab_size
+        if padding_idx is not None and not index_ok:
             raise ValueError(f"padding_idx must be None or in [0, vocab_size={vocab_size}), got {padding_idx!r}")
         self.embedding = nn.Embedding(vocab_size, dim, padding_idx=padding_idx)
         self.vocab_size, self.output_size, self.padding_idx = vocab_size, dim, padding_idx
@@ -56,8 +54,8 @@ class LinearAdapter(nn.Module):
 
     def __init__(self, input_size: int, dim: int) -> None:
         super().__init__()
-        _check_positive("input_size", input_size)
-        _check_positive("dim", dim)
+        positive_int("input_size", input_size)
+        positive_int("dim", dim)
         self.linear = nn.Linear(input_size, dim)
         self.input_size, self.output_size = input_size, dim
 
@@ -75,7 +73,7 @@ class IdentityAdapter(nn.Module):
 
     def __init__(self, input_size: int) -> None:
         super().__init__()
-        _check_positive("input_size", input_size)
+        positive_int("input_size", input_size)
         self.input_size = self.output_size = input_size
 
     def forward(self, x: Tensor) -> Tensor:

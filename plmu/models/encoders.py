@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from plmu.checks import flag, positive_int
 from plmu.memory import check_mask
 from plmu.models.state import where_state
 
@@ -30,6 +31,10 @@ class LSTMEncoder(nn.Module):
         self, input_size: int, hidden_size: int, num_layers: int = 1, *, return_sequences: bool = True
     ) -> None:
         super().__init__()
+        positive_int("input_size", input_size)
+        positive_int("hidden_size", hidden_size)
+        positive_int("num_layers", num_layers)
+        flag("return_sequences", return_sequences)
         self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True)
         self.return_sequences = return_sequences
 

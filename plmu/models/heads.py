@@ -5,9 +5,9 @@
     PerStepHead    (batch, time, hidden) → Linear at every step          → (batch, time, out)   Mackey-Glass, LM
     PairHead       a, b (batch, hidden)  → [a, b, |a−b|, a·b]  → MLP    → (batch, out)         QQP, SNLI
 
-``mask`` is the padding mask of :mod:`plmu.models.adapters`: bool (batch, time), True at real steps. The pooling
-functions ``last_valid`` and ``masked_mean`` are public: a pair model pools each sentence with them before
-``PairHead``.
+``mask`` is the padding mask of :mod:`plmu.models.adapters`: bool (batch, time), True at real steps. Every head is
+called ``head(h, mask)``; ``pool`` (with ``last_valid`` and ``masked_mean``) is public: a pair model pools each
+sentence with it before ``PairHead``. Each head applies its dropout to what its readout reads.
 """
 
 from __future__ import annotations
@@ -15,9 +15,12 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from plmu.checks import positive_int, probability
 from plmu.layers import activation
 from plmu.memory import check_mask
 from plmu.memory import last_valid as last_valid_step
+
+POOLINGS = ("last", "mean")
 
 
 def last_valid(h: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -42,48 +45,56 @@ def masked_mean(h: Tensor, mask: Tensor | None = None) -> Tensor:
     return total / count
 
 
-class LastStepHead(nn.Module):
-    """A linear readout of the last real step: h (batch, time, hidden) → (batch, out).
+def pool(h: Tensor, mask: Tensor | None, pooling: str) -> Tensor:
+    """One vector per sequence: h (batch, time, hidden) → (batch, hidden) by ``pooling`` ("last" real step or "mean"
+    of real steps); h (batch, hidden), from a backbone that returned its last step only, passes through."""
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}")
+    if h.dim() == 2:
+        return h
+    return last_valid(h, mask) if pooling == "last" else masked_mean(h, mask)
+
+
+# The heads subclass nn.Linear, so their parameters are named ``weight`` and ``bias`` like the plain linear head
+# that came before them: checkpoints of earlier runs still load.
+
+
+class _LinearHead(nn.Linear):
+    def __init__(self, hidden: int, out: int, dropout: float = 0.0) -> None:
+        super().__init__(positive_int("hidden", hidden), positive_int("out", out))
+        self.dropout = nn.Dropout(probability("dropout", dropout))
+
+
+class LastStepHead(_LinearHead):
+    """A linear readout of the last real step: h (batch, time, hidden) → (batch, out), dropout before the readout.
 
     Also takes h (batch, hidden), from a backbone that already returned only its last step
     (``return_sequences=False``: the parallel LMU then computes m_T alone); the mask is then not needed.
     """
 
-    def __init__(self, hidden: int, out: int) -> None:
-        super().__init__()
-        self.linear = nn.Linear(hidden, out)
+    pooling = "last"
 
     def forward(self, h: Tensor, mask: Tensor | None = None) -> Tensor:
         """h (batch, time, hidden) or (batch, hidden), mask (batch, time) or None → (batch, out)."""
-        return self.linear(h if h.dim() == 2 else last_valid(h, mask))
+        return super().forward(self.dropout(pool(h, mask, self.pooling)))
 
 
-class MeanPoolHead(nn.Module):
+class MeanPoolHead(LastStepHead):
     """The mean over real steps, then a linear layer: h (batch, time, hidden) → (batch, out)."""
 
-    def __init__(self, hidden: int, out: int) -> None:
-        super().__init__()
-        self.linear = nn.Linear(hidden, out)
-
-    def forward(self, h: Tensor, mask: Tensor | None = None) -> Tensor:
-        """h (batch, time, hidden), mask (batch, time) or None → (batch, out)."""
-        return self.linear(masked_mean(h, mask))
+    pooling = "mean"
 
 
-class PerStepHead(nn.Module):
+class PerStepHead(_LinearHead):
     """A linear readout at every step: h (batch, time, hidden) → (batch, time, out).
 
     Outputs at padded steps are computed like any other and mean nothing: the loss must skip them by the mask.
     ``mask`` is accepted so every head is called alike.
     """
 
-    def __init__(self, hidden: int, out: int) -> None:
-        super().__init__()
-        self.linear = nn.Linear(hidden, out)
-
     def forward(self, h: Tensor, mask: Tensor | None = None) -> Tensor:
         """h (batch, time, hidden) → (batch, time, out); also (batch, hidden) → (batch, out) for one streamed step."""
-        return self.linear(h)
+        return super().forward(self.dropout(h))
 
 
 def pair_features(a: Tensor, b: Tensor) -> Tensor:
@@ -113,10 +124,14 @@ class PairHead(nn.Module):
 
     def __init__(self, hidden: int, out: int, mlp_hidden: int, act: str = "relu", dropout: float = 0.0) -> None:
         super().__init__()
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
+        hidden, out, mlp_hidden = (
+            positive_int(k, v) for k, v in (("hidden", hidden), ("out", out), ("mlp_hidden", mlp_hidden))
+        )
         self.mlp = nn.Sequential(
-            nn.Linear(4 * hidden, mlp_hidden), activation(act), nn.Dropout(dropout), nn.Linear(mlp_hidden, out)
+            nn.Linear(4 * hidden, mlp_hidden),
+            activation(act),
+            nn.Dropout(probability("dropout", dropout)),
+            nn.Linear(mlp_hidden, out),
         )
 
     def forward(self, a: Tensor, b: Tensor) -> Tensor:

@@ -1,9 +1,18 @@
-"""``SequenceModel``: an encoder and a linear head, predicting at the last step or at every step.
+"""Sequence models: input adapter → backbone → head, trained in parallel and runnable as an RNN.
 
-    x (batch, T, input_size) → encoder → (batch, [T,] hidden) → head → (batch, [T,] output_size)
+    batch["inputs"] (batch, T, features) or token ids (batch, T), batch["mask"] (batch, T) bool or absent
+        → adapter  (IdentityAdapter, LinearAdapter, TokenEmbedding)           → (batch, T, dim)
+        → backbone (ParallelLMUStack, OriginalLMUStack, LSTMEncoder, TransformerBackbone)
+                                                                              → (batch, T, hidden) or (batch, hidden)
+        → head     (LastStepHead, MeanPoolHead, PerStepHead)                  → (batch, out) or (batch, T, out)
 
-psMNIST reads only the last step (``per_step=False``: the parallel LMU then needs m_T alone, one matmul);
-Mackey-Glass predicts at every step (``per_step=True``).
+``PairModel`` encodes two sequences (``inputs_a``, ``inputs_b``) with one shared adapter and backbone, pools each, and
+classifies the pair with a ``PairHead``. psMNIST reads the last step (the parallel LMU then needs m_T alone, one
+matmul), Mackey-Glass predicts at every step, a text classifier pools over real tokens.
+
+Every backbone streams: ``initial_state(batch)`` and ``step(x_t, state, mask_t=None)``; ``forward_recurrent`` runs the
+same weights one step at a time, as a deployed streaming model would, and gives ``forward``'s outputs.
+The builders (the ``_target_`` of ``conf/model/*.yaml``) are at the bottom.
 """
 
 from __future__ import annotations
@@ -14,48 +23,133 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from plmu.checks import flag, one_of, probability
+from plmu.errors import ConfigError
 from plmu.layers import ParallelLMUStack
+from plmu.models.adapters import IdentityAdapter, LinearAdapter
 from plmu.models.encoders import LSTMEncoder
+from plmu.models.heads import POOLINGS, LastStepHead, MeanPoolHead, PairHead, PerStepHead, pool
 from plmu.models.sizing import count_parameters
+from plmu.models.transformer import TransformerBackbone
 from plmu.original import OriginalLMUStack
 
+# Parameter names of earlier versions (a plain encoder + linear head; a text classifier's embedding): renamed on load,
+# so their checkpoints still load and a killed run started before the rename still resumes.
+_RENAMED = (("encoder.", "backbone."), ("embedding.", "adapter."))
 
-def _inputs(batch: Mapping[str, Tensor] | Tensor) -> Tensor:
-    """A task's batch is a dict (``inputs``, ``target``, ...); a bare tensor is the inputs."""
-    return batch["inputs"] if isinstance(batch, Mapping) else batch
+
+def _as_batch(batch: Mapping[str, Tensor] | Tensor) -> Mapping[str, Tensor]:
+    """A task's batch is a dict (``inputs``, ``mask``, ``target``, ...); a bare tensor is the inputs."""
+    return batch if isinstance(batch, Mapping) else {"inputs": batch}
+
+
+def _masked(mask: Tensor | None, key: str = "mask") -> dict[str, Tensor]:
+    # The keyword is passed only with a mask: backbones without mask support (the original LMU) run unchanged.
+    return {} if mask is None else {key: mask}
 
 
 class SequenceModel(nn.Module):
-    def __init__(self, encoder: nn.Module, hidden_size: int, output_size: int, per_step: bool) -> None:
+    """adapter → backbone → head over one sequence per example (see the module docstring for shapes)."""
+
+    def __init__(self, adapter: nn.Module, backbone: nn.Module, head: nn.Module) -> None:
         super().__init__()
-        self.encoder, self.head, self.per_step = encoder, nn.Linear(hidden_size, output_size), per_step
+        self.adapter, self.backbone, self.head = adapter, backbone, head
+        self._register_load_state_dict_pre_hook(_rename_old_keys)
+
+    def encode(self, inputs: Tensor, mask: Tensor | None = None) -> Tensor:
+        """inputs (batch, T, ...) → the backbone's features (batch, T, hidden), or (batch, hidden) if it returns its
+        last real step only."""
+        return self.backbone(self.adapter(inputs), **_masked(mask))
+
+    def encode_recurrent(self, inputs: Tensor, mask: Tensor | None = None) -> Tensor:
+        """As :meth:`encode` (every step's features, (batch, T, hidden)), one step at a time through ``step``;
+        padded steps hold the state."""
+        if getattr(self.backbone, "causal", True) is False:
+            raise ConfigError(
+                f"{type(self.backbone).__name__} (causal: false) cannot run as an RNN: evaluate it with --mode parallel"
+            )
+        x = self.adapter(inputs)  # adapters act on each step alone, so all steps at once is the same
+        state, outputs = self.backbone.initial_state(x.shape[0]), []
+        for t in range(x.shape[1]):
+            out, state = self.backbone.step(x[:, t], state, **_masked(None if mask is None else mask[:, t], "mask_t"))
+            outputs.append(out)
+        return torch.stack(outputs, dim=1)
 
     def forward(self, batch: Mapping[str, Tensor] | Tensor) -> Tensor:
-        """batch["inputs"] (or a tensor) x (batch, T, input_size) → (batch, output_size), or (batch, T,
-        output_size) when per_step."""
-        return self.head(self.encoder(_inputs(batch)))
-
-    def initial_state(self, batch: int) -> Any:
-        return self.encoder.initial_state(batch)
-
-    def step(self, x_t: Tensor, state: Any) -> tuple[Tensor, Any]:
-        """One time step as an RNN: x_t (batch, input_size) → (prediction (batch, output_size), new state)."""
-        hidden, state = self.encoder.step(x_t, state)
-        return self.head(hidden), state
+        """batch["inputs"] (or a tensor) → (batch, out), or (batch, T, out) with a per-step head."""
+        batch = _as_batch(batch)
+        mask = batch.get("mask")
+        return self.head(self.encode(batch["inputs"], mask), mask)
 
     def forward_recurrent(self, batch: Mapping[str, Tensor] | Tensor) -> Tensor:
-        """The same outputs as ``forward``, computed one step at a time through ``step``."""
-        x = _inputs(batch)
-        state, outputs = self.initial_state(x.shape[0]), []
-        for t in range(x.shape[1]):
-            y_t, state = self.step(x[:, t], state)
-            if self.per_step:
-                outputs.append(y_t)
-        return torch.stack(outputs, dim=1) if self.per_step else y_t
+        """The same outputs as ``forward``, computed one step at a time."""
+        batch = _as_batch(batch)
+        mask = batch.get("mask")
+        return self.head(self.encode_recurrent(batch["inputs"], mask), mask)
+
+    def initial_state(self, batch: int) -> Any:
+        return self.backbone.initial_state(batch)
+
+    def step(self, x_t: Tensor, state: Any, mask_t: Tensor | None = None) -> tuple[Tensor, Any]:
+        """One step as an RNN: x_t (batch, features) or ids (batch,) → (the head on this step (batch, out), state)."""
+        h, state = self.backbone.step(self.adapter(x_t[:, None])[:, 0], state, **_masked(mask_t, "mask_t"))
+        return self.head(h), state
+
+    @property
+    def state_batch_dim(self) -> int:
+        """Where the batch is in this model's state (see plmu.models.state)."""
+        return getattr(self.backbone, "state_batch_dim", 0)
 
     @property
     def num_parameters(self) -> int:
         return count_parameters(self)
+
+
+class PairModel(SequenceModel):
+    """Two sequences per example, one shared adapter and backbone, each pooled, then a :class:`PairHead`.
+
+    batch["inputs_a"], batch["inputs_b"] (batch, T_a), (batch, T_b), masks ``mask_a``, ``mask_b`` → (batch, classes).
+    """
+
+    def __init__(
+        self, adapter: nn.Module, backbone: nn.Module, head: PairHead, pooling: str = "last", dropout: float = 0.0
+    ) -> None:
+        super().__init__(adapter, backbone, head)
+        self.pooling = one_of("pooling", pooling, POOLINGS)
+        self.dropout = nn.Dropout(probability("dropout", dropout))
+
+    def _pair(self, batch: Mapping[str, Tensor], encode: Any) -> Tensor:
+        a, b = (
+            self.dropout(
+                pool(encode(batch[f"inputs_{s}"], batch.get(f"mask_{s}")), batch.get(f"mask_{s}"), self.pooling)
+            )
+            for s in "ab"
+        )
+        return self.head(a, b)
+
+    def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
+        return self._pair(batch, self.encode)
+
+    def forward_recurrent(self, batch: Mapping[str, Tensor]) -> Tensor:
+        return self._pair(batch, self.encode_recurrent)
+
+    def step(self, x_t: Tensor, state: Any, mask_t: Tensor | None = None) -> tuple[Tensor, Any]:
+        raise NotImplementedError("a pair model classifies two whole sequences: stream each with encode_recurrent")
+
+
+def _rename_old_keys(state_dict: dict, prefix: str, *_: Any) -> None:
+    for key in [k for k in state_dict if k.startswith(prefix)]:
+        for old, new in _RENAMED:
+            if key.startswith(prefix + old):
+                state_dict[prefix + new + key[len(prefix + old) :]] = state_dict.pop(key)
+
+
+def head_for(per_step: bool, hidden_size: int, output_size: int, pooling: str = "last", dropout: float = 0.0):
+    """The head a task needs: a readout at every step (``per_step``), or of the pooled sequence."""
+    if flag("per_step", per_step):
+        return PerStepHead(hidden_size, output_size, dropout)
+    head_class = {"last": LastStepHead, "mean": MeanPoolHead}[one_of("pooling", pooling, POOLINGS)]
+    return head_class(hidden_size, output_size, dropout)
 
 
 def plmu_model(
@@ -66,22 +160,50 @@ def plmu_model(
     num_layers: int = 1,
     **layer_kwargs,
 ) -> SequenceModel:
-    """The paper's parallel LMU: a ``ParallelLMUStack`` (order, theta, memory_d, f1, f2, mode, ...) and a head."""
-    encoder = ParallelLMUStack(input_size, hidden_size, num_layers, return_sequences=per_step, **layer_kwargs)
-    return SequenceModel(encoder, hidden_size, output_size, per_step)
+    """The paper's parallel LMU: a ``ParallelLMUStack`` (order, theta, memory_d, f1, f2, mode, ...) and a head.
+
+    No adapter: the LMU's first layer projects its own input, so the paper's parameter counts hold."""
+    flag("per_step", per_step)
+    backbone = ParallelLMUStack(input_size, hidden_size, num_layers, return_sequences=per_step, **layer_kwargs)
+    return SequenceModel(IdentityAdapter(input_size), backbone, head_for(per_step, hidden_size, output_size))
 
 
 def original_lmu_model(
     input_size: int, output_size: int, per_step: bool, hidden_size: int, num_layers: int = 1, **cell_kwargs
 ) -> SequenceModel:
     """The 2019 LMU baseline (order, theta, memory_d, init, bias, ...), run step by step."""
-    encoder = OriginalLMUStack(input_size, hidden_size, num_layers, return_sequences=per_step, **cell_kwargs)
-    return SequenceModel(encoder, hidden_size, output_size, per_step)
+    flag("per_step", per_step)
+    backbone = OriginalLMUStack(input_size, hidden_size, num_layers, return_sequences=per_step, **cell_kwargs)
+    return SequenceModel(IdentityAdapter(input_size), backbone, head_for(per_step, hidden_size, output_size))
 
 
 def lstm_model(
     input_size: int, output_size: int, per_step: bool, hidden_size: int, num_layers: int = 1
 ) -> SequenceModel:
     """The LSTM baseline."""
-    encoder = LSTMEncoder(input_size, hidden_size, num_layers, return_sequences=per_step)
-    return SequenceModel(encoder, hidden_size, output_size, per_step)
+    flag("per_step", per_step)
+    backbone = LSTMEncoder(input_size, hidden_size, num_layers, return_sequences=per_step)
+    return SequenceModel(IdentityAdapter(input_size), backbone, head_for(per_step, hidden_size, output_size))
+
+
+def transformer_model(
+    input_size: int,
+    output_size: int,
+    per_step: bool,
+    hidden_size: int,
+    num_layers: int = 1,
+    num_heads: int = 4,
+    dim_feedforward: int | None = None,
+    dropout: float = 0.0,
+    causal: bool | None = None,
+    pooling: str = "mean",
+) -> SequenceModel:
+    """The transformer baseline for real-valued sequences: a linear adapter to ``hidden_size`` (the model's width),
+    a pre-norm ``TransformerBackbone``, and a head. ``causal`` defaults to ``per_step``: a per-step prediction (e.g.
+    Mackey-Glass's next value) must not see the future, a whole-sequence label may look both ways."""
+    causal = flag("per_step", per_step) if causal is None else flag("causal", causal)
+    if per_step and not causal:
+        raise ValueError("causal must be true for a per-step task (each step's prediction would see the future)")
+    backbone = TransformerBackbone(hidden_size, num_layers, num_heads, dim_feedforward, dropout, causal)
+    head = head_for(per_step, hidden_size, output_size, pooling)
+    return SequenceModel(LinearAdapter(input_size, hidden_size), backbone, head)

@@ -7,26 +7,24 @@
 The backbone is the parallel LMU stack, the LSTM or a transformer (``backbone=plmu|lstm|transformer``); the
 vocabulary size and the number of classes come from the data (``plmu-train`` passes them in). ``forward_recurrent``
 runs the same weights one token at a time (``step`` with the padding mask), as a deployed streaming model would.
+The models are :class:`~plmu.models.sequence.SequenceModel` (one text) and :class:`~plmu.models.sequence.PairModel`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
-import torch
-from torch import Tensor, nn
+from torch import nn
 
-from plmu.errors import ConfigError
+from plmu.checks import flag, one_of
 from plmu.layers import ParallelLMUStack
 from plmu.models.adapters import TokenEmbedding
 from plmu.models.encoders import LSTMEncoder
-from plmu.models.heads import PairHead, last_valid, masked_mean
-from plmu.models.sizing import count_parameters
+from plmu.models.heads import POOLINGS, PairHead
+from plmu.models.sequence import PairModel, SequenceModel, head_for
 from plmu.models.transformer import TransformerBackbone
 
 BACKBONES = ("plmu", "lstm", "transformer")
-POOLINGS = ("last", "mean")
 
 
 def build_backbone(
@@ -41,79 +39,11 @@ def build_backbone(
         return LSTMEncoder(input_size, hidden_size, num_layers, return_sequences=not last_only, **options)
     if kind == "transformer":
         if input_size != hidden_size:
-            raise ValueError(f"a transformer keeps its width: embed_dim ({input_size}) must equal hidden_size")
+            raise ValueError(
+                f"embed_dim must equal hidden_size={hidden_size} for a transformer (its width), got {input_size}"
+            )
         return TransformerBackbone(hidden_size, num_layers, **options)
     raise ValueError(f"backbone must be one of {list(BACKBONES)}, got {kind!r}")
-
-
-class TextClassifier(nn.Module):
-    """Token ids → class logits; ``pair=True`` classifies (inputs_a, inputs_b) with one shared encoder."""
-
-    def __init__(
-        self,
-        vocab_size: int,
-        num_classes: int,
-        backbone: nn.Module,
-        embed_dim: int,
-        hidden_size: int,
-        pooling: str = "last",
-        pair: bool = False,
-        mlp_hidden: int | None = None,
-        dropout: float = 0.0,
-    ) -> None:
-        super().__init__()
-        if pooling not in POOLINGS:
-            raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}")
-        self.embedding = TokenEmbedding(vocab_size, embed_dim, padding_idx=0)
-        self.backbone, self.pooling, self.pair = backbone, pooling, pair
-        self.dropout = nn.Dropout(dropout)
-        if pair:
-            self.head: nn.Module = PairHead(hidden_size, num_classes, mlp_hidden or hidden_size, dropout=dropout)
-        else:
-            self.head = nn.Linear(hidden_size, num_classes)
-
-    def _pool(self, h: Tensor, mask: Tensor | None) -> Tensor:
-        if h.dim() == 2:  # the backbone returned the last real step already
-            return h
-        return last_valid(h, mask) if self.pooling == "last" else masked_mean(h, mask)
-
-    def encode(self, ids: Tensor, mask: Tensor | None) -> Tensor:
-        """ids (batch, time) → one vector per text (batch, hidden)."""
-        return self.dropout(self._pool(self.backbone(self.embedding(ids), mask=mask), mask))
-
-    def forward(self, batch: Mapping[str, Tensor]) -> Tensor:
-        if self.pair:
-            a = self.encode(batch["inputs_a"], batch.get("mask_a"))
-            return self.head(a, self.encode(batch["inputs_b"], batch.get("mask_b")))
-        return self.head(self.encode(batch["inputs"], batch.get("mask")))
-
-    def encode_recurrent(self, ids: Tensor, mask: Tensor | None) -> Tensor:
-        """As :meth:`encode`, one token at a time through the backbone's ``step`` (padded steps hold the state)."""
-        if not hasattr(self.backbone, "step") or getattr(self.backbone, "causal", True) is False:
-            raise ConfigError(
-                f"{type(self.backbone).__name__} (causal: false) cannot run as an RNN: evaluate it with --mode parallel"
-            )
-        x = self.embedding(ids)
-        state, outputs = self.backbone.initial_state(ids.shape[0]), []
-        for t in range(ids.shape[1]):
-            mask_t = None if mask is None else mask[:, t]
-            out, state = self.backbone.step(x[:, t], state, mask_t=mask_t)
-            outputs.append(out)
-        return self._pool(torch.stack(outputs, dim=1), mask)
-
-    def forward_recurrent(self, batch: Mapping[str, Tensor]) -> Tensor:
-        if self.pair:
-            a = self.encode_recurrent(batch["inputs_a"], batch.get("mask_a"))
-            return self.head(a, self.encode_recurrent(batch["inputs_b"], batch.get("mask_b")))
-        return self.head(self.encode_recurrent(batch["inputs"], batch.get("mask")))
-
-    @property
-    def state_batch_dim(self) -> int:
-        return getattr(self.backbone, "state_batch_dim", 0)
-
-    @property
-    def num_parameters(self) -> int:
-        return count_parameters(self)
 
 
 def text_classifier(
@@ -128,9 +58,14 @@ def text_classifier(
     mlp_hidden: int | None = None,
     dropout: float = 0.0,
     **backbone_options: Any,
-) -> TextClassifier:
-    """The ``_target_`` of ``conf/model/text_*.yaml``: options not named here go to the backbone (e.g. the LMU's
-    ``order`` and ``theta``, the transformer's ``num_heads``)."""
+) -> SequenceModel:
+    """The text tasks' model (``conf/task_model/{imdb,qqp,snli}_*.yaml``): options not named here go to the
+    backbone (e.g. the LMU's ``order`` and ``theta``, the transformer's ``num_heads``)."""
+    one_of("pooling", pooling, POOLINGS)
     last_only = pooling == "last" and backbone in ("plmu", "lstm")
     encoder = build_backbone(backbone, embed_dim, hidden_size, num_layers, last_only, **backbone_options)
-    return TextClassifier(vocab_size, num_classes, encoder, embed_dim, hidden_size, pooling, pair, mlp_hidden, dropout)
+    adapter = TokenEmbedding(vocab_size, embed_dim, padding_idx=0)  # after the backbone: the initialisation of v0.1
+    if flag("pair", pair):
+        head = PairHead(hidden_size, num_classes, mlp_hidden or hidden_size, dropout=dropout)
+        return PairModel(adapter, encoder, head, pooling, dropout)
+    return SequenceModel(adapter, encoder, head_for(False, hidden_size, num_classes, pooling, dropout))

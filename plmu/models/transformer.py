@@ -31,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from plmu.checks import flag, optional_positive_int, positive_int, probability
 from plmu.memory import check_mask
 
 
@@ -87,16 +88,15 @@ class TransformerBackbone(nn.Module):
         causal: bool = False,
     ) -> None:
         super().__init__()
-        for name, value in (("d_model", d_model), ("num_layers", num_layers), ("num_heads", num_heads)):
-            if value <= 0:
-                raise ValueError(f"{name} must be positive, got {value}")
+        positive_int("d_model", d_model, "the model's width")
+        positive_int("num_layers", num_layers)
+        positive_int("num_heads", num_heads)
         if d_model % num_heads:
             raise ValueError(f"num_heads must divide d_model={d_model}, got {num_heads}")
+        optional_positive_int("dim_feedforward", dim_feedforward, "or null for 4 · d_model")
+        probability("dropout", dropout)
+        flag("causal", causal)
         dim_feedforward = 4 * d_model if dim_feedforward is None else dim_feedforward
-        if dim_feedforward <= 0:
-            raise ValueError(f"dim_feedforward must be positive, got {dim_feedforward}")
-        if not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         layer = nn.TransformerEncoderLayer(
             d_model, num_heads, dim_feedforward, dropout, activation="gelu", batch_first=True, norm_first=True
         )

@@ -1,7 +1,8 @@
 """One training run from a composed config, in an order that keeps the run folder's record true.
 
-1. Checks that need nothing but the config: every key's type and range (``schema.check_config``), the model, the
-   optimiser, the tracker's login. A bad config fails here, before any data is read or downloaded.
+1. Checks that need nothing but the config: the run's own keys (``schema.check_config``), the model (each
+   constructor checks its own arguments; ``build_model`` names the key and a fix), the optimiser, the tracker's login.
+   A bad config fails here, before any data is read or downloaded.
 2. The run folder is locked (one process per folder); a checkpoint to resume is read and its config compared with
    this one (``run_folder.check_resume``); a folder holding another run is refused. The data is loaded and checked.
 3. Only then is the folder written: stale temp files and metric lines are dropped, ``config.yaml``,
@@ -10,9 +11,11 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -51,15 +54,116 @@ def model_args(cfg: DictConfig, data_info: Mapping[str, Any] | None = None) -> d
 
 def build_model(cfg: DictConfig, args: Mapping[str, Any] | None = None) -> torch.nn.Module:
     """The model of ``cfg.model`` (a ``_target_`` builder), given those of ``args`` (see :func:`model_args`) that
-    the builder takes."""
+    the builder takes.
+
+    The constructors check their own arguments (:mod:`plmu.checks`); their errors become one-line ConfigErrors that
+    name the key: ``model.<name> must be ...``, ``unknown key model.<name> (did you mean ...?)``, and
+    ``model.<name> is required but not set`` for a ``???``.
+    """
     args = model_args(cfg) if args is None else args
+    for key in cfg.model:
+        if OmegaConf.is_missing(cfg.model, key):
+            raise ConfigError(f"model.{key} is required but not set (set it: model.{key}=...)")
+    builder = None
     try:
         builder = get_method(cfg.model._target_)
         accepted = inspect.signature(builder).parameters
         return instantiate(cfg.model, **{key: value for key, value in args.items() if key in accepted})
     except (InstantiationException, ImportError, ValueError, TypeError) as error:
         cause = error.__cause__ or error
-        raise ConfigError(f"model {cfg.model._target_} could not be built from model.*: {cause}") from None
+        message = _model_error(cfg.model, builder, cause, args)
+        if message is None:
+            message = f"model {cfg.model._target_} could not be built from model.*: {_one_line(cause)}"
+        raise ConfigError(message) from None
+
+
+_MUST = re.compile(r"(\w+) must (.*)")
+_UNKNOWN = re.compile(r"got an unexpected keyword argument '(\w+)'")
+_REQUIRED = re.compile(r"missing \d+ required (?:positional|keyword-only) arguments?: '(\w+)'")
+# What a builder passes to its backbone itself, never a model.* key (the task's sizes come from model_args).
+_NOT_KEYS = {"return_sequences", "d_model", "input_size", "output_size", "per_step", "vocab_size", "num_classes"}
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split()) or type(error).__name__
+
+
+def _forwarded(builder: Any, model: DictConfig) -> list[Any]:
+    """The classes a builder of plmu's passes its options to (``**kwargs``) or builds from them: their parameters
+    are model.* keys too. Generous: every backbone a builder may build, unless ``model.backbone`` picks one."""
+    from plmu.layers import ParallelLMU, ParallelLMUStack
+    from plmu.models import lstm_model, original_lmu_model, plmu_model, text_classifier, transformer_model
+    from plmu.models.encoders import LSTMEncoder
+    from plmu.models.transformer import TransformerBackbone
+    from plmu.original import OriginalLMU, OriginalLMUCell, OriginalLMUStack
+
+    backbones = {
+        "plmu": [ParallelLMUStack, ParallelLMU],
+        "lstm": [LSTMEncoder],
+        "transformer": [TransformerBackbone],
+    }
+    forwarded = {
+        plmu_model: backbones["plmu"],
+        original_lmu_model: [OriginalLMUStack, OriginalLMU, OriginalLMUCell],
+        lstm_model: backbones["lstm"],
+        transformer_model: backbones["transformer"],
+        text_classifier: backbones.get(model.get("backbone"), [c for classes in backbones.values() for c in classes]),
+    }
+    return forwarded.get(builder, [])
+
+
+def _model_keys(builder: Any, model: DictConfig) -> dict[str, Any]:
+    """The model.* keys ``builder`` takes (its own parameters and those of what it forwards to), each with its
+    default (``inspect.Parameter.empty`` if none); in signature order, the builder's first."""
+    keys: dict[str, Any] = {}
+    for function in [builder, *_forwarded(builder, model)]:
+        try:
+            parameters = inspect.signature(function).parameters.values()
+        except (TypeError, ValueError):  # no signature to read
+            continue
+        for parameter in parameters:
+            named = parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+            if named and parameter.name not in _NOT_KEYS:
+                keys.setdefault(parameter.name, parameter.default)
+    return keys
+
+
+def _example(value: Any) -> str:
+    """A default as a command-line override writes it: true, null, '2019' (a string that would read as a number)."""
+    if isinstance(value, str):
+        return f"'{value}'" if _looks_typed(value) else value
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else repr(value)
+
+
+def _looks_typed(text: str) -> bool:
+    """Whether Hydra would read ``text`` on the command line as something other than a string."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return not isinstance(OverridesParser.create().parse_override(f"k={text}").value(), str)
+
+
+def _model_error(model: DictConfig, builder: Any, cause: BaseException, args: Mapping[str, Any]) -> str | None:
+    """A constructor's error about one of ``model``'s keys as the user's one line, or None for any other error."""
+    if builder is None:
+        return None
+    message = _one_line(cause)
+    keys = _model_keys(builder, model)
+    if isinstance(cause, ValueError) and (must := _MUST.fullmatch(message)) and must[1] in model:
+        name, default = must[1], keys.get(must[1], inspect.Parameter.empty)
+        fix = (
+            f"override it: model.{name}=..."
+            if default is inspect.Parameter.empty
+            else f"override it, e.g. model.{name}={_example(default)}"
+        )
+        return f"model.{name} must {must[2]} ({fix})"
+    if isinstance(cause, TypeError) and (unknown := _UNKNOWN.search(message)) and unknown[1] in model:
+        name, valid = unknown[1], [key for key in keys if key not in args]
+        close = difflib.get_close_matches(name, valid, n=1)
+        hint = f"did you mean model.{close[0]}?" if close else f"valid keys: {', '.join(['_target_', *valid])}"
+        return f"unknown key model.{name} ({hint})"
+    if isinstance(cause, TypeError) and (missing := _REQUIRED.search(message)) and missing[1] not in args:
+        return f"model.{missing[1]} is required but not set (set it: model.{missing[1]}=...)"
+    return None
 
 
 def load_data(cfg: DictConfig) -> DataSplits:
@@ -138,7 +242,7 @@ def train(
     """
     started = time.time()
     folder, overrides = RunFolder(run_dir), list(overrides or [])
-    check_config(cfg)  # every key's type and range, before anything is built, read or written
+    check_config(cfg)  # the run's keys; the model's are checked by its constructors, in build_model
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
     task_objective = build_objective(cfg.task.objective)

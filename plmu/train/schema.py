@@ -1,9 +1,12 @@
 """The typed schema of plmu-train's config, checked in full before any data is read: :func:`check_config`.
 
-Fixed-shape groups are OmegaConf structured configs (dataclasses): the top level, ``trainer``, and ``model`` and
-``logger`` picked by ``_target_``; ``task`` is open. Merging a group into its schema finds unknown keys and values
-OmegaConf cannot convert; each field's :class:`Rule` then checks the exact type and range of the value the run will
-receive (``off`` is a bool to OmegaConf but a truthy string to the run, so booleans must be ``true``/``false``).
+Fixed-shape groups are OmegaConf structured configs (dataclasses): the top level, ``trainer``, and ``logger``
+picked by ``_target_``; ``task`` is open. Merging a group into its schema finds unknown keys and values OmegaConf
+cannot convert; each field's :class:`Rule` then checks the exact type and range of the value the run will receive
+(``off`` is a bool to OmegaConf but a truthy string to the run, so booleans must be ``true``/``false``).
+Of ``model`` only ``_target_`` is checked here: the model's constructors check their own arguments
+(:mod:`plmu.checks`) when ``plmu.train.run.build_model`` builds it, also before any data is read, and that turns
+their errors into the same one-line ``model.<key> must be ...``.
 Then the device is parsed, the optimiser and scheduler are built on a dummy parameter and stepped once, the
 loader's arguments are bound to its signature, and the logger's class is imported. Every problem is one
 :class:`~plmu.errors.ConfigError` line: the key as the user types it, the bad value, what is allowed, and a fix.
@@ -79,10 +82,6 @@ class Names:
         return f"one of {self.show(getattr(importlib.import_module(self.module), self.attribute))}"
 
 
-ACTIVATIONS = Names("plmu.layers", "ACTIVATIONS", sorted)
-LAYER_MODES = Names("plmu.layers", "LAYER_MODES")
-DISCRETIZERS = Names("plmu.lti", "DISCRETIZERS")
-INITS = Names("plmu.original", "INITS")
 OBJECTIVES = Names("plmu.train.objectives", "OBJECTIVES", sorted)
 PRECISIONS = Names("plmu.train.trainer", "PRECISIONS", tuple)
 
@@ -158,49 +157,10 @@ class TrainerSchema:
 
 @dataclass
 class ModelSchema:
-    """A model whose builder plmu does not know (then open): only ``_target_`` is checked. The others extend it."""
+    """``conf/model/*.yaml``: only ``_target_`` is checked here (open). The builder and the constructors it calls
+    check their own arguments when ``plmu.train.run.build_model`` builds the model, still before any data is read."""
 
     _target_: str = rule(_dotted, "a dotted import path", "plmu.models.plmu_model")
-
-
-@dataclass
-class LSTMSchema(ModelSchema):
-    """``conf/model/lstm.yaml`` (:func:`plmu.models.lstm_model`)."""
-
-    hidden_size: int = rule(_positive_int, POSITIVE_INT, "128")
-    num_layers: int = rule(_positive_int, POSITIVE_INT, "1", 1)
-
-
-@dataclass
-class _LMUSchema(LSTMSchema):
-    """What both LMU builders share: the Legendre memory's settings."""
-
-    order: int = rule(_positive_int, POSITIVE_INT, "256")
-    theta: float = rule(_positive_number, "a positive number of time steps", "784")
-    memory_d: int = rule(_positive_int, POSITIVE_INT, "1", 1)
-    discretizer: str = rule(_one_of(DISCRETIZERS), DISCRETIZERS, "zoh", "zoh")
-    trainable_theta: bool = rule(_isa(bool), BOOL, "true", False)
-
-
-@dataclass
-class PLMUSchema(_LMUSchema):
-    """``conf/model/plmu.yaml`` (:func:`plmu.models.plmu_model`)."""
-
-    f1: str = rule(_one_of(ACTIVATIONS), ACTIVATIONS, "identity", "identity")
-    f2: str = rule(_one_of(ACTIVATIONS), ACTIVATIONS, "relu", "relu")
-    skip: bool = rule(_isa(bool), BOOL, "true", True)
-    dropout: float = rule(lambda v: _isa(int, float)(v) and 0 <= v < 1, "a number in [0, 1)", "0.1", 0.0)
-    residual: bool = rule(_isa(bool), BOOL, "true", False)
-    norm: str | None = rule(_or_none(_one_of(("layer",))), "null or layer", "layer", None)
-    mode: str = rule(_one_of(LAYER_MODES), LAYER_MODES, "auto", "auto")
-
-
-@dataclass
-class OriginalLMUSchema(_LMUSchema):
-    """``conf/model/original_lmu.yaml`` (:func:`plmu.models.original_lmu_model`)."""
-
-    init: str = rule(_one_of(INITS), INITS, "psmnist", "2019")
-    bias: bool = rule(_isa(bool), BOOL, "true", False)
 
 
 @dataclass
@@ -221,9 +181,7 @@ class WandbLoggerSchema(NullLoggerSchema):
     tags: list[str] = rule(lambda v: _isa(list)(v) and all(map(_is_str, v)), "a list of strings", "[a,b]", factory=list)
 
 
-# The schemas by _target_: a model builder as exported (plmu.models) or defined (plmu.models.sequence), a logger.
-_BUILDERS = {"plmu_model": PLMUSchema, "original_lmu_model": OriginalLMUSchema, "lstm_model": LSTMSchema}
-MODEL_SCHEMAS = {f"plmu.models{m}.{name}": s for name, s in _BUILDERS.items() for m in ("", ".sequence")}
+# The logger schemas by _target_.
 _LOGGERS = {"NullLogger": NullLoggerSchema, "WandbLogger": WandbLoggerSchema}
 LOGGER_SCHEMAS = {f"plmu.train.loggers.{name}": schema for name, schema in _LOGGERS.items()}
 
@@ -383,7 +341,8 @@ def _resolved(cfg: DictConfig) -> tuple[dict, dict]:
 
 
 def check_config(cfg: DictConfig) -> None:
-    """Check the composed ``cfg`` (types, ranges, unknown keys, devices, optimiser) before anything is loaded.
+    """Check the composed ``cfg`` (types, ranges, unknown keys, devices, optimiser) before anything is loaded; the
+    model's keys are left to its constructors (``plmu.train.run.build_model``).
 
     Raises:
         ConfigError: one line naming the key, the bad value, what is allowed, and a fix.
@@ -393,8 +352,7 @@ def check_config(cfg: DictConfig) -> None:
     task, model, trainer, logger = (values[name] for name in ("task", "model", "trainer", "logger"))
     written = {name: sources[name] if _isa(Mapping)(sources.get(name)) else {} for name in values}
     _check_group("task.", TaskSchema, task, written["task"], closed=False)
-    model_schema = MODEL_SCHEMAS.get(model.get("_target_"))
-    _check_group("model.", model_schema or ModelSchema, model, written["model"], closed=model_schema is not None)
+    _check_group("model.", ModelSchema, model, written["model"], closed=False)
     _check_group("trainer.", TrainerSchema, trainer, written["trainer"])
     logger_schema = LOGGER_SCHEMAS.get(logger.get("_target_"))
     _check_group("logger.", logger_schema or NullLoggerSchema, logger, written["logger"], closed=bool(logger_schema))

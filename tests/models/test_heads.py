@@ -1,5 +1,6 @@
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import assert_close_to
 
 from plmu.memory import last_valid_index
@@ -49,9 +50,11 @@ def test_masked_mean_equals_mean_of_unpadded_example():
 def test_last_step_head_and_mean_pool_head_apply_their_linear():
     h = torch.randn(4, 5, 3)
     last, mean = LastStepHead(3, 2), MeanPoolHead(3, 2)
-    assert torch.equal(last(h, MASK), last.linear(last_valid(h, MASK)))
-    assert torch.equal(last(h[:, -1]), last.linear(h[:, -1]))  # from a backbone with return_sequences=False
-    assert torch.equal(mean(h, MASK), mean.linear(masked_mean(h, MASK)))
+    assert torch.equal(last(h, MASK), F.linear(last_valid(h, MASK), last.weight, last.bias))
+    assert torch.equal(
+        last(h[:, -1]), F.linear(h[:, -1], last.weight, last.bias)
+    )  # from a backbone with return_sequences=False
+    assert torch.equal(mean(h, MASK), F.linear(masked_mean(h, MASK), mean.weight, mean.bias))
     assert mean(h).shape == (4, 2)
 
 

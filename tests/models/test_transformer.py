@@ -100,6 +100,25 @@ def test_sinusoidal_encoding():
     assert pe[2, 0].item() == pytest.approx(torch.sin(torch.tensor(2.0, dtype=torch.float64)).item())
 
 
+@pytest.mark.parametrize(
+    ("args", "kwargs", "message"),
+    [
+        ((0, 1, 1), {}, r"^d_model must be a positive int \(the model's width\), got 0$"),
+        ((8.0, 1, 2), {}, r"^d_model must be a positive int \(the model's width\), got 8.0$"),
+        ((8, True, 2), {}, r"^num_layers must be a positive int, got True$"),
+        ((8, 1, 0), {}, r"^num_heads must be a positive int, got 0$"),  # before num_heads divides d_model
+        ((8, 1, 3), {}, r"^num_heads must divide d_model=8, got 3$"),
+        ((8, 1, 2), dict(dim_feedforward=0), r"^dim_feedforward must be a positive int \(or null for 4 · d_model\)"),
+        ((8, 1, 2), dict(dropout=1), r"^dropout must be a number in \[0, 1\), got 1$"),
+        ((8, 1, 2), dict(dropout="abc"), r"^dropout must be a number in \[0, 1\), got 'abc'$"),
+        ((8, 1, 2), dict(causal="no"), r"^causal must be true or false, got 'no'$"),
+    ],
+)
+def test_bad_arguments_name_the_argument(args, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        TransformerBackbone(*args, **kwargs)
+
+
 def test_arguments_are_checked():
     with pytest.raises(ValueError, match="num_heads must divide"):
         TransformerBackbone(10, 1, 3)

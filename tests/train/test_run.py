@@ -37,8 +37,11 @@ def test_paper_models_have_the_paper_sizes():
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ("model.theta=-3", r"model.theta must be a positive number of time steps, got -3"),
-        ("model.order=0", r"model.order must be a positive integer, got 0"),
+        ("model.theta=-3", r"^model.theta must be a positive number \(time steps: the memory window\), got -3"),
+        ("model.order=0", r"^model.order must be a positive int \(the number of Legendre coefficients\), got 0"),
+        ("model.skip=no", r"^model.skip must be true or false, got 'no' \(override it, e.g. model.skip=true\)$"),
+        ("+model.hiden_size=4", r"^unknown key model.hiden_size \(did you mean model.hidden_size\?\)$"),
+        ("~model.order", r"^model.order is required but not set"),
         ("model.mode=fastest", r"model.mode must be one of \['auto', 'fused', 'fft', 'direct', 'recurrent'\]"),
         ("model.f2=swish", r"model.f2 must be one of \["),
         ("trainer.batch_size=0", r"trainer.batch_size must be a positive integer, got 0"),

@@ -13,7 +13,6 @@ from plmu.train import schema
 from plmu.train.schema import check_config
 
 TASKS, MODELS, EXPERIMENTS = config_names("task"), config_names("model"), config_names("experiment")
-ACTIVATIONS = "['gelu', 'identity', 'relu', 'sigmoid', 'tanh']"
 STEP_LR = "trainer.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true"
 
 
@@ -52,8 +51,6 @@ def test_accepted_spellings(tmp_path):
                 f"data_dir={tmp_path / 'nowhere'}",  # nothing is read: the data need not exist
                 "trainer.precision=32",  # an int from the command line, compared as a string by the run
                 "trainer.optimizer.lr=1",  # an int learning rate
-                "model.theta=100.5",
-                "model.dropout=0",
                 "trainer.grad_clip=1",
                 "trainer.progress=false",
                 "trainer.compile=true",
@@ -77,20 +74,7 @@ def test_the_config_is_left_unchanged():
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        # validate()'s checks (tests/train/test_run.py), same wording
-        (["model.theta=-3"], _must("model.theta", "a positive number of time steps", "-3", "784")),
-        (["model.order=0"], _must("model.order", "a positive integer", "0", "256")),
-        (["model.hidden_size=-1"], _must("model.hidden_size", "a positive integer", "-1", "128")),
-        (["model.num_layers=0"], _must("model.num_layers", "a positive integer", "0", "1")),
-        (["model.memory_d=1.5"], _must("model.memory_d", "a positive integer", "1.5", "1")),
-        (
-            ["model.mode=fastest"],
-            _must("model.mode", "one of ['auto', 'fused', 'fft', 'direct', 'recurrent']", "'fastest'", "auto"),
-        ),
-        (["model.f1=swish"], _must("model.f1", f"one of {ACTIVATIONS}", "'swish'", "identity")),
-        (["model.f2=swish"], _must("model.f2", f"one of {ACTIVATIONS}", "'swish'", "relu")),
-        (["model.dropout=1"], _must("model.dropout", "a number in [0, 1)", "1", "0.1")),
-        (["model.dropout=-0.1"], _must("model.dropout", "a number in [0, 1)", "-0.1", "0.1")),
+        # the model's keys are its constructors' to check: tests/train/test_build_model.py
         (["trainer.batch_size=0"], _must("trainer.batch_size", "a positive integer", "0", "32")),
         (["trainer.max_epochs=-2"], _must("trainer.max_epochs", "a positive integer", "-2", "10")),
         (["trainer.eval_batch_size=0"], _must("trainer.eval_batch_size", "null or a positive integer", "0", "null")),
@@ -123,8 +107,6 @@ def test_the_config_is_left_unchanged():
         # types: tracebacks before
         (["trainer.optimizer.lr=abc"], _must("trainer.optimizer.lr", "a positive learning rate", "'abc'", "1e-3")),
         (["trainer.optimizer.lr='1e-3'"], _must("trainer.optimizer.lr", "a positive learning rate", "'1e-3'", "1e-3")),
-        (["model.dropout=abc"], _must("model.dropout", "a number in [0, 1)", "'abc'", "0.1")),
-        (["model.theta=abc"], _must("model.theta", "a positive number of time steps", "'abc'", "784")),
         (["trainer.grad_clip=abc"], _must("trainer.grad_clip", "null or a positive norm", "'abc'", "1.0")),
         (["trainer.max_epochs=true"], _must("trainer.max_epochs", "a positive integer", "True", "10")),
         (["seed=abc"], _must("seed", "an integer in [0, 2**32)", "'abc'", "0")),
@@ -136,7 +118,6 @@ def test_the_config_is_left_unchanged():
         (["trainer.progress=off"], _must("trainer.progress", "true or false", "'off'", "false")),
         (["trainer.progress=yes"], _must("trainer.progress", "true or false", "'yes'", "false")),
         (["trainer.progress=1"], _must("trainer.progress", "true or false", "1", "false")),
-        (["model.skip=no"], _must("model.skip", "true or false", "'no'", "true")),
         (["task.per_step=maybe"], _must("task.per_step", "true or false", "'maybe'", "false")),
         # late failures before: after data loading or mid-training
         (["trainer.log_every_n_steps=0"], _must("trainer.log_every_n_steps", "a positive integer", "0", "50")),
@@ -148,14 +129,6 @@ def test_the_config_is_left_unchanged():
         (["logger.tags=x"], _must("logger.tags", "a list of strings", "'x'", "[a,b]")),
         (["logger.project="], _must("logger.project", "a non-empty project name", "''", "plmu")),
         (["trainer.resume=3"], _must("trainer.resume", "null, auto or a checkpoint path", "3", "auto")),
-        (["model.norm=batch"], _must("model.norm", "null or layer", "'batch'", "layer")),
-        (["model.discretizer=rk4"], _must("model.discretizer", "one of ['zoh', 'euler']", "'rk4'", "zoh")),
-        (
-            ["model=original_lmu", "model.init=2019"],
-            _must("model.init", "one of ['2019', 'psmnist']", "2019", "psmnist"),
-        ),
-        (["model=original_lmu", "model.bias=maybe"], _must("model.bias", "true or false", "'maybe'", "true")),
-        (["model=lstm", "model.hidden_size=abc"], _must("model.hidden_size", "a positive integer", "'abc'", "128")),
         # a value set through an interpolation names where it came from
         (["trainer.max_epochs=${seed}"], _must("trainer.max_epochs", "a positive integer", "0 from ${seed}", "10")),
     ],
@@ -172,8 +145,6 @@ def test_bad_values(overrides, message):
             ["+trainer.lr=0.1"],
             "unknown key trainer.lr (valid keys: " + ", ".join(schema.TrainerSchema.__annotations__) + ")",
         ),
-        (["+model.hiden_size=4"], "unknown key model.hiden_size (did you mean model.hidden_size?)"),
-        (["model=lstm", "+model.order=4"], "unknown key model.order (valid keys: _target_, hidden_size, num_layers)"),
         (["+logger.projekt=x"], "unknown key logger.projekt (did you mean logger.project?)"),
         (["logger=none", "+logger.mode=offline"], "unknown key logger.mode (valid keys: _target_)"),
         (["+sed=1"], "unknown key sed (did you mean seed?)"),
@@ -197,7 +168,7 @@ def test_targets():
     assert error_of("model._target_=notdotted") == _must(
         "model._target_", "a dotted import path", "'notdotted'", "plmu.models.plmu_model"
     )
-    check_config(compose_config(["model._target_=my.models.build", "+model.extra=1"]))  # unknown builder: path only
+    check_config(compose_config(["model._target_=my.models.build", "+model.extra=1"]))  # any builder: _target_ only
     assert error_of("logger._target_=NullLogger") == _must(
         "logger._target_", "a dotted import path", "'NullLogger'", "plmu.train.loggers.NullLogger"
     )
@@ -292,6 +263,15 @@ def test_a_bad_environment_value_names_its_source(monkeypatch):
     )
 
 
-def test_a_task_without_sizes_for_a_family_names_the_missing_key():
-    message = error_of("~task_model")  # as if conf/task_model/mackey_glass_plmu.yaml did not exist
-    assert message.startswith("model.hidden_size is required but not set")
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model.theta=-3", "model.order=0", "model.skip=no", "+model.hiden_size=4"],
+        ["model=original_lmu", "model.init=2019"],
+        ["model=lstm", "+model.order=4"],
+        ["~task_model"],  # model.hidden_size: ???
+    ],
+)
+def test_the_model_keys_are_left_to_its_constructors(overrides):
+    """Checked once, by the constructors, when plmu.train.run.build_model builds the model (test_build_model.py)."""
+    check_config(compose_config(["task=mackey_glass", *overrides]))
