@@ -21,9 +21,10 @@ lint: ## ruff: lint and format check
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m ruff format --check .
 
-bench: ## time every memory path at psMNIST size, and the text classifiers; writes experiments/speed/results*.md
+bench: ## time every memory path at psMNIST size, the text classifiers and language models; writes experiments/speed/results*.md
 	plmu-bench --output experiments/speed/results.md
 	plmu-bench --text --output experiments/speed/results-text.md
+	plmu-bench --lm --output experiments/speed/results-lm.md
 
 clean: ## remove caches and build artefacts (keeps trained runs)
 	rm -rf .pytest_cache .ruff_cache build dist *.egg-info

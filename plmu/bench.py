@@ -296,6 +296,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--text", action="store_true", help="the text classifiers (LMU, LSTM, transformer) instead: tokens/s, latency"
     )
+    parser.add_argument(
+        "--lm", action="store_true", help="the text8 language models instead: training and generation characters/s"
+    )
     parser.add_argument("--output", type=Path, help="also write the report (markdown) to this file")
     args = parser.parse_args(argv)
     cases = [c.strip() for c in args.cases.split(",") if c.strip()]
@@ -329,6 +332,11 @@ def main(argv: list[str] | None = None) -> int:
 
         header[3] = "sizes: conf/task_model/imdb_*.yaml"
         body = text_report()
+    elif args.lm:  # CPU, as --text
+        from plmu.bench_lm import report as lm_report
+
+        header[3] = "sizes: conf/task_model/text8_*.yaml"
+        body = lm_report()
     elif args.crossover:
         body = crossover(args, device)
     else:

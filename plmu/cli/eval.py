@@ -43,7 +43,7 @@ if TYPE_CHECKING:  # torch and plmu.train load lazily: `plmu-eval --help` should
 
 PROG = "plmu-eval"
 DEVICE_TYPES = ("cpu", "cuda", "mps")  # what the model code is tested on; `meta` etc. would fail mid-evaluation
-DATA_KEYS = ("root", "cache_dir")  # the task.data key that names the data folder, per loader
+DATA_KEYS = ("root", "cache_dir", "data_dir")  # the task.data key that names the data folder, per loader
 # what rebuilding the model and the data reads from a checkpoint's config
 REQUIRED = ("task.name", "task.objective", "task.input_size", "task.output_size", "task.per_step", "task.data._target_")
 
@@ -256,6 +256,9 @@ def evaluate(args: argparse.Namespace, run_dir: Path, path: Path) -> dict[str, A
     interactive = sys.stderr.isatty()
     stats, max_difference, max_output, samples, seconds, compared = task_objective.zeros(), 0.0, 0.0, 0, 0.0, 0
     time_steps = 0
+    # A stream task (trainer.state=carry, e.g. text8): chunk i + 1 continues chunk i, in both modes.
+    carry = OmegaConf.select(cfg, "trainer.state") == "carry"
+    recurrent_state = parallel_state = None
     out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
     bar = tqdm(
         split.batches(batch_size, limit=args.limit_batches),
@@ -273,9 +276,16 @@ def evaluate(args: argparse.Namespace, run_dir: Path, path: Path) -> dict[str, A
             for batch in bar:
                 batch = {key: value.to(device) for key, value in batch.items()}
                 start = time.perf_counter()
-                recurrent = model.forward_recurrent(batch) if args.mode == "recurrent" else None
+                recurrent = None
+                if args.mode == "recurrent" and carry:
+                    recurrent, recurrent_state = model.forward_recurrent_with_state(batch, recurrent_state)
+                elif args.mode == "recurrent":
+                    recurrent = model.forward_recurrent(batch)
                 middle = time.perf_counter()
-                parallel = model(batch)
+                if carry:
+                    parallel, parallel_state = model.forward_with_state(batch, parallel_state)
+                else:
+                    parallel = model(batch)
                 end = time.perf_counter()
                 prediction = recurrent if args.mode == "recurrent" else parallel
                 seconds += (middle - start) if args.mode == "recurrent" else (end - middle)

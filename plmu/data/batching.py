@@ -234,19 +234,28 @@ class DictSplit:
         return example
 
     def sampler(
-        self, batch_size: int, shuffle: bool = False, seed: int = 0, start: int = 0
+        self, batch_size: int, shuffle: bool = False, seed: int = 0, start_batch: int = 0
     ) -> LengthBucketBatchSampler:
         """The length-bucketing sampler ``batches`` uses."""
         return LengthBucketBatchSampler(
-            self._lengths, batch_size, seed, shuffle, self.bucket_size_multiplier, start_batch=start
+            self._lengths, batch_size, seed, shuffle, self.bucket_size_multiplier, start_batch=start_batch
         )
 
     def batches(
-        self, batch_size: int, shuffle: bool = False, seed: int = 0, limit: int | None = None, start: int = 0
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        limit: int | None = None,
+        start_batch: int = 0,
     ) -> Iterator[dict[str, Tensor]]:
-        """Dict batches; the order depends only on ``seed`` (and is fixed when not shuffled); ``start`` skips the
-        first batches of that order and ``limit`` caps how many are yielded."""
-        for number, indices in enumerate(self.sampler(batch_size, shuffle, seed, start)):
+        """Dict batches; the order depends only on ``seed`` (and is fixed when not shuffled).
+
+        Batch numbers count from the start of that order, as in ``TensorSplit.batches``: ``start_batch`` skips
+        batches 0 … start_batch − 1 (an exact mid-epoch resume) and ``limit`` stops before batch number ``limit``.
+        """
+        sampler = self.sampler(batch_size, shuffle, seed, start_batch)
+        for number, indices in enumerate(sampler, start=sampler.start_batch):
             if limit is not None and number >= limit:
                 return
             yield pad_collate(

@@ -49,14 +49,25 @@ class TensorSplit:
         return len(self.x)
 
     def batches(
-        self, batch_size: int, shuffle: bool = False, seed: int = 0, limit: int | None = None
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        limit: int | None = None,
+        start_batch: int = 0,
     ) -> Iterator[dict[str, Tensor]]:
-        """Batches ``{"inputs": x (B, T, features), "target": y}``, the dict every task's batches are; a shuffled
-        order depends only on ``seed``, so a resumed epoch sees the same batches."""
+        """Batches ``{"inputs": x (B, T, features), "target": y}``, the dict every task's batches are.
+
+        A shuffled order depends only on ``seed``, so a resumed epoch sees the same batches. Batch numbers count
+        from the start of that order: ``start_batch`` skips batches 0 … start_batch − 1 (an exact mid-epoch
+        resume) and ``limit`` stops before batch number ``limit`` (the epoch's cap, wherever it was started).
+        """
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed)) if shuffle else None
         for number, start in enumerate(range(0, len(self), batch_size)):
             if limit is not None and number >= limit:
                 return
+            if number < start_batch:
+                continue  # the permutation above is drawn in full either way, so the order is the same
             index = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
             yield {"inputs": self.x[index], "target": self.y[index]}
 

@@ -21,6 +21,7 @@ from plmu.models.heads import (
     pair_features,
     pool,
 )
+from plmu.models.seq2seq import translation_model
 from plmu.models.sequence import (
     PairModel,
     SequenceModel,
@@ -32,7 +33,7 @@ from plmu.models.sequence import (
 )
 from plmu.models.sizing import count_parameters, match_parameters
 from plmu.models.state import detach_state, map_state, select_state, state_batch_dim, where_state
-from plmu.models.text import text_classifier
+from plmu.models.text import language_model, text_classifier
 from plmu.models.transformer import TransformerBackbone, TransformerState
 
 __all__ = [
@@ -51,6 +52,7 @@ __all__ = [
     "count_parameters",
     "detach_state",
     "head_for",
+    "language_model",
     "last_valid",
     "lstm_model",
     "map_state",
@@ -65,5 +67,6 @@ __all__ = [
     "state_batch_dim",
     "text_classifier",
     "transformer_model",
+    "translation_model",
     "where_state",
 ]

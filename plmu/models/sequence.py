@@ -61,19 +61,20 @@ class SequenceModel(nn.Module):
         last real step only."""
         return self.backbone(self.adapter(inputs), **_masked(mask))
 
-    def encode_recurrent(self, inputs: Tensor, mask: Tensor | None = None) -> Tensor:
-        """As :meth:`encode` (every step's features, (batch, T, hidden)), one step at a time through ``step``;
-        padded steps hold the state."""
+    def encode_recurrent(self, inputs: Tensor, mask: Tensor | None = None, state: Any = None) -> tuple[Tensor, Any]:
+        """As :meth:`encode` (every step's features, (batch, T, hidden)), one step at a time through ``step``,
+        from ``state`` (None: the initial state); padded steps hold the state. Returns (features, final state)."""
         if getattr(self.backbone, "causal", True) is False:
             raise ConfigError(
                 f"{type(self.backbone).__name__} (causal: false) cannot run as an RNN: evaluate it with --mode parallel"
             )
         x = self.adapter(inputs)  # adapters act on each step alone, so all steps at once is the same
-        state, outputs = self.backbone.initial_state(x.shape[0]), []
+        state = self.backbone.initial_state(x.shape[0]) if state is None else state
+        outputs = []
         for t in range(x.shape[1]):
             out, state = self.backbone.step(x[:, t], state, **_masked(None if mask is None else mask[:, t], "mask_t"))
             outputs.append(out)
-        return torch.stack(outputs, dim=1)
+        return torch.stack(outputs, dim=1), state
 
     def forward(self, batch: Mapping[str, Tensor] | Tensor) -> Tensor:
         """batch["inputs"] (or a tensor) → (batch, out), or (batch, T, out) with a per-step head."""
@@ -83,9 +84,32 @@ class SequenceModel(nn.Module):
 
     def forward_recurrent(self, batch: Mapping[str, Tensor] | Tensor) -> Tensor:
         """The same outputs as ``forward``, computed one step at a time."""
+        return self.forward_recurrent_with_state(batch)[0]
+
+    def forward_recurrent_with_state(
+        self, batch: Mapping[str, Tensor] | Tensor, state: Any = None
+    ) -> tuple[Tensor, Any]:
+        """:meth:`forward_with_state`'s outputs and state, computed one step at a time (a stream's chunk as an RNN)."""
         batch = _as_batch(batch)
         mask = batch.get("mask")
-        return self.head(self.encode_recurrent(batch["inputs"], mask), mask)
+        h, state = self.encode_recurrent(batch["inputs"], mask, state)
+        return self.head(h, mask), state
+
+    def forward_with_state(self, batch: Mapping[str, Tensor] | Tensor, state: Any = None) -> tuple[Tensor, Any]:
+        """One chunk of a stream, continuing ``state`` (None: the initial state) → (outputs, the state after it).
+
+        Chunks fed one after another give the outputs of the whole sequence (``trainer.state=carry``). Refused for
+        a transformer: its key/value cache would grow with the whole stream; it sees one chunk at a time instead.
+        """
+        if isinstance(self.backbone, TransformerBackbone):
+            raise ConfigError(
+                "a transformer cannot carry its state from chunk to chunk (its key/value cache would grow with the "
+                "stream): use trainer.state=reset, so that each chunk is its context"
+            )
+        batch = _as_batch(batch)
+        mask = batch.get("mask")
+        h, state = self.backbone(self.adapter(batch["inputs"]), state, return_state=True, **_masked(mask))
+        return self.head(h, mask), state
 
     def initial_state(self, batch: int) -> Any:
         return self.backbone.initial_state(batch)
@@ -131,7 +155,10 @@ class PairModel(SequenceModel):
         return self._pair(batch, self.encode)
 
     def forward_recurrent(self, batch: Mapping[str, Tensor]) -> Tensor:
-        return self._pair(batch, self.encode_recurrent)
+        return self._pair(batch, lambda inputs, mask: self.encode_recurrent(inputs, mask)[0])
+
+    def forward_with_state(self, batch: Mapping[str, Tensor], state: Any = None) -> tuple[Tensor, Any]:
+        raise ConfigError("a pair model classifies two whole sequences and carries no state: use trainer.state=reset")
 
     def step(self, x_t: Tensor, state: Any, mask_t: Tensor | None = None) -> tuple[Tensor, Any]:
         raise NotImplementedError("a pair model classifies two whole sequences: stream each with encode_recurrent")

@@ -20,7 +20,7 @@ from plmu.checks import flag, one_of
 from plmu.layers import ParallelLMUStack
 from plmu.models.adapters import TokenEmbedding
 from plmu.models.encoders import LSTMEncoder
-from plmu.models.heads import POOLINGS, PairHead
+from plmu.models.heads import POOLINGS, PairHead, PerStepHead
 from plmu.models.sequence import PairModel, SequenceModel, head_for
 from plmu.models.transformer import TransformerBackbone
 
@@ -69,3 +69,30 @@ def text_classifier(
         head = PairHead(hidden_size, num_classes, mlp_hidden or hidden_size, dropout=dropout)
         return PairModel(adapter, encoder, head, pooling, dropout)
     return SequenceModel(adapter, encoder, head_for(False, hidden_size, num_classes, pooling, dropout))
+
+
+def language_model(
+    vocab_size: int,
+    backbone: str = "plmu",
+    embed_dim: int = 128,
+    hidden_size: int = 128,
+    num_layers: int = 1,
+    dropout: float = 0.0,
+    pooling: None = None,
+    **backbone_options: Any,
+) -> SequenceModel:
+    """A next-token model (``conf/task_model/text8_*.yaml``): ids (batch, time) → logits (batch, time, vocab_size).
+
+    TokenEmbedding → a causal backbone over every step → Linear to the vocabulary. Trained on chunks of streams
+    with the state carried (parallel LMU, LSTM) or one chunk as the context (transformer); generates as an RNN
+    (``step``), O(1) per token for the LMU and the LSTM. ``pooling`` must stay null: every step is predicted.
+    """
+    if pooling is not None:
+        raise ValueError(f"pooling must be null for a language model (it predicts every step), got {pooling!r}")
+    if backbone == "transformer":
+        if backbone_options.setdefault("causal", True) is not True:
+            raise ValueError("causal must be true for a language model (each prediction would see the future)")
+        backbone_options.setdefault("dropout", dropout)
+    encoder = build_backbone(backbone, embed_dim, hidden_size, num_layers, **backbone_options)
+    adapter = TokenEmbedding(vocab_size, embed_dim, padding_idx=None)  # every id is a real symbol
+    return SequenceModel(adapter, encoder, PerStepHead(hidden_size, vocab_size, dropout))

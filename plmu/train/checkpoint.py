@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import importlib
 import os
 import random
 import re
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from plmu.errors import CheckpointError, RunFolderError
+from plmu.errors import CheckpointError, ConfigError, RunFolderError
 
 FORMAT = "plmu-checkpoint-v1"
 
@@ -211,3 +213,103 @@ def set_rng_state(state: dict[str, Any]) -> None:
     random.setstate((python[0], tuple(python[1]), python[2]))
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def resolve(path: str | Path) -> Path:
+    """A checkpoint file, or a run folder's ``checkpoints/best.pt`` (else its ``last.pt``); a folder without either
+    is a :class:`CheckpointError`. A file is returned as it is (:func:`load` says if it is missing or not ours)."""
+    path = Path(path).expanduser()
+    if not path.is_dir():
+        return path
+    for folder in (path / "checkpoints", path):  # a run folder, or its checkpoints/ folder itself
+        for name in ("best.pt", "last.pt"):
+            if (folder / name).is_file():
+                return folder / name
+    raise CheckpointError(
+        f"{path} is a folder without checkpoints/best.pt or checkpoints/last.pt: give a run folder a run wrote, or "
+        f"the path of a checkpoint"
+    )
+
+
+@dataclass(frozen=True)
+class Warmstart:
+    """What :func:`load_matching` loaded: tensor names by outcome."""
+
+    path: Path
+    loaded: list[str]  # name and shape match: copied into the model
+    new: list[str]  # only in the model: left as initialised
+    skipped: list[str]  # in both, shapes differ: left as initialised
+    unused: list[str]  # only in the checkpoint
+
+    def summary(self) -> str:
+        """One line for the run's log."""
+        return (
+            f"init_from {self.path}: loaded {len(self.loaded)} tensors; {len(self.new)} new (not in the checkpoint), "
+            f"{len(self.skipped)} skipped (shape differs{': ' + ', '.join(self.skipped[:5]) if self.skipped else ''}"
+            f"{', ...' if len(self.skipped) > 5 else ''}), {len(self.unused)} of the checkpoint unused"
+        )
+
+
+def load_matching(model: torch.nn.Module, payload: dict[str, Any], path: str | Path) -> Warmstart:
+    """Copy into ``model`` every tensor of ``payload["model"]`` whose name and shape match one of the model's state
+    (parameters and persistent buffers); the rest of the model keeps its initialisation.
+
+    Raises :class:`ConfigError` when nothing matches (another kind of model altogether), naming the path and what
+    the checkpoint holds. The optimiser, scheduler and training state of the checkpoint are not touched.
+    """
+    saved: dict[str, Any] = payload.get("model") or {}
+    own = model.state_dict()
+    loaded = [name for name, value in saved.items() if name in own and tuple(value.shape) == tuple(own[name].shape)]
+    matched = set(loaded)
+    skipped = [name for name in saved if name in own and name not in matched]
+    new = [name for name in own if name not in saved]
+    unused = [name for name in saved if name not in own]
+    if not loaded:
+        target = (payload.get("config") or {}).get("model", {}).get("_target_", "an unknown model")
+        shown = ", ".join(f"{name} {tuple(value.shape)}" for name, value in list(saved.items())[:4])
+        raise ConfigError(
+            f"init_from={str(path)!r}: none of its {len(saved)} tensors fits this model by name and shape (it holds "
+            f"a {target} model: {shown or 'no tensors'}{', ...' if len(saved) > 4 else ''}); give a checkpoint of a "
+            f"model that shares layers with this one, or init_from=null"
+        )
+    model.load_state_dict({name: saved[name] for name in loaded}, strict=False)
+    return Warmstart(Path(path), loaded, new, skipped, unused)
+
+
+# A carried model state (plmu.models.state: tensors in tuples, lists, dicts and named tuples) as plain containers
+# that torch.load(weights_only=True) reads back: a named tuple becomes {_NAMED_TUPLE: "module.Class", "fields": [...]}.
+_NAMED_TUPLE = "__plmu_named_tuple__"
+
+
+def state_to_plain(state: Any) -> Any:
+    """``state`` with every tensor detached and on the CPU, and named tuples as tagged dicts (see above)."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().cpu()
+    if isinstance(state, tuple) and hasattr(state, "_fields"):
+        kind = type(state)
+        return {_NAMED_TUPLE: f"{kind.__module__}.{kind.__qualname__}", "fields": [state_to_plain(s) for s in state]}
+    if isinstance(state, tuple | list):
+        return type(state)(state_to_plain(s) for s in state)
+    if isinstance(state, dict):
+        return {key: state_to_plain(s) for key, s in state.items()}
+    return state
+
+
+def state_from_plain(plain: Any, device: torch.device | str = "cpu") -> Any:
+    """The inverse of :func:`state_to_plain`, tensors moved to ``device``.
+
+    Only named tuples of plmu's own modules are rebuilt: a checkpoint must not make us import or call anything else.
+    """
+    if isinstance(plain, torch.Tensor):
+        return plain.to(device)
+    if isinstance(plain, dict) and _NAMED_TUPLE in plain:
+        module, _, name = plain[_NAMED_TUPLE].rpartition(".")
+        kind = getattr(importlib.import_module(module), name, None) if module.split(".")[0] == "plmu" else None
+        if not (isinstance(kind, type) and issubclass(kind, tuple) and hasattr(kind, "_fields")):
+            raise CheckpointError(f"the checkpoint's carried state holds an unknown type {plain[_NAMED_TUPLE]!r}")
+        return kind(*(state_from_plain(s, device) for s in plain["fields"]))
+    if isinstance(plain, tuple | list):
+        return type(plain)(state_from_plain(s, device) for s in plain)
+    if isinstance(plain, dict):
+        return {key: state_from_plain(s, device) for key, s in plain.items()}
+    return plain

@@ -199,6 +199,46 @@ def trainer_settings(cfg: DictConfig) -> TrainerSettings:
     return TrainerSettings(**values)
 
 
+def check_carry(cfg: DictConfig, model: torch.nn.Module) -> None:
+    """``trainer.state=carry`` calls ``model.forward_with_state(batch, state)``: refuse a model without it now,
+    before any data is read."""
+    if cfg.trainer.get("state", "reset") == "carry" and not callable(getattr(model, "forward_with_state", None)):
+        raise ConfigError(
+            f"trainer.state=carry needs a model with forward_with_state(batch, state), and {cfg.model._target_} "
+            f"builds a {type(model).__name__} without it: use trainer.state=reset"
+        )
+
+
+def init_from_checkpoint(cfg: DictConfig) -> tuple[Path, dict[str, Any]] | None:
+    """``init_from``: null, or a run folder (its checkpoints/best.pt, else last.pt) or a checkpoint file, read now
+    (before any data) so that a missing or corrupt file fails at once. Returns (the checkpoint's path, its payload).
+    """
+    given = cfg.get("init_from")
+    if given is None:
+        return None
+    try:
+        path = checkpoint.resolve(given)
+        return path, checkpoint.load(path)
+    except CheckpointError as error:
+        raise CheckpointError(f"init_from={str(given)!r}: {error}") from None
+
+
+# Keys a checkpoint's config lacks when it was written before they existed, with the value that run had in effect
+# (the behaviour before them), so that such a checkpoint resumes under check_resume's comparison.
+_KEYS_ADDED_LATER = {
+    "trainer": {"scheduler_interval": "epoch", "accumulate_grad_batches": 1, "state": "reset"},
+}
+
+
+def _with_later_keys(saved: dict[str, Any]) -> dict[str, Any]:
+    """``saved`` (a checkpoint's config) with the keys added since, at the values it ran with (see above)."""
+    saved = dict(saved)
+    for group, defaults in _KEYS_ADDED_LATER.items():
+        if isinstance(saved.get(group), dict):
+            saved[group] = {**defaults, **saved[group]}
+    return saved
+
+
 def resume_path(cfg: DictConfig, folder: RunFolder) -> Path | None:
     """``trainer.resume``: null (never), auto (this run folder's last.pt if it exists), or a checkpoint path."""
     resume = cfg.trainer.get("resume")
@@ -245,6 +285,7 @@ def train(
     check_config(cfg)  # the run's keys; the model's are checked by its constructors, in build_model
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
+    check_carry(cfg, model)
     task_objective = build_objective(cfg.task.objective)
     settings = trainer_settings(cfg)
     logger = build_logger(cfg)
@@ -254,18 +295,35 @@ def train(
         _refuse_mixing(folder, resume)
         payload = checkpoint.load(resume) if resume is not None else None
         if payload is not None:
-            check_resume(payload["config"], config, payload["train_state"]["epoch"], resume)
+            check_resume(_with_later_keys(payload["config"]), config, payload["train_state"]["epoch"], resume)
             finished = _finished_results(folder, payload, settings)
             if finished is not None:
                 return finished
+        # A resumed run's weights are in its checkpoint: init_from only starts a run (it is not read again).
+        init = init_from_checkpoint(cfg) if payload is None else None
         data = load_data(cfg)
         shapes = model_args(cfg, data.info)
         if shapes != model_args(cfg):  # the data decides a shape (a vocabulary): build it for the data
             torch.manual_seed(cfg.seed)
             model = build_model(cfg, shapes)
+        warmstart = None
+        if init is not None:
+            warmstart = checkpoint.load_matching(model, init[1], init[0])
+            del init  # the source's optimizer state and the rest of its payload are not kept through the run
         if isinstance(task_objective, Classification):
             data.check_labels(cfg.task.output_size, key="task.output_size")
-        trainer = Trainer(model, data, task_objective, settings, folder.path, cfg.seed, logger, config, shapes)
+        trainer = Trainer(
+            model,
+            data,
+            task_objective,
+            settings,
+            folder.path,
+            cfg.seed,
+            logger,
+            config,
+            shapes,
+            init_from=None if warmstart is None else str(warmstart.path),
+        )
         if payload is not None:
             trainer.restore(payload, resume)
 
@@ -283,6 +341,10 @@ def train(
         with run_log(folder.path / "train.log"):
             environment = provenance.environment(trainer.device)
             _banner(cfg, folder, model, data, environment, resume, trainer)
+            if warmstart is not None:
+                log.info("%s", warmstart.summary())
+            elif payload is not None and cfg.get("init_from") is not None:
+                log.info("init_from=%s is not read again: the resumed checkpoint holds the weights", cfg.init_from)
             logger.start(folder.path, config, run_name=_run_name(cfg, folder, overrides, group), group=group)
             try:
                 logger.summary({"parameters": model.num_parameters})
@@ -300,13 +362,16 @@ def train(
                     "test_metrics": test_metrics,
                     "best_val": best_val,
                     "best_epoch": trainer.state.best_epoch,
+                    "best_step": trainer.state.best_step,
                     "parameters": model.num_parameters,
-                    "epochs": trainer.state.epoch,
+                    "epochs": trainer.state.epoch,  # finished epochs
+                    "steps": trainer.state.step,  # optimizer steps
                     "stopped_early": trainer.state.stopped_early,
                     "seed": cfg.seed,
                     "overrides": overrides,
                     "command": provenance.command_line(overrides, folder.path),
                     "resumed_from": None if resume is None else str(resume),
+                    "init_from": trainer.init_from,  # the checkpoint the weights started from (first attempt's)
                     "epoch_seconds_total": round(trainer.state.seconds, 2),  # all attempts, if resumed
                     "wall_seconds": round(time.time() - started, 2),  # this attempt, data loading and test included
                     **environment,
@@ -333,17 +398,27 @@ def train(
 def _finished_results(folder: RunFolder, payload: dict[str, Any], settings: TrainerSettings) -> dict | None:
     """The recorded results when the checkpoint's run already ended and has them; nothing is re-run or rewritten."""
     state = payload["train_state"]
-    done = state["stopped_early"] or state["epoch"] >= settings.max_epochs
-    if not done or not folder.results.exists():
+    by_epochs = settings.max_epochs is not None and state["epoch"] >= settings.max_epochs
+    by_steps = settings.max_steps is not None and state["step"] >= settings.max_steps
+    if not (state["stopped_early"] or by_epochs or by_steps) or not folder.results.exists():
         return None
     try:
         results = json.loads(folder.results.read_text())
     except (OSError, ValueError):
         return None  # a damaged results.json: run the test again and rewrite it
+    if state["stopped_early"]:
+        further = "It stopped early"
+    else:
+        further = "Raise " + " and ".join(
+            key for key, reached in (("trainer.max_epochs", by_epochs), ("trainer.max_steps", by_steps)) if reached
+        )
+        further += " to train further"
     log.info(
-        "%s is complete (epoch %d); results.json is unchanged. Raise trainer.max_epochs to train further",
+        "%s is complete (epoch %d, step %d); results.json is unchanged. %s",
         folder.path,
         state["epoch"],
+        state["step"],
+        further,
     )
     return results
 
@@ -375,4 +450,6 @@ def _banner(cfg, folder, model, data, environment, resume, trainer) -> None:
         cfg.seed,
     )
     if resume is not None:
-        log.info("resumed from %s at epoch %d (step %d)", resume, trainer.state.epoch, trainer.state.step)
+        state = trainer.state
+        within = f", batch {state.batch_in_epoch} of epoch {state.epoch + 1}" if state.batch_in_epoch else ""
+        log.info("resumed from %s at epoch %d (step %d%s)", resume, state.epoch, state.step, within)

@@ -84,6 +84,8 @@ class Names:
 
 OBJECTIVES = Names("plmu.train.objectives", "OBJECTIVES", sorted)
 PRECISIONS = Names("plmu.train.trainer", "PRECISIONS", tuple)
+SCHEDULER_INTERVALS = Names("plmu.train.trainer", "SCHEDULER_INTERVALS", tuple)
+STATE_MODES = Names("plmu.train.trainer", "STATE_MODES", tuple)
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,7 @@ class TopSchema:
     logger: Any = rule(_isa(Mapping), "a logger config", "none")
     seed: int = rule(lambda v: _isa(int)(v) and 0 <= v < 2**32, "an integer in [0, 2**32)", "0")
     data_dir: str = rule(_is_str, "a folder path", "~/.cache/plmu")
+    init_from: str | None = rule(_or_none(_is_str), "null, a run folder or a checkpoint path", "null", None)
 
 
 @dataclass
@@ -138,10 +141,15 @@ class TaskSchema:
 class TrainerSchema:
     """``conf/trainer/default.yaml``, as :class:`plmu.train.trainer.TrainerSettings` takes it (plus ``resume``)."""
 
-    max_epochs: int = rule(_positive_int, POSITIVE_INT, "10")
+    max_epochs: int | None = rule(_or_none(_positive_int), OPTIONAL_POSITIVE_INT, "10")
+    max_steps: int | None = rule(_or_none(_positive_int), OPTIONAL_POSITIVE_INT, "1000", None)
+    val_every_n_steps: int | None = rule(_or_none(_positive_int), OPTIONAL_POSITIVE_INT, "500", None)
     batch_size: int = rule(_positive_int, POSITIVE_INT, "32")
+    accumulate_grad_batches: int = rule(_positive_int, POSITIVE_INT, "4", 1)
     optimizer: Any = rule(_isa(Mapping), "an optimizer config with a _target_", "{_target_:torch.optim.Adam,lr:1e-3}")
     scheduler: Any = rule(_or_none(_isa(Mapping)), "null or a scheduler config with a _target_", "null", None)
+    scheduler_interval: str = rule(_one_of(SCHEDULER_INTERVALS), SCHEDULER_INTERVALS, "step", "epoch")
+    state: str = rule(_one_of(STATE_MODES), STATE_MODES, "reset", "reset")
     eval_batch_size: int | None = rule(_or_none(_positive_int), OPTIONAL_POSITIVE_INT, "null", None)
     grad_clip: float | None = rule(_or_none(_positive_number), "null or a positive norm", "1.0", None)
     early_stopping_patience: int | None = rule(_or_none(_positive_int), OPTIONAL_POSITIVE_INT, "10", None)
@@ -274,7 +282,10 @@ def _check_device(device: str) -> str:
     return device
 
 
-def _check_partial(key: str, spec: Mapping, example: str, called_with: str, *args: Any) -> Any:
+STEP_LR_EXAMPLE = "torch.optim.lr_scheduler.StepLR"
+
+
+def _check_partial(key: str, spec: Mapping, example: str, called_with: str, *args: Any, **kwargs: Any) -> Any:
     """Build the partial ``spec`` on ``args`` and step it once, as the trainer will; errors become ConfigErrors."""
     _check_target(key, spec, example)
     target = spec["_target_"]
@@ -286,7 +297,7 @@ def _check_partial(key: str, spec: Mapping, example: str, called_with: str, *arg
     with warnings.catch_warnings():  # e.g. "lr_scheduler.step() before optimizer.step()"
         warnings.simplefilter("ignore")
         try:
-            built = instantiate(spec)(*args)
+            built = instantiate(spec)(*args, **kwargs)
         except Exception as error:
             cause = error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
             raise ConfigError(f"{key} ({target}) rejected its arguments: {_one_line(cause)}") from None
@@ -311,8 +322,22 @@ def _check_optimizers(trainer: dict, sources: dict, device: str) -> None:
     parameter.grad = torch.zeros_like(parameter)
     built = _check_partial("trainer.optimizer", optimizer, "torch.optim.Adam", "the model parameters", [parameter])
     if trainer.get("scheduler") is not None:
-        _check_partial(
-            "trainer.scheduler", trainer["scheduler"], "torch.optim.lr_scheduler.StepLR", "the optimizer", built
+        from plmu.train.schedules import takes_total_steps
+
+        scheduler = trainer["scheduler"]
+        # The trainer passes total_steps (the run's length) to a schedule that takes it and leaves it unset; the
+        # run's length needs the data, so a stand-in is given here to build and step it once.
+        target = _check_target("trainer.scheduler", scheduler, STEP_LR_EXAMPLE)
+        total = {"total_steps": 10} if "total_steps" not in scheduler and takes_total_steps(target) else {}
+        _check_partial("trainer.scheduler", scheduler, STEP_LR_EXAMPLE, "the optimizer", built, **total)
+
+
+def _check_length(trainer: dict) -> None:
+    """The run must end: ``trainer.max_epochs`` or ``trainer.max_steps`` (or both; the first reached ends it)."""
+    if trainer.get("max_epochs") is None and trainer.get("max_steps") is None:
+        raise ConfigError(
+            "trainer.max_epochs and trainer.max_steps are both null: set at least one (override it, e.g. "
+            "trainer.max_steps=1000 or trainer.max_epochs=10)"
         )
 
 
@@ -354,6 +379,7 @@ def check_config(cfg: DictConfig) -> None:
     _check_group("task.", TaskSchema, task, written["task"], closed=False)
     _check_group("model.", ModelSchema, model, written["model"], closed=False)
     _check_group("trainer.", TrainerSchema, trainer, written["trainer"])
+    _check_length(trainer)
     logger_schema = LOGGER_SCHEMAS.get(logger.get("_target_"))
     _check_group("logger.", logger_schema or NullLoggerSchema, logger, written["logger"], closed=bool(logger_schema))
     _check_target("logger", logger, "plmu.train.loggers.NullLogger")

@@ -1,10 +1,19 @@
-"""The training loop: epochs over in-memory splits, validation, checkpoints, resume, early stopping.
+"""The training loop: epochs of optimizer steps over a task's splits, validation, checkpoints, resume, early stop.
 
 Everything a run writes goes to its run directory:
-``checkpoints/last.pt`` (every epoch) and ``checkpoints/best.pt`` (best validation metric), written atomically,
-and ``metrics.jsonl``. A run restarted in the same directory (or with ``resume`` pointing at a last.pt) continues
-from the last finished epoch with the same model, optimiser, scheduler, RNG and early-stopping state, so it ends
-with the same numbers as a run that was never interrupted (on CPU; CUDA kernels may be nondeterministic).
+``checkpoints/last.pt`` (at every validation) and ``checkpoints/best.pt`` (best validation metric), written
+atomically, and ``metrics.jsonl``. A run restarted in the same directory (or with ``resume`` pointing at a last.pt)
+continues from its last validation, at an epoch's end or in the middle of one, with the same model, optimiser,
+scheduler, RNG, carried state and early-stopping state, so it ends with the same numbers as a run that was never
+interrupted (on CPU; CUDA kernels may be nondeterministic).
+
+How long: ``max_epochs`` and ``max_steps`` (optimizer steps), whichever comes first; either may be None, not both.
+
+When it validates: after an optimizer step that ends an epoch, that is a multiple of ``val_every_n_steps``, or that
+is the run's last (``max_steps``); once per step, however many of these hold. Without ``val_every_n_steps`` that is
+once per epoch, as before. Every validation writes a ``metrics.jsonl`` record (``step``, ``epoch``, ``val/*``; an
+epoch's end adds ``train/epoch_loss`` and ``epoch_seconds``), last.pt, and best.pt when the metric improved; early
+stopping's patience counts validations.
 """
 
 from __future__ import annotations
@@ -14,7 +23,7 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,22 +35,38 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from plmu.data.splits import DataSplits, TensorSplit
 from plmu.errors import ConfigError, NonFiniteLossError
+from plmu.models.state import detach_state
 from plmu.train import checkpoint
 from plmu.train.loggers import JsonlLog, NullLogger
 from plmu.train.objectives import Objective
+from plmu.train.schedules import takes_total_steps
 
 PRECISIONS = ("32", "bf16")
+SCHEDULER_INTERVALS = ("epoch", "step")
+STATE_MODES = ("reset", "carry")
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class TrainerSettings:
-    """``conf/trainer/*.yaml``; ``optimizer`` and ``scheduler`` are partials (``_partial_: true``)."""
+    """``conf/trainer/*.yaml``; ``optimizer`` and ``scheduler`` are partials (``_partial_: true``).
 
-    max_epochs: int
+    ``scheduler`` is called with the optimizer, and with ``total_steps`` too when its signature takes that and the
+    config does not set it (see :meth:`Trainer.scheduler_steps`); it is stepped once per epoch
+    (``scheduler_interval="epoch"``) or after every optimizer step (``"step"``).
+    ``accumulate_grad_batches`` micro-batches make one optimizer step. ``state="carry"`` runs the model with
+    ``forward_with_state`` and carries its state from batch to batch (see :class:`Trainer`).
+    """
+
+    max_epochs: int | None
     batch_size: int
     optimizer: Callable[..., torch.optim.Optimizer]
     scheduler: Callable[..., Any] | None = None
+    max_steps: int | None = None
+    val_every_n_steps: int | None = None
+    scheduler_interval: str = "epoch"
+    accumulate_grad_batches: int = 1
+    state: str = "reset"
     eval_batch_size: int | None = None
     grad_clip: float | None = None
     early_stopping_patience: int | None = None
@@ -56,15 +81,29 @@ class TrainerSettings:
 
 @dataclass
 class TrainState:
-    """What, besides the model and optimiser, a checkpoint must restore to continue exactly."""
+    """What, besides the model, optimiser, scheduler, RNG and carried state, a checkpoint must restore to continue
+    exactly. Checkpoints written before a field existed load with its default (they were all at an epoch's end)."""
 
-    epoch: int = 0  # the next epoch to run
-    step: int = 0
+    epoch: int = 0  # finished epochs: the epoch to run (or to continue) next, counted from 0
+    step: int = 0  # optimizer steps taken
+    batch_in_epoch: int = 0  # batches of epoch ``epoch`` already trained (a checkpoint mid-epoch); 0 at its start
     best_value: float | None = None
-    best_epoch: int | None = None
-    bad_epochs: int = 0
+    best_epoch: int | None = None  # the epoch (from 1) of the best validation: finished, or in progress
+    best_step: int | None = None
+    bad_validations: int = 0  # validations in a row without a better metric (early stopping's count)
     stopped_early: bool = False
-    seconds: float = 0.0  # training and validation time of every finished epoch, over all attempts
+    seconds: float = 0.0  # training and validation time up to the last checkpoint, over all attempts
+    epoch_seconds: float = 0.0  # of epoch ``epoch`` up to the last checkpoint (mid-epoch; 0 at its start)
+    epoch_loss_sum: float = 0.0  # epoch ``epoch``'s batch losses × batch sizes so far, and its samples:
+    epoch_samples: int = 0  # train/epoch_loss of an epoch resumed mid-way is still over the whole epoch
+
+    @classmethod
+    def from_checkpoint(cls, saved: dict[str, Any]) -> TrainState:
+        """A checkpoint's ``train_state``; ``bad_epochs`` is the old name of ``bad_validations``."""
+        saved = dict(saved)
+        if "bad_epochs" in saved:
+            saved["bad_validations"] = saved.pop("bad_epochs")
+        return cls(**saved)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -86,6 +125,17 @@ def _duration(seconds: float) -> str:
 
 
 class Trainer:
+    """Trains ``model`` on ``data.train`` with ``objective``, validating on ``data.val`` (see the module docstring).
+
+    A batch is a dict of tensors (``inputs`` (B, T, ...) or token ids (B, T), ``target``, ...); the model maps it
+    to the outputs the objective scores. With ``settings.state="carry"`` it is called as
+    ``outputs, state = model.forward_with_state(batch, state)`` instead: the state (whatever the backbone's is,
+    e.g. a list of (B, memory) tensors) starts as None at each epoch and each evaluation and runs on from batch to
+    batch, cut from the graph between batches (truncated backpropagation through time), so that a language model's
+    memory spans a stream longer than one chunk. That is only right if batch i + 1 continues batch i row by row:
+    training batches then come unshuffled (a ``StreamSplit`` yields its chunks in stream order either way).
+    """
+
     def __init__(
         self,
         model: nn.Module,
@@ -97,24 +147,85 @@ class Trainer:
         logger: NullLogger | None = None,
         config: dict[str, Any] | None = None,
         model_args: dict[str, Any] | None = None,
+        init_from: str | None = None,
     ) -> None:
-        if settings.precision not in PRECISIONS:
-            raise ConfigError(f"trainer.precision must be one of {PRECISIONS}, got {settings.precision!r}")
+        check_settings(settings)
+        if settings.state == "carry" and not callable(getattr(model, "forward_with_state", None)):
+            raise ConfigError(
+                f"trainer.state=carry needs a model with forward_with_state(batch, state); {type(model).__name__} "
+                f"has none: use trainer.state=reset"
+            )
         self.settings, self.objective, self.data, self.seed = settings, objective, data, seed
         self.device = resolve_device(settings.device)
         self.model = model.to(self.device)
         self.forward = torch.compile(self.model) if settings.compile else self.model
+        self.forward_with_state = getattr(self.model, "forward_with_state", None)
+        if settings.compile and settings.state == "carry":
+            self.forward_with_state = torch.compile(self.forward_with_state)
         self.optimizer = settings.optimizer(self.model.parameters())
-        self.scheduler = settings.scheduler(self.optimizer) if settings.scheduler else None
+        self.scheduler = None
+        if settings.scheduler:
+            total = {"total_steps": self.scheduler_steps()} if takes_total_steps(settings.scheduler) else {}
+            self.scheduler = settings.scheduler(self.optimizer, **total)
         self.run_dir = Path(run_dir)
         self.checkpoints = self.run_dir / "checkpoints"
         self.metrics = JsonlLog(self.run_dir / "metrics.jsonl")
         self.logger = logger or NullLogger()
         self.config = config or {}
         self.model_args = model_args or {}  # the shapes the model was built with (plmu-eval rebuilds it from them)
+        self.init_from = init_from  # the checkpoint the weights started from (a record; see plmu.train.run)
         self.state = TrainState()
-        self.saved_epoch: int | None = None  # the epoch last.pt holds, and its validation metric
-        self.saved_value: float | None = None
+        self.carried: Any = None  # the model's state carried between training batches (state=carry)
+        self.saved: tuple[int, int, bool] | None = None  # last.pt's (step, epoch from 1, at the epoch's end)
+        self.saved_value: float | None = None  # and its validation metric
+
+    # ------------------------------------------------------------------------------------------- counts
+    def train_batches(self) -> int:
+        """Batches in one training epoch (``limit_train_batches`` applied)."""
+        return self.data.train.num_batches(self.settings.batch_size, self.settings.limit_train_batches)
+
+    def steps_per_epoch(self) -> int:
+        """Optimizer steps in one epoch: an epoch's last, short accumulation window is a step too."""
+        return math.ceil(self.train_batches() / self.settings.accumulate_grad_batches)
+
+    def scheduler_steps(self) -> int:
+        """How often the scheduler will be stepped over the whole run, the ``total_steps`` a schedule is given:
+        optimizer steps (``scheduler_interval=step``) or epochs (``epoch``), up to max_steps or max_epochs,
+        whichever ends the run first. Early stopping may end it sooner."""
+        settings, per_epoch = self.settings, self.steps_per_epoch()
+        max_epochs, max_steps = settings.max_epochs, settings.max_steps
+        if settings.scheduler_interval == "step":
+            limits = [max_steps, None if max_epochs is None else max_epochs * per_epoch]
+        else:
+            limits = [max_epochs, None if max_steps is None else math.ceil(max_steps / per_epoch)]
+        return min(limit for limit in limits if limit is not None)
+
+    def remaining_batches(self) -> int:
+        """Training batches left until max_epochs or max_steps (early stopping aside): the progress bar's total."""
+        settings, state, n = self.settings, self.state, self.train_batches()
+        if self.finished():
+            return 0
+        left = n - state.batch_in_epoch  # of the current epoch
+        by_epochs = None if settings.max_epochs is None else left + (settings.max_epochs - state.epoch - 1) * n
+        if settings.max_steps is None:
+            return by_epochs or 0
+        steps, accumulate = settings.max_steps - state.step, settings.accumulate_grad_batches
+        first = math.ceil(left / accumulate)  # checkpoints fall on window boundaries: windows start at 0
+        if steps <= first:
+            by_steps = min(left, steps * accumulate)
+        else:
+            whole, part = divmod(steps - first, self.steps_per_epoch())
+            by_steps = left + whole * n + min(n, part * accumulate)
+        return by_steps if by_epochs is None else min(by_epochs, by_steps)
+
+    def finished(self) -> bool:
+        """Whether the run is over: stopped early, or max_epochs or max_steps reached."""
+        settings, state = self.settings, self.state
+        return (
+            state.stopped_early
+            or (settings.max_epochs is not None and state.epoch >= settings.max_epochs)
+            or (settings.max_steps is not None and state.step >= settings.max_steps)
+        )
 
     # ------------------------------------------------------------------------------------------- checkpoints
     def _save(self, name: str) -> None:
@@ -124,16 +235,19 @@ class Trainer:
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict() if self.scheduler else None,
                 "train_state": asdict(self.state),
+                "carry": checkpoint.state_to_plain(self.carried),  # None at an epoch's end and with state=reset
                 "rng": checkpoint.rng_state(),
                 "config": self.config,
                 "model_args": self.model_args,
                 "metric": self.objective.metric,
+                "init_from": self.init_from,
             },
             self.checkpoints / name,
         )
 
     def restore(self, payload: dict[str, Any], path: str | Path) -> None:
-        """Continue from a last.pt's payload: model, optimiser, scheduler, RNG, epoch and early-stopping state.
+        """Continue from a last.pt's payload: model, optimiser, scheduler, RNG, carried state, the position in the
+        run (epoch, step, batch within the epoch) and early-stopping state.
 
         Writes nothing: the runner truncates ``metrics.jsonl`` to the checkpoint's step once every check passed.
         """
@@ -141,9 +255,12 @@ class Trainer:
         self.optimizer.load_state_dict(payload["optimizer"])
         if self.scheduler and payload["scheduler"]:
             self.scheduler.load_state_dict(payload["scheduler"])
-        self.state = TrainState(**payload["train_state"])
+        self.state = TrainState.from_checkpoint(payload["train_state"])
+        self.carried = checkpoint.state_from_plain(payload.get("carry"), self.device)
+        self.init_from = payload.get("init_from")  # the first attempt's: a resume never loads init_from again
         checkpoint.set_rng_state(payload["rng"])
-        self.saved_epoch = self.state.epoch
+        mid_epoch = self.state.batch_in_epoch > 0
+        self.saved = (self.state.step, self.state.epoch + mid_epoch, not mid_epoch)
 
     def _log(self, record: dict[str, float]) -> None:
         """One record to metrics.jsonl and to the tracker."""
@@ -158,139 +275,220 @@ class Trainer:
         return {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
 
     def evaluate(self, split: TensorSplit) -> dict[str, float]:
-        """The objective's metrics over ``split`` (capped by ``limit_eval_batches``), from additive statistics."""
+        """The objective's metrics over ``split`` (capped by ``limit_eval_batches``), from additive statistics.
+
+        With ``state=carry`` the state runs on across the whole split, in order, from None.
+        """
         self.model.eval()
         size = self.settings.eval_batch_size or self.settings.batch_size
-        stats = self.objective.zeros()
+        stats, carried = self.objective.zeros(), None
         with torch.no_grad(), self._autocast():
             for batch in split.batches(size, limit=self.settings.limit_eval_batches):
                 batch = self.to_device(batch)
-                stats += self.objective.stats(self.forward(batch), batch).cpu()
+                if self.settings.state == "carry":
+                    outputs, carried = self.forward_with_state(batch, carried)
+                else:
+                    outputs = self.forward(batch)
+                stats += self.objective.stats(outputs, batch).cpu()
         return self.objective.reduce(stats)
 
-    def _train_epoch(self, epoch: int, bar: tqdm) -> float:
-        self.model.train()
-        settings, split = self.settings, self.data.train
-        batches = split.batches(
-            settings.batch_size, shuffle=True, seed=self.seed * 1_000_003 + epoch, limit=settings.limit_train_batches
+    def _epoch_batches(self, epoch: int) -> Iterator[dict[str, Tensor]]:
+        """Epoch ``epoch``'s training batches from ``state.batch_in_epoch`` on, in the order a fresh epoch has."""
+        settings = self.settings
+        return self.data.train.batches(
+            settings.batch_size,
+            shuffle=settings.state != "carry",  # a carried state needs batch i + 1 to continue batch i
+            seed=self.seed * 1_000_003 + epoch,
+            limit=settings.limit_train_batches,
+            start_batch=self.state.batch_in_epoch,
         )
-        bar.set_description(f"epoch {epoch + 1}/{settings.max_epochs}", refresh=False)
-        loss_sum, samples, start = 0.0, 0, time.perf_counter()
-        for batch in batches:
+
+    def _train_epoch(self, epoch: int, bar: tqdm) -> None:
+        """Train epoch ``epoch`` (from 0) from ``state.batch_in_epoch`` on, validating when due (module docstring);
+        returns at its end, at max_steps or at an early stop.
+
+        Every ``accumulate_grad_batches`` micro-batches make one optimizer step (an epoch's last window may be
+        shorter). Each micro-batch's loss is divided by its window's size, so that the step is the one a batch of
+        the window's examples would give when the micro-batches have equal sizes and the model has no layer that
+        mixes the examples of a batch (batch norm).
+        """
+        settings, state, n = self.settings, self.state, self.train_batches()
+        accumulate, carry = settings.accumulate_grad_batches, settings.state == "carry"
+        if state.batch_in_epoch == 0:
+            self.carried = None  # every epoch starts from the initial state
+        self.model.train()
+        bar.set_description(
+            f"epoch {epoch + 1}" + ("" if settings.max_epochs is None else f"/{settings.max_epochs}"), refresh=False
+        )
+        window_loss, samples, start = 0.0, 0, time.perf_counter()
+        for index, batch in enumerate(self._epoch_batches(epoch), start=state.batch_in_epoch):
+            window = min(accumulate, n - index // accumulate * accumulate)  # micro-batches in this step
+            if index % accumulate == 0:
+                self.optimizer.zero_grad(set_to_none=True)
+                window_loss = 0.0
             batch = self.to_device(batch)
             with self._autocast():
-                loss = self.objective.loss(self.forward(batch), batch)
+                if carry:
+                    outputs, carried = self.forward_with_state(batch, self.carried)
+                    self.carried = detach_state(carried)  # the next batch does not backpropagate into this one
+                else:
+                    outputs = self.forward(batch)
+                loss = self.objective.loss(outputs, batch)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(
-                    f"the training loss became {loss.item()} at epoch {epoch + 1}, step {self.state.step + 1}; the "
+                    f"the training loss became {loss.item()} at epoch {epoch + 1}, step {state.step + 1}; the "
                     f"run stopped. {self.what_is_kept()}. Lower trainer.optimizer.lr, set trainer.grad_clip, or use "
                     f"trainer.precision=32"
                 )
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if window == 1 else loss / window).backward()
+            value, size = loss.item(), len(batch["target"])
+            window_loss += value / window  # the window's mean loss: the loss this step descends
+            state.epoch_loss_sum += value * size
+            state.epoch_samples += size
+            samples += size
+            bar.update()
+            rate = samples / (time.perf_counter() - start)
+            bar.set_postfix(loss=f"{value:.4g}", samples_per_s=f"{rate:.0f}", refresh=False)
+            self._attempt_batches += 1
+            if (index + 1) % accumulate and index + 1 < n:
+                continue  # the window is not complete yet
             if settings.grad_clip:
                 nn.utils.clip_grad_norm_(self.model.parameters(), settings.grad_clip)
             self.optimizer.step()
-            self.state.step += 1
-            size = len(batch["target"])
-            loss_sum, samples = loss_sum + loss.item() * size, samples + size
-            bar.update()
-            rate = samples / (time.perf_counter() - start)
-            bar.set_postfix(loss=f"{loss.item():.4g}", samples_per_s=f"{rate:.0f}", refresh=False)
-            if self.state.step % settings.log_every_n_steps == 0:
-                record = {
-                    "step": self.state.step,
-                    "epoch": epoch + 1,
-                    "train/loss": loss.item(),
-                    "lr": self.optimizer.param_groups[0]["lr"],
-                }
-                self._log(record)
-        return loss_sum / max(samples, 1)
+            lr = self.optimizer.param_groups[0]["lr"]  # the rate this step used
+            if self.scheduler and settings.scheduler_interval == "step":
+                self.scheduler.step()
+            state.step += 1
+            state.batch_in_epoch = index + 1
+            if state.step % settings.log_every_n_steps == 0:
+                self._log({"step": state.step, "epoch": epoch + 1, "train/loss": window_loss, "lr": lr})
+            end_of_epoch = index + 1 == n
+            if end_of_epoch or self._validation_due():
+                self._validate(epoch, end_of_epoch)
+                self.model.train()
+            if end_of_epoch or self.finished():
+                return
+        raise RuntimeError(  # num_batches and batches disagree: a split's bug, not the user's
+            f"the training split yielded {state.batch_in_epoch} batches in epoch {epoch + 1}, but num_batches says {n}"
+        )
+
+    def _validation_due(self) -> bool:
+        """After an optimizer step (not at an epoch's end): every ``val_every_n_steps`` steps, and at max_steps."""
+        settings, step = self.settings, self.state.step
+        every = settings.val_every_n_steps
+        return bool(every and step % every == 0) or (settings.max_steps is not None and step >= settings.max_steps)
+
+    def _validate(self, epoch: int, end_of_epoch: bool) -> None:
+        """Validate, log the record, update early stopping, write best.pt (if better) and last.pt."""
+        settings, state, metric = self.settings, self.state, self.objective.metric
+        val_metrics = self.evaluate(self.data.val)
+        value = val_metrics[metric]
+        if end_of_epoch and self.scheduler and settings.scheduler_interval == "epoch":
+            self.scheduler.step()
+        elapsed = time.perf_counter() - self._mark
+        state.epoch_seconds += elapsed
+        state.seconds += elapsed
+        train_loss = state.epoch_loss_sum / max(state.epoch_samples, 1)
+        validation = {f"val/{name}": number for name, number in val_metrics.items()}
+        if end_of_epoch:  # the keys (and their order) of every epoch record before step-based validation existed
+            record = {
+                "step": state.step,
+                "epoch": epoch + 1,
+                "train/epoch_loss": train_loss,
+                **validation,
+                "epoch_seconds": state.epoch_seconds,
+            }
+        else:
+            record = {"step": state.step, "epoch": epoch + 1, **validation}
+        self._log(record)
+        if end_of_epoch:
+            state.epoch, state.batch_in_epoch = epoch + 1, 0
+            state.epoch_seconds, state.epoch_loss_sum, state.epoch_samples = 0.0, 0.0, 0
+            self.carried = None
+        improved = math.isfinite(value) and self.objective.better(value, state.best_value)
+        if improved:
+            state.best_value, state.best_epoch, state.best_step = value, epoch + 1, state.step
+            state.bad_validations = 0
+        else:
+            state.bad_validations += 1
+        patience = settings.early_stopping_patience
+        state.stopped_early = bool(patience) and state.bad_validations >= patience
+        if improved:
+            self._save("best.pt")
+        self._save("last.pt")
+        self.saved, self.saved_value = (state.step, epoch + 1, end_of_epoch), value
+        self._mark = time.perf_counter()
+        per_batch = (self._mark - self._attempt_start) / max(self._attempt_batches, 1)
+        log.info(
+            "%s: train loss %.4g%s, val %s %.4f%s, %.1f s, about %s left",
+            self._position(epoch, end_of_epoch),
+            train_loss,
+            "" if end_of_epoch else " so far this epoch",
+            metric,
+            value,
+            " (best)" if improved else "",
+            record.get("epoch_seconds", elapsed),
+            _duration(per_batch * self.remaining_batches()),
+        )
+        if state.stopped_early:
+            log.info(
+                "early stop: no better val %s for %d validations; best at epoch %s (step %s)",
+                metric,
+                patience,
+                state.best_epoch,
+                state.best_step,
+            )
+
+    def _position(self, epoch: int, end_of_epoch: bool) -> str:
+        """Where the run is, for the log: "epoch 3/10", "epoch 3 (step 120/1000)", "step 50/1000 (epoch 2, ...)"."""
+        settings, state = self.settings, self.state
+        steps = f"step {state.step}" + ("" if settings.max_steps is None else f"/{settings.max_steps}")
+        if end_of_epoch:
+            epochs = f"epoch {epoch + 1}" + ("" if settings.max_epochs is None else f"/{settings.max_epochs}")
+            return epochs if settings.max_steps is None else f"{epochs} ({steps})"
+        return f"{steps} (epoch {epoch + 1}, batch {state.batch_in_epoch}/{self.train_batches()})"
 
     def what_is_kept(self) -> str:
         """What the checkpoints hold now, stated only as far as it is true."""
         metric, last = self.objective.metric, self.checkpoints / "last.pt"
-        if self.saved_epoch is None or not last.exists():
-            return "No checkpoint was written (it diverged before the end of its first epoch)"
-        kept = f"{last} holds epoch {self.saved_epoch}"
+        if self.saved is None or not last.exists():
+            return "No checkpoint was written (it diverged before its first validation)"
+        step, epoch, end_of_epoch = self.saved
+        kept = f"{last} holds epoch {epoch}" if end_of_epoch else f"{last} holds step {step} (within epoch {epoch})"
         if self.saved_value is not None and not math.isfinite(self.saved_value):
             kept += f", whose validation {metric} was already {self.saved_value}"
-        if self.state.best_epoch is not None:
-            kept += f"; best.pt holds epoch {self.state.best_epoch} (val {metric} {self.state.best_value:.6g})"
+        state = self.state
+        if state.best_epoch is None:
+            kept += "; no validation had a finite metric, so there is no best.pt"
+        elif self.settings.val_every_n_steps is None and self.settings.max_steps is None:
+            kept += f"; best.pt holds epoch {state.best_epoch} (val {metric} {state.best_value:.6g})"
         else:
-            kept += "; no epoch had a finite validation metric, so there is no best.pt"
+            kept += f"; best.pt holds step {state.best_step} of epoch {state.best_epoch} (val {metric} "
+            kept += f"{state.best_value:.6g})"
         return kept
 
     def _progress_bar(self) -> tqdm:
         """One bar over the rest of the run (its ETA is the run's). Not a terminal: a line every 30 s, not 10 a s."""
-        settings = self.settings
-        per_epoch = self.data.train.num_batches(settings.batch_size, settings.limit_train_batches)
         interactive = sys.stderr.isatty()
         return tqdm(
-            total=per_epoch * max(settings.max_epochs - self.state.epoch, 0),
+            total=self.remaining_batches(),
             unit="batch",
-            disable=not settings.progress,
+            disable=not self.settings.progress,
             dynamic_ncols=True,
             mininterval=0.1 if interactive else 30.0,
             leave=False,
         )
 
     def fit(self) -> float:
-        """Train until ``max_epochs`` or early stopping; returns the best validation metric (NaN if none)."""
-        settings, metric = self.settings, self.objective.metric
+        """Train until max_epochs, max_steps or early stopping; returns the best validation metric (NaN if none)."""
+        settings = self.settings
         # On a terminal, log lines are printed above the bar; elsewhere (a log file) the bar draws rarely anyway.
         redirect = logging_redirect_tqdm() if settings.progress and sys.stderr.isatty() else contextlib.nullcontext()
-        first_epoch, fit_start = self.state.epoch, time.perf_counter()
+        self._attempt_start = self._mark = time.perf_counter()  # _mark: the time counted up to the last checkpoint
+        self._attempt_batches = 0
         with redirect, self._progress_bar() as bar:
-            for epoch in range(self.state.epoch, settings.max_epochs):
-                if self.state.stopped_early:
-                    break
-                start = time.perf_counter()
-                train_loss = self._train_epoch(epoch, bar)
-                val_metrics = self.evaluate(self.data.val)
-                value = val_metrics[metric]
-                if self.scheduler:
-                    self.scheduler.step()
-                record = {
-                    "step": self.state.step,
-                    "epoch": epoch + 1,
-                    "train/epoch_loss": train_loss,
-                    **{f"val/{name}": number for name, number in val_metrics.items()},
-                    "epoch_seconds": time.perf_counter() - start,
-                }
-                self._log(record)
-                self.state.epoch = epoch + 1
-                self.state.seconds += record["epoch_seconds"]
-                improved = math.isfinite(value) and self.objective.better(value, self.state.best_value)
-                if improved:
-                    self.state.best_value, self.state.best_epoch, self.state.bad_epochs = value, epoch + 1, 0
-                else:
-                    self.state.bad_epochs += 1
-                patience = settings.early_stopping_patience
-                self.state.stopped_early = bool(patience) and self.state.bad_epochs >= patience
-                if improved:
-                    self._save("best.pt")
-                self._save("last.pt")
-                self.saved_epoch, self.saved_value = epoch + 1, value
-                per_epoch = (time.perf_counter() - fit_start) / (epoch + 1 - first_epoch)
-                log.info(
-                    "epoch %d/%d: train loss %.4g, val %s %.4f%s, %.1f s, about %s left",
-                    epoch + 1,
-                    settings.max_epochs,
-                    train_loss,
-                    metric,
-                    value,
-                    " (best)" if improved else "",
-                    record["epoch_seconds"],
-                    _duration(per_epoch * (settings.max_epochs - epoch - 1)),
-                )
-                if self.state.stopped_early:
-                    log.info(
-                        "early stop: no better val %s for %d epochs; best epoch %s",
-                        metric,
-                        patience,
-                        self.state.best_epoch,
-                    )
+            while not self.finished():
+                self._train_epoch(self.state.epoch, bar)
         return float("nan") if self.state.best_value is None else self.state.best_value
 
     def test(self) -> dict[str, float]:
@@ -299,3 +497,23 @@ class Trainer:
         if best.exists():
             checkpoint.load_model_state(self.model, checkpoint.load(best)["model"], best)
         return self.evaluate(self.data.test)
+
+
+def check_settings(settings: TrainerSettings) -> None:
+    """What the trainer needs of its settings (the config schema checks the same earlier, with the config's words)."""
+    if settings.precision not in PRECISIONS:
+        raise ConfigError(f"trainer.precision must be one of {PRECISIONS}, got {settings.precision!r}")
+    if settings.max_epochs is None and settings.max_steps is None:
+        raise ConfigError(
+            "trainer.max_epochs and trainer.max_steps are both null: set at least one (e.g. trainer.max_steps=1000)"
+        )
+    if settings.scheduler_interval not in SCHEDULER_INTERVALS:
+        raise ConfigError(
+            f"trainer.scheduler_interval must be one of {SCHEDULER_INTERVALS}, got {settings.scheduler_interval!r}"
+        )
+    if settings.state not in STATE_MODES:
+        raise ConfigError(f"trainer.state must be one of {STATE_MODES}, got {settings.state!r}")
+    if not (isinstance(settings.accumulate_grad_batches, int) and settings.accumulate_grad_batches >= 1):
+        raise ConfigError(
+            f"trainer.accumulate_grad_batches must be a positive integer, got {settings.accumulate_grad_batches!r}"
+        )

@@ -201,8 +201,12 @@ def test_dict_split_limit_start_and_determinism():
     split = make_split()
     assert split.num_batches(8, limit=3) == 3 and len(list(split.batches(8, limit=3))) == 3
     a = [batch["target"].tolist() for batch in split.batches(8, shuffle=True, seed=4)]
-    b = [batch["target"].tolist() for batch in split.batches(8, shuffle=True, seed=4, start=2)]
+    b = [batch["target"].tolist() for batch in split.batches(8, shuffle=True, seed=4, start_batch=2)]
     assert a[2:] == b
+    # limit caps the epoch's batch numbers, wherever it starts: a resumed epoch ends where the whole one would
+    c = [batch["target"].tolist() for batch in split.batches(8, shuffle=True, seed=4, limit=5, start_batch=2)]
+    assert c == a[2:5]
+    assert list(split.batches(8, limit=2, start_batch=3)) == []
     assert a != [batch["target"].tolist() for batch in split.batches(8, shuffle=True, seed=5)]
 
 

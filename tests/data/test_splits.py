@@ -76,3 +76,16 @@ def test_check_int_names_the_key_and_the_value(value, minimum, below, message):
     with pytest.raises(ConfigError, match=message):
         check_int("task.data.steps", value, minimum, "steps", below=below)
     assert check_int("task.data.steps", 3, 1, "steps") == 3
+
+
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_start_batch_skips_the_first_batches_of_the_same_order(shuffle):
+    split = TensorSplit(torch.arange(10.0).view(10, 1, 1), torch.arange(10))
+    whole = [batch["target"].tolist() for batch in split.batches(3, shuffle=shuffle, seed=7)]
+    assert len(whole) == split.num_batches(3) == 4
+    resumed = [batch["target"].tolist() for batch in split.batches(3, shuffle=shuffle, seed=7, start_batch=2)]
+    assert resumed == whole[2:]
+    # limit caps the epoch's batch numbers (as when it was started at 0), not the batches this call yields
+    capped = [batch["target"].tolist() for batch in split.batches(3, shuffle=shuffle, seed=7, limit=3, start_batch=1)]
+    assert capped == whole[1:3]
+    assert list(split.batches(3, shuffle=shuffle, seed=7, start_batch=4)) == []

@@ -2,7 +2,8 @@ import pytest
 import torch
 from conftest import assert_close_to
 
-from plmu.models import PairModel, SequenceModel, text_classifier
+from plmu.errors import ConfigError
+from plmu.models import PairModel, SequenceModel, language_model, text_classifier
 
 LMU = {"order": 4, "theta": 6.0, "memory_d": 2}
 
@@ -47,3 +48,44 @@ def test_text_classifier_refuses_bad_choices_by_name():
         text_classifier(30, 2, "transformer", embed_dim=8, hidden_size=16)
     with pytest.raises(ValueError, match="pair must be true or false, got 'yes'"):
         text_classifier(30, 2, "lstm", pair="yes")
+
+
+# ----------------------------------------------------------------------------------------------- language models
+LM_BACKBONES = {"plmu": {"order": 8, "theta": 16.0, "memory_d": 4}, "lstm": {}, "transformer": {"num_heads": 2}}
+
+
+@pytest.mark.parametrize("backbone", sorted(LM_BACKBONES))
+def test_language_model_predicts_every_step_and_runs_as_an_rnn(backbone):
+    torch.manual_seed(0)
+    model = language_model(27, backbone, embed_dim=16, hidden_size=16, num_layers=2, **LM_BACKBONES[backbone])
+    model = model.double().eval()
+    ids = torch.randint(0, 27, (3, 33))
+    logits = model({"inputs": ids})
+    assert logits.shape == (3, 33, 27)
+    torch.testing.assert_close(model.forward_recurrent({"inputs": ids}), logits, rtol=0, atol=1e-10)
+    changed = ids.clone()
+    changed[:, 20:] = (changed[:, 20:] + 1) % 27
+    assert torch.equal(model({"inputs": changed})[:, :20], logits[:, :20])  # causal: the future changes nothing
+
+
+@pytest.mark.parametrize("backbone", ["plmu", "lstm"])
+def test_chunks_with_the_state_carried_equal_one_long_forward(backbone):
+    torch.manual_seed(0)
+    model = language_model(27, backbone, embed_dim=8, hidden_size=12, num_layers=2, **LM_BACKBONES[backbone])
+    model = model.double()
+    ids = torch.randint(0, 27, (2, 50))
+    state, chunks = None, []
+    for start in range(0, 50, 7):
+        out, state = model.forward_with_state({"inputs": ids[:, start : start + 7]}, state)
+        chunks.append(out)
+    torch.testing.assert_close(torch.cat(chunks, dim=1), model({"inputs": ids}), rtol=0, atol=1e-12)
+
+
+def test_language_model_refuses_what_cannot_work():
+    with pytest.raises(ValueError, match="pooling must be null"):
+        language_model(27, "lstm", pooling="mean")
+    with pytest.raises(ValueError, match="causal must be true"):
+        language_model(27, "transformer", embed_dim=8, hidden_size=8, num_heads=2, causal=False)
+    transformer = language_model(27, "transformer", embed_dim=8, hidden_size=8, num_heads=2)
+    with pytest.raises(ConfigError, match=r"trainer\.state=reset"):
+        transformer.forward_with_state({"inputs": torch.zeros(1, 4, dtype=torch.long)})

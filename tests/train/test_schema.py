@@ -76,8 +76,31 @@ def test_the_config_is_left_unchanged():
     [
         # the model's keys are its constructors' to check: tests/train/test_build_model.py
         (["trainer.batch_size=0"], _must("trainer.batch_size", "a positive integer", "0", "32")),
-        (["trainer.max_epochs=-2"], _must("trainer.max_epochs", "a positive integer", "-2", "10")),
+        (["trainer.max_epochs=-2"], _must("trainer.max_epochs", "null or a positive integer", "-2", "10")),
         (["trainer.eval_batch_size=0"], _must("trainer.eval_batch_size", "null or a positive integer", "0", "null")),
+        (["trainer.max_steps=0"], _must("trainer.max_steps", "null or a positive integer", "0", "1000")),
+        (["trainer.max_steps=1.5"], _must("trainer.max_steps", "null or a positive integer", "1.5", "1000")),
+        (["trainer.max_steps=true"], _must("trainer.max_steps", "null or a positive integer", "True", "1000")),
+        (
+            ["trainer.val_every_n_steps=-5"],
+            _must("trainer.val_every_n_steps", "null or a positive integer", "-5", "500"),
+        ),
+        (
+            ["trainer.accumulate_grad_batches=0"],
+            _must("trainer.accumulate_grad_batches", "a positive integer", "0", "4"),
+        ),
+        (
+            ["trainer.accumulate_grad_batches=null"],
+            _must("trainer.accumulate_grad_batches", "a positive integer", "None", "4"),
+        ),
+        (
+            ["trainer.scheduler_interval=batch"],
+            _must("trainer.scheduler_interval", "one of ('epoch', 'step')", "'batch'", "step"),
+        ),
+        (["trainer.state=keep"], _must("trainer.state", "one of ('reset', 'carry')", "'keep'", "reset")),
+        (["trainer.state=true"], _must("trainer.state", "one of ('reset', 'carry')", "True", "reset")),
+        (["init_from=3"], _must("init_from", "null, a run folder or a checkpoint path", "3", "null")),
+        (["init_from=''"], _must("init_from", "null, a run folder or a checkpoint path", "''", "null")),
         (
             ["trainer.limit_train_batches=0"],
             _must("trainer.limit_train_batches", "null or a positive integer", "0", "null"),
@@ -108,7 +131,7 @@ def test_the_config_is_left_unchanged():
         (["trainer.optimizer.lr=abc"], _must("trainer.optimizer.lr", "a positive learning rate", "'abc'", "1e-3")),
         (["trainer.optimizer.lr='1e-3'"], _must("trainer.optimizer.lr", "a positive learning rate", "'1e-3'", "1e-3")),
         (["trainer.grad_clip=abc"], _must("trainer.grad_clip", "null or a positive norm", "'abc'", "1.0")),
-        (["trainer.max_epochs=true"], _must("trainer.max_epochs", "a positive integer", "True", "10")),
+        (["trainer.max_epochs=true"], _must("trainer.max_epochs", "null or a positive integer", "True", "10")),
         (["seed=abc"], _must("seed", "an integer in [0, 2**32)", "'abc'", "0")),
         (["seed=-1"], _must("seed", "an integer in [0, 2**32)", "-1", "0")),
         (["seed=4294967296"], _must("seed", "an integer in [0, 2**32)", "4294967296", "0")),
@@ -130,7 +153,10 @@ def test_the_config_is_left_unchanged():
         (["logger.project="], _must("logger.project", "a non-empty project name", "''", "plmu")),
         (["trainer.resume=3"], _must("trainer.resume", "null, auto or a checkpoint path", "3", "auto")),
         # a value set through an interpolation names where it came from
-        (["trainer.max_epochs=${seed}"], _must("trainer.max_epochs", "a positive integer", "0 from ${seed}", "10")),
+        (
+            ["trainer.max_epochs=${seed}"],
+            _must("trainer.max_epochs", "null or a positive integer", "0 from ${seed}", "10"),
+        ),
     ],
 )
 def test_bad_values(overrides, message):
@@ -275,3 +301,42 @@ def test_a_bad_environment_value_names_its_source(monkeypatch):
 def test_the_model_keys_are_left_to_its_constructors(overrides):
     """Checked once, by the constructors, when plmu.train.run.build_model builds the model (test_build_model.py)."""
     check_config(compose_config(["task=mackey_glass", *overrides]))
+
+
+def test_the_run_length_needs_max_epochs_or_max_steps():
+    both_null = (
+        "trainer.max_epochs and trainer.max_steps are both null: set at least one (override it, e.g. "
+        "trainer.max_steps=1000 or trainer.max_epochs=10)"
+    )
+    assert error_of("trainer.max_epochs=null") == both_null
+    check_config(compose_config(["task=mackey_glass", "trainer.max_epochs=null", "trainer.max_steps=10"]))
+    check_config(compose_config(["task=mackey_glass", "trainer.max_epochs=3", "trainer.max_steps=10"]))
+
+
+def test_the_step_keys_accept_their_values():
+    check_config(
+        compose_config(
+            [
+                "task=mackey_glass",
+                "trainer.val_every_n_steps=5",
+                "trainer.accumulate_grad_batches=4",
+                "trainer.scheduler_interval=step",
+                "trainer.state=carry",  # the model's forward_with_state is checked when it is built (run.py)
+                "init_from=/some/run",  # read by the run, before any data, not by the schema
+            ]
+        )
+    )
+
+
+def test_a_schedule_that_takes_total_steps_is_checked_with_a_stand_in():
+    warmup = "trainer.scheduler={_target_:plmu.train.schedules.warmup_cosine,_partial_:true,warmup_steps:3"
+    check_config(compose_config(["task=mackey_glass", f"{warmup}}}"]))  # the trainer supplies total_steps
+    check_config(compose_config(["task=mackey_glass", f"{warmup},total_steps:50}}"]))  # or the config sets it
+    assert error_of(f"{warmup},min_lr_ratio:2}}") == (
+        "trainer.scheduler (plmu.train.schedules.warmup_cosine) rejected its arguments: "
+        "min_lr_ratio must be a number in [0, 1], got 2"
+    )
+    assert error_of(f"{warmup},total_steps:0}}") == (
+        "trainer.scheduler (plmu.train.schedules.warmup_cosine) rejected its arguments: "
+        "total_steps must be a positive integer, got 0"
+    )

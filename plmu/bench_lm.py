@@ -1,0 +1,109 @@
+"""``plmu-bench --lm``: the text8 language models at equal parameters, in one process.
+
+Training: characters per second of one step (forward, cross-entropy over every step, backward, fused Adam) of the
+text8 configs (``conf/task_model/text8_{plmu,lstm,transformer}.yaml``, ~232k parameters each), batch 32 streams,
+chunks of 1024 characters; the LMU and the LSTM continue a carried state, as ``trainer.state=carry`` trains them.
+Generation: characters per second of ``model.step`` (embedding → backbone step → logits over 27 symbols) after a
+context of 128 … 8192 characters, batch 1: the LMU's and the LSTM's fixed-size states against the transformer's
+key/value cache, which each step reads whole. Medians of timed repeats after a warm-up.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from plmu.bench import median_seconds
+from plmu.models.sizing import count_parameters
+from plmu.models.state import detach_state
+from plmu.models.text import language_model
+
+VOCAB, BATCH = 27, 32
+SIZES = {  # conf/task_model/text8_*.yaml
+    "parallel LMU": {"backbone": "plmu", "embed_dim": 64, "hidden_size": 256, "num_layers": 2, "order": 8,
+                     "theta": 128, "memory_d": 32},
+    "LSTM": {"backbone": "lstm", "embed_dim": 64, "hidden_size": 127, "num_layers": 2},
+    "transformer": {"backbone": "transformer", "embed_dim": 120, "hidden_size": 120, "num_layers": 2,
+                    "num_heads": 4, "dim_feedforward": 240},
+}  # fmt: skip
+
+
+def training_characters_per_second(chunk: int = 1024, repeats: int = 3) -> list[dict]:
+    rows = []
+    for name, sizes in SIZES.items():
+        torch.manual_seed(0)
+        model = language_model(VOCAB, **sizes)
+        optimizer = torch.optim.Adam(model.parameters(), 1e-3, fused=True)
+        batch = {"inputs": torch.randint(0, VOCAB, (BATCH, chunk)), "target": torch.randint(0, VOCAB, (BATCH, chunk))}
+        carry = sizes["backbone"] != "transformer"
+        state = [None]
+
+        def step(model=model, optimizer=optimizer, batch=batch, carry=carry, state=state) -> None:
+            if carry:
+                logits, new_state = model.forward_with_state(batch, state[0])
+                state[0] = detach_state(new_state)
+            else:
+                logits = model(batch)
+            loss = F.cross_entropy(logits.flatten(0, 1), batch["target"].flatten())
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+
+        seconds = median_seconds(step, repeats)
+        rows.append(
+            {
+                "model": name,
+                "parameters": count_parameters(model),
+                "chunk": chunk,
+                "seconds": seconds,
+                "characters_per_second": BATCH * chunk / seconds,
+            }
+        )
+    return rows
+
+
+@torch.no_grad()
+def generation_characters_per_second(contexts: tuple[int, ...] = (128, 1024, 8192), repeats: int = 50) -> list[dict]:
+    rows = []
+    for name, sizes in SIZES.items():
+        torch.manual_seed(0)
+        model = language_model(VOCAB, **sizes).eval()
+        for context in contexts:
+            ids = torch.randint(0, VOCAB, (1, context))
+            _, state = model.backbone(model.adapter(ids), None, return_state=True)  # the context, in parallel
+            token = torch.randint(0, VOCAB, (1,))
+            seconds = median_seconds(lambda m=model, t=token, s=state: m.step(t, s), repeats, warmup=3)
+            rows.append({"model": name, "context": context, "characters_per_second": 1 / seconds})
+    return rows
+
+
+def report(chunk: int = 1024, contexts: tuple[int, ...] = (128, 1024, 8192)) -> str:
+    training = training_characters_per_second(chunk)
+    lines = [
+        f"text8 language models, batch {BATCH} streams × {chunk} characters, training step (forward, backward, fused "
+        f"Adam); torch {torch.__version__}, {torch.get_num_threads()} threads",
+        "",
+        "| model | parameters | training characters/s |",
+        "| --- | ---: | ---: |",
+    ]
+    lines += [f"| {r['model']} | {r['parameters']:,} | {r['characters_per_second']:,.0f} |" for r in training]
+    speed = {r["model"]: r["characters_per_second"] for r in training}
+    ratio = speed["parallel LMU"] / speed["LSTM"]
+    lines.append(f"- parallel LMU vs LSTM: {ratio:.2f}x (target at least 3x)")
+    generation = generation_characters_per_second(contexts)
+    lines += [
+        "",
+        "Generation, batch 1, one character per step after a context of N characters: characters/s",
+        "",
+        "| model | " + " | ".join(f"context {n:,}" for n in contexts) + " |",
+        "| --- | " + " | ".join("---:" for _ in contexts) + " |",
+    ]
+    for name in SIZES:
+        rates = [r["characters_per_second"] for r in generation if r["model"] == name]
+        lines.append(f"| {name} | " + " | ".join(f"{rate:,.0f}" for rate in rates) + " |")
+    lmu = [r["characters_per_second"] for r in generation if r["model"] == "parallel LMU"]
+    lines.append(
+        f"- parallel LMU: {lmu[-1] / lmu[0]:.2f}x the speed at {contexts[-1]:,} characters of context as at "
+        f"{contexts[0]:,} (flat: about 1x)"
+    )
+    return "\n".join(lines) + "\n"

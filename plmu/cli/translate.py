@@ -1,0 +1,384 @@
+"""``plmu-translate RUN_DIR``: translate with a trained translation run (task=iwslt15_en_vi), decoding as an RNN.
+
+    plmu-translate RUN_DIR < talk.en > talk.vi            tokenised source lines in, one translation a line out
+    plmu-translate RUN_DIR --split test                   tst2013 translated and scored: RUN_DIR/translate_test.json
+
+The model is rebuilt from the run's checkpoint (``--checkpoint best``, as ``plmu-eval`` does) and decodes one token at
+a time (``Seq2Seq.decode_step``): beam search of ``--beam`` hypotheses (default 5; 1 is greedy) with GNMT's length
+penalty ``--length-penalty`` α (default 0.6; 0 for none), at most ``--max-length`` tokens (default 2 · source + 10).
+Words are looked up in the run's vocabularies (``vocab.<lang>`` in its data folder). ``--data-root`` points at the
+data if it moved since training: the folder of the files for a run trained with ``task.data.path``, else the run's
+``data_dir`` (which holds ``iwslt15_en_vi/``).
+
+With ``--split`` the split's sentences are translated and scored against their references with sacreBLEU:
+
+- ``bleu_tokenized``: BLEU of the tokenised text exactly as the Stanford files have it (``tokenize="none"``): what
+  the IWSLT'15 literature reports (multi-bleu.perl on tokenised text; Luong & Manning 2015: 23.3 on tst2013);
+- ``sacrebleu``: sacreBLEU's default (13a tokeniser, mixed case) on the same text with its HTML entities unescaped
+  (``&apos;`` → ``'``), with its signature. The text stays tokenised (no detokeniser here), so this is not the
+  detokenised sacreBLEU of WMT papers; it is recorded with its signature so that it is clear what it is.
+
+The report (JSON, also on stdout) is written atomically to ``RUN_DIR/translate_<split>[_beam<K>|_greedy][_lp<α>]
+[_max<N>][_<checkpoint>][_limit<N>].json`` (the suffixes only where a setting is not the default), the translations
+beside it (same name, ``.txt``, one a line in the split's order). ``--output PATH`` writes elsewhere.
+Errors are one line on stderr (``plmu-translate: error: ...``), exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import math
+import os
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from plmu.errors import CheckpointError, ConfigError, PlmuError
+
+if TYPE_CHECKING:  # torch loads lazily: `plmu-translate --help` answers at once
+    from omegaconf import DictConfig
+
+PROG = "plmu-translate"
+DEFAULT_BEAM = 5
+DEFAULT_ALPHA = 0.6
+
+
+def non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be a number >= 0 (e.g. 0.6; 0 for no length penalty), got {text!r}")
+    return value
+
+
+# ------------------------------------------------------------------------------------------------ scoring
+def score(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
+    """Corpus BLEU of tokenised ``hypotheses`` against one reference each (module docstring: the two BLEUs)."""
+    from sacrebleu.metrics import BLEU
+
+    if len(hypotheses) != len(references):
+        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
+    tokenized = BLEU(tokenize="none", force=True)
+    tokenized_score = tokenized.corpus_score(hypotheses, [references])
+    sacre = BLEU(force=True)  # force: the text is tokenised on purpose (see the module docstring)
+    sacre_score = sacre.corpus_score([html.unescape(h) for h in hypotheses], [[html.unescape(r) for r in references]])
+    return {
+        "bleu_tokenized": round(tokenized_score.score, 2),
+        "bleu_tokenized_signature": str(tokenized.get_signature()),
+        "bleu_tokenized_detail": str(tokenized_score),
+        "sacrebleu": round(sacre_score.score, 2),
+        "sacrebleu_signature": str(sacre.get_signature()),
+        "sacrebleu_detail": str(sacre_score),
+        "sacrebleu_input": "tokenised text, HTML entities unescaped (not detokenised)",
+    }
+
+
+# ------------------------------------------------------------------------------------------------ translating
+def translate_split(
+    model: Any,
+    split: Any,
+    target_vocab: Any,
+    indices: list[int] | None = None,
+    batch_size: int = 64,
+    beam_size: int = DEFAULT_BEAM,
+    length_penalty: float = DEFAULT_ALPHA,
+    max_length: int | None = None,
+    device: Any = "cpu",
+    progress: bool = False,
+) -> tuple[list[str], dict[str, float]]:
+    """The translations of ``split``'s sentences ``indices`` (default all), in that order, and the speed.
+
+    Sentences are decoded in batches of similar source length (less padding); returns (translations, {seconds,
+    sentences_per_second, tokens_per_second} of the decoding alone).
+    """
+    import torch
+    from tqdm import tqdm
+
+    from plmu.models.decode import decode
+
+    indices = list(range(len(split))) if indices is None else list(indices)
+    lengths = split.source.lengths()
+    order = sorted(indices, key=lambda i: (int(lengths[i]), i))
+    chunks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    found: dict[int, str] = {}
+    seconds, tokens = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for chunk in tqdm(chunks, desc="translate", unit="batch", file=sys.stderr, disable=not progress):
+            batch = {key: value.to(device) for key, value in split.collate(chunk).items()}
+            start = time.perf_counter()
+            outputs = decode(
+                model, batch, target_vocab.bos_id, target_vocab.eos_id, beam_size, length_penalty, max_length,
+                target_vocab.pad_id,
+            )  # fmt: skip
+            seconds += time.perf_counter() - start
+            for index, ids in zip(chunk, outputs, strict=True):
+                found[index] = " ".join(target_vocab.decode(ids))
+                tokens += len(ids) + 1
+    speed = {
+        "seconds": round(seconds, 3),
+        "sentences_per_second": round(len(indices) / seconds, 2) if seconds > 0 else None,
+        "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
+    }
+    return [found[i] for i in indices], speed
+
+
+# ------------------------------------------------------------------------------------------------ the run
+def _data_root(args: argparse.Namespace, cfg: DictConfig) -> str:
+    """Apply ``--data-root`` to the run's data config (``task.data.path`` if training used one, else data_dir);
+    returns the folder the vocabularies and text are read from."""
+    from plmu.data.translation import data_folder_for
+
+    data = cfg.task.data
+    if args.data_root is not None:
+        root = Path(args.data_root).expanduser()
+        if not root.is_dir():
+            raise ConfigError(f"--data-root {args.data_root}: no such folder; give the folder that holds the data")
+        if data.get("path") is not None:
+            data.path = str(root.resolve())
+        else:
+            data.data_dir = str(root.resolve())
+    return str(data_folder_for(data))
+
+
+def _said_with_data_root(error: PlmuError, args: argparse.Namespace) -> PlmuError:
+    message = str(error)
+    if args.data_root is None and "--data-root" not in message:
+        message += "; or point --data-root at the folder that holds the data"
+    return ConfigError(message)
+
+
+def load_run(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict]:
+    """(model on its device, its config, the device, the checkpoint path, the checkpoint payload)."""
+    from plmu.cli.eval import checkpoint_path, resolve_eval_device, saved_config
+    from plmu.models.seq2seq import Seq2Seq
+    from plmu.train import checkpoint
+    from plmu.train.run import build_model
+
+    run_dir = Path(args.run_dir).expanduser()
+    path = checkpoint_path(run_dir, args.checkpoint)
+    device = resolve_eval_device(args.device)
+    payload = checkpoint.load(path)
+    cfg = saved_config(payload, path)
+    try:
+        model = build_model(cfg, payload.get("model_args") or None)
+    except ConfigError as error:
+        raise CheckpointError(f"checkpoint {path}: its saved config does not build a model: {error}") from None
+    if not isinstance(model, Seq2Seq):
+        raise ConfigError(
+            f"{run_dir} is a {cfg.task.name} run, not a translation model: plmu-translate needs a run of "
+            f"task=iwslt15_en_vi (or another task with a plmu.models.seq2seq model)"
+        )
+    checkpoint.load_model_state(model, payload["model"], path)
+    return model.to(device).eval(), cfg, device, path, payload
+
+
+def _check_vocabularies(model: Any, source_vocab: Any, target_vocab: Any, folder: str) -> None:
+    sizes = (model.source_embedding.vocab_size, model.target_embedding.vocab_size)
+    if sizes != (len(source_vocab), len(target_vocab)):
+        raise ConfigError(
+            f"the vocabularies in {folder} have {len(source_vocab)} and {len(target_vocab)} words, but the model was "
+            f"trained with {sizes[0]} and {sizes[1]}: point --data-root at the data the run was trained on"
+        )
+
+
+def batch_size_of(args: argparse.Namespace, cfg: DictConfig) -> int:
+    if args.batch_size is not None:
+        return args.batch_size
+    from omegaconf import OmegaConf
+
+    size = OmegaConf.select(cfg, "trainer.eval_batch_size") or OmegaConf.select(cfg, "trainer.batch_size")
+    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 64
+
+
+def translate_stdin(args: argparse.Namespace) -> int:
+    """Source lines from stdin → translations on stdout, in order, one a line."""
+    from plmu.data.translation import as_split, vocabularies
+
+    model, cfg, device, _, _ = load_run(args)
+    folder = _data_root(args, cfg)
+    try:
+        source_vocab, target_vocab = vocabularies(cfg.task.data)
+    except PlmuError as error:
+        raise _said_with_data_root(error, args) from None
+    _check_vocabularies(model, source_vocab, target_vocab, folder)
+    lines = sys.stdin.read().split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    if not lines:
+        return 0
+    split = as_split(lines, (source_vocab, target_vocab))
+    translations, speed = translate_split(
+        model, split, target_vocab, None, batch_size_of(args, cfg), args.beam, args.length_penalty, args.max_length,
+        device, not args.no_progress,
+    )  # fmt: skip
+    sys.stdout.write("".join(line + "\n" for line in translations))
+    sys.stdout.flush()
+    print(f"{PROG}: {len(lines)} sentences, {speed['sentences_per_second']} sentences/s", file=sys.stderr)
+    return 0
+
+
+def report_name(args: argparse.Namespace, run_dir: Path, path: Path) -> str:
+    """``translate_<split>`` and a suffix for each setting that is not the default (module docstring)."""
+    parts = [f"translate_{args.split}"]
+    if args.beam != DEFAULT_BEAM:
+        parts.append("greedy" if args.beam == 1 else f"beam{args.beam}")
+    if args.length_penalty != DEFAULT_ALPHA and args.beam != 1:
+        parts.append(f"lp{args.length_penalty:g}")
+    if args.max_length is not None:
+        parts.append(f"max{args.max_length}")
+    if path.resolve() != (run_dir / "checkpoints" / "best.pt").resolve():
+        parts.append(path.stem)
+    if args.limit is not None:
+        parts.append(f"limit{args.limit}")
+    return "_".join(parts)
+
+
+def translate_report(args: argparse.Namespace) -> int:
+    """``--split``: translate, score, write the report and the translations (atomically), print the report."""
+    import torch
+
+    import plmu
+    from plmu.cli.eval import ReportFile, checkpoint_path, strict_json
+    from plmu.data.translation import TranslationSplits
+    from plmu.train.run import load_data
+
+    run_dir = Path(args.run_dir).expanduser()
+    path = checkpoint_path(run_dir, args.checkpoint)
+    stem = report_name(args, run_dir, path)
+    report_file = ReportFile(_output(args, run_dir, stem), args.output)
+    text_file: ReportFile | None = None
+    try:
+        text_file = ReportFile(report_file.target.with_suffix(".txt"), args.output)
+        model, cfg, device, path, payload = load_run(args)
+        folder = _data_root(args, cfg)
+        try:
+            data = load_data(cfg)
+        except PlmuError as error:
+            raise _said_with_data_root(error, args) from None
+        if not isinstance(data, TranslationSplits):
+            raise ConfigError(f"{run_dir}'s data ({cfg.task.data._target_}) is not a translation data set")
+        _check_vocabularies(model, data.source_vocab, data.target_vocab, folder)
+        split = getattr(data, args.split)
+        indices = list(range(min(args.limit, len(split)) if args.limit is not None else len(split)))
+        started = time.perf_counter()
+        translations, speed = translate_split(
+            model, split, data.target_vocab, indices, batch_size_of(args, cfg), args.beam, args.length_penalty,
+            args.max_length, device, not args.no_progress,
+        )  # fmt: skip
+        references = [split.references[i] for i in indices]
+        train_state = payload.get("train_state") or {}
+        report = {
+            "run_dir": str(run_dir.resolve()),
+            "checkpoint": str(path.resolve()),
+            "checkpoint_epoch": train_state.get("epoch"),
+            "task": cfg.task.name,
+            "dataset": data.info.get("dataset"),
+            "split": args.split,
+            "split_file": data.info.get("files", {}).get(args.split),
+            "sentences": len(indices),
+            "beam": args.beam,
+            "length_penalty": args.length_penalty if args.beam > 1 else None,
+            "max_length": args.max_length if args.max_length is not None else "2 * source + 10",
+            **score(translations, references),
+            **speed,
+            "wall_seconds": round(time.perf_counter() - started, 3),
+            "examples": [
+                {"source": split.sources[i], "translation": translations[n], "reference": references[n]}
+                for n, i in enumerate(indices[:3])
+            ],
+            "translations": str(text_file.target.resolve()),
+            "device": str(device),
+            "data_root": folder,
+            "parameters": model.num_parameters,
+            "torch_version": torch.__version__,
+            "plmu_version": plmu.__version__,
+            "translated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "output": str(report_file.target.resolve()),
+        }
+        text = strict_json(report)
+        try:
+            text_file.commit("".join(line + "\n" for line in translations))
+            text_file = None
+            report_file.commit(text + "\n")
+            report_file = None
+        except OSError as error:
+            raise PlmuError(f"cannot write the report next to {path}: {error}; pass --output PATH") from None
+    finally:
+        for pending in (report_file, text_file):
+            if pending is not None:  # failed or interrupted: no partial report, no stray temp file
+                pending.discard()
+    try:
+        print(text, flush=True)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    print(
+        f"{PROG}: {args.split} BLEU {report['bleu_tokenized']} (tokenised), sacreBLEU {report['sacrebleu']}; "
+        f"wrote {report['output']}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def _output(args: argparse.Namespace, run_dir: Path, stem: str) -> Path:
+    name = stem + ".json"
+    if args.output is None:
+        return run_dir / name
+    output = Path(args.output).expanduser()
+    folder = output.is_dir() or args.output.endswith(("/", os.sep))
+    return output / name if folder else output
+
+
+# ------------------------------------------------------------------------------------------------ command line
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    from plmu.cli.eval import positive_int
+
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser.add_argument("run_dir", help="a plmu-train run directory of a translation task")
+    parser.add_argument("--split", choices=["test", "val", "train"], default=None,
+                        help="translate and score this split (default: translate stdin to stdout)")  # fmt: skip
+    parser.add_argument("--beam", type=positive_int, default=DEFAULT_BEAM, help="beam size; 1 is greedy (default 5)")
+    parser.add_argument("--length-penalty", type=non_negative_float, default=DEFAULT_ALPHA,
+                        help="GNMT length penalty alpha (default 0.6; 0: none)")  # fmt: skip
+    parser.add_argument("--max-length", type=positive_int, default=None,
+                        help="at most this many tokens per translation (default 2 * source length + 10)")  # fmt: skip
+    parser.add_argument("--checkpoint", default="best", help="best (default), last, or the path of a checkpoint file")
+    parser.add_argument("--batch-size", type=positive_int, default=None, help="default: the run's eval batch size")
+    parser.add_argument("--limit", type=positive_int, default=None, help="only the split's first N sentences")
+    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N, mps")
+    parser.add_argument("--data-root", default=None, help="where the data is, if not where training found it")
+    parser.add_argument("--output", metavar="PATH", help="report file, or folder for the default name (RUN_DIR)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return parser.parse_args(argv)
+
+
+def fail(message: str) -> int:
+    lines = [line.strip() for line in message.splitlines()]
+    print(f"{PROG}: error: {' '.join(line for line in lines if line)}", file=sys.stderr)
+    return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        if args.split is None:
+            if args.limit is not None:
+                raise ConfigError("--limit needs --split (stdin is translated whole)")
+            if args.output is not None:
+                raise ConfigError("--output needs --split (stdin's translations go to stdout)")
+            return translate_stdin(args)
+        return translate_report(args)
+    except PlmuError as error:
+        return fail(str(error))
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

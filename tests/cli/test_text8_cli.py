@@ -1,0 +1,65 @@
+"""text8 end to end on a small text of its form: train with the state carried, plmu-eval as an RNN over streams,
+plmu-generate from the run."""
+
+import json
+
+import pytest
+from conftest import compose_config
+
+from plmu.cli import eval as eval_cli
+from plmu.cli import generate as generate_cli
+from plmu.train.run import train
+
+TEXT = " ".join(["the cat sat on the mat", "a dog ate the bone", "one two three four"] * 60)
+
+
+def _config(tmp_path, *extra):
+    path = tmp_path / "text8.txt"
+    path.write_text(TEXT)
+    overrides = [
+        "task=text8",
+        f"task.data.path={path}",
+        "task.data.expected_characters=null",
+        "task.data.chunk_length=32",
+        f"data_dir={tmp_path / 'cache'}",
+        "trainer.max_epochs=2",
+        "trainer.batch_size=4",
+        "logger=none",
+        "trainer.progress=false",
+        *extra,
+    ]
+    return compose_config(overrides)
+
+
+@pytest.mark.parametrize("model", ["plmu", "lstm"])
+def test_text8_trains_with_carried_state_and_evaluates_as_an_rnn(model, tmp_path, capsys):
+    run = tmp_path / model
+    results = train(_config(tmp_path, f"model={model}"), run)
+    assert results["metric"] == "bpc" and 0 < results["test"] < 5  # log2(27) = 4.75 is a uniform guess
+    capsys.readouterr()
+    assert eval_cli.main([str(run), "--no-progress"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["value"] == pytest.approx(results["test"], rel=1e-5)  # the same streams, state carried
+    assert report["max_relative_difference_recurrent_vs_parallel"] < 1e-5
+    assert generate_cli.main([str(run), "--prompt", "the cat", "--length", "40", "--temperature", "0.5"]) == 0
+    out = capsys.readouterr()
+    assert out.out.startswith("the cat") and len(out.out.strip("\n")) == len("the cat") + 40
+    assert "characters/s" in out.err
+
+
+def test_transformer_trains_on_one_chunk_at_a_time_and_generates(tmp_path, capsys):
+    run = tmp_path / "transformer"
+    results = train(_config(tmp_path, "model=transformer"), run)
+    assert 0 < results["test"] < 5
+    assert generate_cli.main([str(run), "--length", "10", "--temperature", "0"]) == 0
+    assert len(capsys.readouterr().out.strip("\n")) == 11  # the start symbol (a space) and 10 characters
+
+
+def test_generate_refuses_what_it_cannot_do(tmp_path, capsys):
+    run = tmp_path / "plmu"
+    train(_config(tmp_path, "trainer.max_epochs=1"), run)
+    capsys.readouterr()
+    assert generate_cli.main([str(run), "--prompt", "Hello"]) == 2
+    assert "does not know: ['H']" in capsys.readouterr().err
+    assert generate_cli.main([str(tmp_path)]) == 2
+    assert "error" in capsys.readouterr().err
