@@ -8,6 +8,13 @@ from pathlib import Path
 from plmu.errors import ConfigError
 
 
+def offline() -> bool:
+    """Whether downloads are off: ``HF_DATASETS_OFFLINE`` (the project's offline switch, also HF's) or
+    ``PLMU_OFFLINE`` set to 1, true or yes. Loaders then fail at once with a line saying where to put the data."""
+    names = ("HF_DATASETS_OFFLINE", "PLMU_OFFLINE")
+    return any(os.environ.get(name, "0").lower() in ("1", "true", "yes") for name in names)
+
+
 def nearest_existing(path: Path) -> Path:
     """``path`` or its nearest ancestor that exists: where creating the folder would start."""
     for candidate in (path, *path.parents):

@@ -32,7 +32,7 @@ import numpy as np
 
 from plmu.data import tokenize
 from plmu.data.folders import data_folder
-from plmu.data.splits import check_int, is_int
+from plmu.data.splits import check_int, is_int, split_fractions
 from plmu.data.stream import StreamSplit, StreamSplits
 from plmu.data.text import TextTask, carve, clean, load_raw, resolve_task, split_files
 from plmu.errors import ConfigError, DataError, DataNotFoundError
@@ -45,17 +45,6 @@ NO_TRUNCATION = 2**31 - 1
 # The paper's pre-training corpus: title, content, label (unused); train 3.6M, test 400k.
 AMAZON = TextTask("amazon_polarity", "fancyzhx/amazon_polarity", "amazon_polarity", ("content",), 2, "train", "test",
                   None, 0, NO_TRUNCATION)  # fmt: skip
-
-
-def _fractions(split: object) -> tuple[float, float, float]:
-    values = list(split) if hasattr(split, "__iter__") and not isinstance(split, str) else []
-    ok = len(values) == 3 and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in values)
-    if not ok or abs(sum(values) - 1) > 1e-9:
-        raise ConfigError(
-            f"task.data.split must be three positive fractions of the documents (train, val, test) that sum to 1, "
-            f"got {split!r} (e.g. [0.96, 0.02, 0.02])"
-        )
-    return values[0], values[1], values[2]
 
 
 def _one_line(error: BaseException) -> str:
@@ -140,7 +129,7 @@ def imdb_lm(
         raise ConfigError(f"task.data.corpus must be one of {list(CORPORA)}, got {corpus!r}")
     if corpus_path is not None and corpus != "amazon_polarity":
         raise ConfigError(f"task.data.corpus_path is for corpus=amazon_polarity, not {corpus!r}: set it to null")
-    fractions = _fractions(split)
+    fractions = split_fractions(split, "of the documents", "e.g. [0.96, 0.02, 0.02]")
     check_int("task.data.chunk_length", chunk_length, 1, "tokens per training chunk")
     check_int("task.data.split_seed", split_seed, 0, "the seed of the validation rows and the document order")
     for key, value in (("max_train", max_train), ("max_documents", max_documents)):

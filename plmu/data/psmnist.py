@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torchvision
 
-from plmu.data.folders import data_folder, nearest_existing
+from plmu.data.folders import data_folder, nearest_existing, offline
 from plmu.data.splits import DataSplits, TensorSplit, check_int, is_int
 from plmu.errors import ConfigError, DataError, DataNotFoundError
 
@@ -39,11 +39,6 @@ def permutations(n_images: int, seed: int = PERMUTATION_SEED, pixels: int = 784)
     """(row order of the training images, pixel order), drawn in that order from RandomState(seed)."""
     rng = np.random.RandomState(seed)
     return rng.permutation(n_images), rng.permutation(pixels)
-
-
-def _offline() -> bool:
-    names = ("HF_DATASETS_OFFLINE", "PLMU_OFFLINE")
-    return any(os.environ.get(name, "0").lower() in ("1", "true", "yes") for name in names)
 
 
 def _writable(folder: Path) -> bool:
@@ -172,7 +167,7 @@ def load_images(
                 f"{folder} is a file, not a folder: torchvision keeps the {dataset} files in {raw}; move it away, "
                 f"or set data_dir (or task.data.root) to another folder"
             )
-    fetch = download and not _offline()
+    fetch = download and not offline()
     legacy = all((processed / name).is_file() for name in LEGACY_FILES)  # torchvision reads these, not raw/
     missing = [name for name in RAW_FILES if not (raw / name).exists()]
     source = processed if legacy else raw

@@ -34,6 +34,20 @@ def check_int(key: str, value: object, minimum: int, meaning: str, below: int | 
     raise ConfigError(f"{key} must be {allowed} ({meaning}), got {value!r}: fix {key} in the config or command line")
 
 
+def split_fractions(split: object, of_what: str, example: str) -> tuple[float, float, float]:
+    """``task.data.split``: three positive fractions (train, val, test) summing to 1, or a ConfigError that says
+    what they divide (``of_what``, e.g. "of the documents"; "" for none) and shows ``example``."""
+    values = list(split) if hasattr(split, "__iter__") and not isinstance(split, str) else []
+    ok = len(values) == 3 and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in values)
+    if not ok or abs(sum(values) - 1) > 1e-9:
+        fractions = f"fractions {of_what} " if of_what else "fractions "
+        raise ConfigError(
+            f"task.data.split must be three positive {fractions}(train, val, test) that sum to 1, got {split!r} "
+            f"({example})"
+        )
+    return values[0], values[1], values[2]
+
+
 @dataclass
 class TensorSplit:
     """Inputs x (N, T, features) and targets y: (N,) class labels or (N, T, outputs) values."""

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from plmu.data.folders import data_folder
+from plmu.data.folders import data_folder, offline
+from plmu.data.splits import check_int, split_fractions
 from plmu.data.stream import StreamSplit, StreamSplits
 from plmu.errors import ConfigError, DataError
 
@@ -27,10 +28,6 @@ CHARACTERS = 100_000_000  # the size of text8 (and of text8.zip's one member)
 ALPHABET = " abcdefghijklmnopqrstuvwxyz"  # id i is ALPHABET[i]
 _IDS = np.full(256, 255, dtype=np.uint8)  # byte → id; 255 marks a byte outside the alphabet
 _IDS[np.frombuffer(ALPHABET.encode(), dtype=np.uint8)] = np.arange(len(ALPHABET), dtype=np.uint8)
-
-
-def _offline() -> bool:
-    return any(os.environ.get(name, "") not in ("", "0") for name in ("HF_DATASETS_OFFLINE", "PLMU_OFFLINE"))
 
 
 def encode(text: str | bytes) -> np.ndarray:
@@ -81,7 +78,7 @@ def _download(folder: Path) -> Path:
     archive = folder / "text8.zip"
     if archive.exists():
         return archive
-    if _offline():
+    if offline():
         raise DataError(
             f"text8 is not in {folder} and this run is offline (HF_DATASETS_OFFLINE or PLMU_OFFLINE is set): "
             f"download {URL} into {folder}/, or set task.data.path=<text8.zip or a text file of its form>"
@@ -99,17 +96,6 @@ def _download(folder: Path) -> Path:
     return archive
 
 
-def _fractions(split: object) -> tuple[float, float, float]:
-    values = list(split) if hasattr(split, "__iter__") and not isinstance(split, str) else []
-    ok = len(values) == 3 and all(isinstance(v, int | float) and not isinstance(v, bool) and v > 0 for v in values)
-    if not ok or abs(sum(values) - 1) > 1e-9:
-        raise ConfigError(
-            f"task.data.split must be three positive fractions (train, val, test) that sum to 1, got {split!r} "
-            f"(text8's standard: [0.9, 0.05, 0.05])"
-        )
-    return values[0], values[1], values[2]
-
-
 def text8(
     data_dir: str | Path,
     path: str | Path | None = None,
@@ -124,7 +110,7 @@ def text8(
     file must have (text8's 100M; null for another text, e.g. the Wikipedia stand-in); ``max_characters``: use only
     the first characters (a quick run), before the split.
     """
-    fractions = _fractions(split)
+    fractions = split_fractions(split, "", "text8's standard: [0.9, 0.05, 0.05]")
     if path is None:
         folder = data_folder(data_dir, "data_dir", "a folder", "set data_dir=<folder> or PLMU_DATA_DIR") / "text8"
         source = _download(folder)
@@ -140,7 +126,7 @@ def text8(
             f"task.data.expected_characters=null for another text"
         )
     if max_characters is not None:
-        characters = characters[:max_characters]
+        characters = characters[: check_int("max_characters", max_characters, 2, "characters to use")]
     ids = encode(characters)
     train_end = round(len(ids) * fractions[0])
     val_end = train_end + round(len(ids) * fractions[1])

@@ -58,8 +58,9 @@ import torch
 from torch import Tensor
 
 from plmu.data.batching import LengthBucketBatchSampler, Ragged
-from plmu.data.folders import data_folder
+from plmu.data.folders import data_folder, offline
 from plmu.data.splits import SPLITS, check_int
+from plmu.data.stream import IGNORE_INDEX
 from plmu.errors import ConfigError, DataError, DataNotFoundError
 
 log = logging.getLogger(__name__)
@@ -78,13 +79,7 @@ EXPECTED_LINES = {
     "vocab.vi": 7_709,
 }
 PAD, UNK, BOS, EOS = "<pad>", "<unk>", "<s>", "</s>"
-IGNORE_INDEX = -100  # torch's cross-entropy default: padded targets count nowhere
 LONG_PAIRS = ("drop", "truncate")
-
-
-def _offline() -> bool:
-    names = ("HF_DATASETS_OFFLINE", "PLMU_OFFLINE")
-    return any(os.environ.get(name, "0").lower() in ("1", "true", "yes") for name in names)
 
 
 # ------------------------------------------------------------------------------------------------ vocabulary
@@ -185,7 +180,7 @@ def download(folder: Path, files: Sequence[str] = tuple(EXPECTED_LINES), timeout
     missing = [name for name in files if not (folder / name).is_file()]
     if not missing:
         return
-    if _offline():
+    if offline():
         raise DataNotFoundError(
             f"IWSLT'15 en-vi is not in {folder} ({', '.join(missing)} missing) and this run is offline "
             f"(HF_DATASETS_OFFLINE or PLMU_OFFLINE is set): {_fill_hint(folder)}"

@@ -57,3 +57,10 @@ def test_offline_without_the_file_says_where_and_how(tmp_path, monkeypatch):
     with pytest.raises(DataError, match=r"text8 is not in .*text8 and this run is offline.*text8.zip"):
         text8(tmp_path)
     assert not (tmp_path / "text8").exists()  # nothing created
+
+
+def test_a_negative_character_limit_is_refused_not_sliced(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text(TEXT)
+    with pytest.raises(ValueError, match="max_characters"):
+        text8(tmp_path, path=str(path), expected_characters=None, max_characters=-5)
