@@ -15,14 +15,17 @@ from torch import Tensor
 
 CONV_MODES = ("fft", "direct")
 
-# Below this many time steps the O(T²) conv1d beats the FFT's fixed cost on CPU (measured by
-# `plmu-bench --crossover`, see experiments/speed/README.md); above it the FFT wins at every size we tried.
+# Below this many time steps the O(T²) conv1d beats the FFT's fixed cost, per device type (measured by
+# `plmu-bench --crossover`: experiments/speed/README.md for the CPU, experiments/speed/gpu/ for CUDA); above it the
+# FFT wins at every size we tried. A device type not listed uses the CPU's rule.
 DIRECT_MAX_STEPS = 64
+DIRECT_MAX_STEPS_BY_DEVICE = {"cpu": DIRECT_MAX_STEPS, "cuda": 128}  # cuda: an H100, direct faster to T = 128
 
 
-def choose_conv(steps: int) -> str:
-    """The conv that ``mode="auto"`` uses for a sequence of ``steps`` time steps."""
-    return "direct" if steps <= DIRECT_MAX_STEPS else "fft"
+def choose_conv(steps: int, device_type: str = "cpu") -> str:
+    """The conv that ``mode="auto"`` uses for a sequence of ``steps`` time steps on a device of this type."""
+    limit = DIRECT_MAX_STEPS_BY_DEVICE.get(device_type, DIRECT_MAX_STEPS)
+    return "direct" if steps <= limit else "fft"
 
 
 def fft_size(n: int) -> int:
@@ -38,8 +41,10 @@ def fft_size(n: int) -> int:
         size += 1
 
 
-# The FFT conv runs a batch chunk at a time, sized so its complex intermediates (chunk, F, channels) stay near
-# this many bytes: they then live in cache instead of streaming hundreds of MB through memory on every pass.
+# On a CPU the FFT conv runs a batch chunk at a time, sized so its complex intermediates (chunk, F, channels) stay
+# near this many bytes: they then live in cache instead of streaming hundreds of MB through memory on every pass.
+# A GPU takes the whole batch at once: its memory is fast, and every chunk costs kernel launches (with chunks of a
+# few rows, launches were most of a step: experiments/speed/gpu/).
 FFT_CHUNK_BYTES = 4 << 20
 
 
@@ -80,8 +85,10 @@ def _batch_outer_sum(a_f: Tensor, b_f: Tensor) -> Tensor:
     return torch.matmul(a_f.conj().permute(2, 1, 0), b_f.permute(2, 0, 1)).permute(1, 2, 0)
 
 
-def _chunks(batch: int, n: int, channels: int, itemsize: int) -> list[slice]:
-    size = max(1, FFT_CHUNK_BYTES // (n * channels * itemsize))
+def _chunks(batch: int, n: int, channels: int, like: Tensor) -> list[slice]:
+    if like.device.type != "cpu":
+        return [slice(0, batch)]
+    size = max(1, FFT_CHUNK_BYTES // (n * channels * like.element_size()))
     return [slice(i, i + size) for i in range(0, batch, size)]
 
 
@@ -109,7 +116,7 @@ class _FFTConv(torch.autograd.Function):
         n = fft_size(2 * steps - 1)
         k_f = torch.fft.rfft(kernel.permute(1, 2, 0), n=n, dim=2)  # (C, O, F)
         y = u.new_empty(u.shape[0], steps, outputs)
-        for rows in _chunks(u.shape[0], n, outputs, u.element_size()):
+        for rows in _chunks(u.shape[0], n, outputs, u):
             y_rows = _irfft_time(_per_frequency(_rfft_time(u[rows], n), k_f), n, steps)
             # The bias is added while the chunk is in cache, not as another pass over the whole output.
             y[rows] = y_rows if bias is None else y_rows + bias
@@ -126,7 +133,7 @@ class _FFTConv(torch.autograd.Function):
         grad_k_f = torch.zeros_like(k_f) if ctx.needs_input_grad[1] else None
         grad_bias = grad_y.new_zeros(grad_y.shape[2]) if ctx.needs_input_grad[2] else None
         k_f_adjoint = k_f.conj().transpose(0, 1)  # (O, C, F)
-        for rows in _chunks(u.shape[0], n, grad_y.shape[2], u.element_size()):
+        for rows in _chunks(u.shape[0], n, grad_y.shape[2], u):
             g_f = _rfft_time(grad_y[rows], n)  # (chunk, O, F)
             if grad_bias is not None:
                 grad_bias += grad_y[rows].sum((0, 1))

@@ -11,7 +11,8 @@ No recurrence is nonlinear, so training runs in parallel. How the full sequence 
   every step done: the fastest full-sequence path when hidden < memory_d·order.
 - ``"fft"``/``"direct"``: the memory is computed (see :class:`LegendreMemory`), then read out.
 - ``"recurrent"``: the step loop (the reference, and what ``step`` does one sample at a time).
-- ``"auto"``: ``fused`` when hidden < memory_d·order, else the memory path; each conv picks fft/direct by length.
+- ``"auto"``: ``fused`` when hidden < memory_d·order, else the memory path (measured the faster on a CPU and on an
+  H100: experiments/speed/); each conv picks fft/direct by length and device type (:func:`plmu.conv.choose_conv`).
 
 With ``return_sequences=False`` only o_T is computed, from m_T by one matmul (:meth:`LegendreMemory.last_state`).
 
@@ -108,15 +109,16 @@ class ParallelLMU(nn.Module):
         self.input_size, self.hidden_size = input_size, hidden_size
         self.return_sequences, self.mode = return_sequences, mode
 
-    def resolve_mode(self, steps: int) -> str:
-        """The concrete path ``mode="auto"`` takes for ``steps`` time steps (a fixed rule, see module doc)."""
+    def resolve_mode(self, steps: int, device_type: str = "cpu") -> str:
+        """The concrete path ``mode="auto"`` takes for ``steps`` time steps on a device of this type (a fixed rule,
+        see module doc)."""
         if self.mode != "auto":
             return self.mode
         if not self.return_sequences:
             return "last_state"
         if self.hidden_size < self.memory.memory_d * self.memory.order:
             return "fused"
-        return choose_conv(steps)
+        return choose_conv(steps, device_type)
 
     def forward(
         self, x: Tensor, state: Tensor | None = None, return_state: bool | None = None, *, mask: Tensor | None = None
@@ -132,7 +134,7 @@ class ParallelLMU(nn.Module):
         if mask is not None:
             check_mask(mask, x.shape[0], x.shape[1])
         return_state = state is not None if return_state is None else return_state
-        mode = self.resolve_mode(x.shape[1])
+        mode = self.resolve_mode(x.shape[1], x.device.type)
         u = self.f1(self.input_to_memory(x))  # (batch, T, memory_d)
         new_state = None
         if not self.return_sequences and mode != "recurrent":
@@ -174,7 +176,7 @@ class ParallelLMU(nn.Module):
         with torch.autocast(u.device.type, enabled=False):
             u = u.to(dtype)
             bias = self.memory_to_output.bias
-            out = causal_conv(u, self.readout_kernel(steps, dtype), choose_conv(steps), bias.to(dtype))
+            out = causal_conv(u, self.readout_kernel(steps, dtype), choose_conv(steps, u.device.type), bias.to(dtype))
             if state is not None:  # the carried state's free response Ā^(t+1) m_0, read out
                 free = self.memory._free_response(state.to(dtype), steps)  # (batch·C, T, d)
                 free = free.reshape(u.shape[0], -1, steps, self.memory.order).transpose(1, 2).flatten(2)

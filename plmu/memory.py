@@ -242,7 +242,7 @@ class LegendreMemory(nn.Module):
             if mode == "recurrent":
                 m = self._recurrent(u, state)
             else:
-                mode = choose_conv(steps) if mode == "auto" else mode
+                mode = choose_conv(steps, u.device.type) if mode == "auto" else mode
                 H = self.impulse_response(steps, dtype)  # (T, d)
                 flat = u.transpose(1, 2).reshape(batch * channels, steps, 1)  # channels share H: fold into batch
                 m = causal_conv(flat, H[:, None, :], mode)  # (batch·C, T, d)

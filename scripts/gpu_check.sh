@@ -3,6 +3,7 @@
 # (the CUDA tests run instead of skipping, and every trainer test runs on the GPU through trainer.device=auto), a
 # plmu-train run on cuda, and plmu-bench on cuda. Results go to ${OUT:-gpu-check}/: device.txt, pytest.log,
 # train.json (results.json of the run) and bench.md. Usage: scripts/gpu_check.sh [extra pytest arguments]
+# The speed study on a GPU (CUDA tests + every benchmark, < 8 min) is scripts/bench_gpu.sh (`make bench-gpu`).
 set -uo pipefail
 out=${OUT:-gpu-check}
 mkdir -p "$out"

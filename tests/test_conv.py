@@ -57,6 +57,15 @@ def test_choose_conv_rule():
     assert choose_conv(1) == "direct"
     assert choose_conv(conv.DIRECT_MAX_STEPS) == "direct"
     assert choose_conv(conv.DIRECT_MAX_STEPS + 1) == "fft"
+    cuda_limit = conv.DIRECT_MAX_STEPS_BY_DEVICE["cuda"]
+    assert choose_conv(cuda_limit, "cuda") == "direct" and choose_conv(cuda_limit + 1, "cuda") == "fft"
+    assert choose_conv(conv.DIRECT_MAX_STEPS + 1, "mps") == "fft"  # a device type not measured: the CPU's rule
+
+
+def test_the_fft_conv_chunks_the_batch_on_a_cpu_only():
+    cpu, gpu_like = torch.empty(0), torch.empty(0, device="meta")
+    assert len(conv._chunks(64, 2048, 256, cpu)) > 1
+    assert conv._chunks(64, 2048, 256, gpu_like) == [slice(0, 64)]
 
 
 def test_unknown_conv_mode():

@@ -69,6 +69,8 @@ def test_auto_rule():
     assert wide.resolve_mode(500) == "fused"
     assert narrow.resolve_mode(500) == "fft"
     assert narrow.resolve_mode(10) == "direct"
+    assert wide.resolve_mode(500, "cuda") == "fused"  # the fused readout was the faster on an H100 too
+    assert narrow.resolve_mode(100, "cuda") == "direct" and narrow.resolve_mode(100) == "fft"  # per-device crossover
     assert ParallelLMU(1, 8, order=16, theta=20.0, return_sequences=False).resolve_mode(500) == "last_state"
 
 

@@ -177,6 +177,21 @@ def saved_config(payload: dict[str, Any], path: Path) -> DictConfig:
     return cfg
 
 
+def saved_model(payload: dict[str, Any], path: Path, cfg: DictConfig | None = None) -> torch.nn.Module:
+    """The model a checkpoint describes (its config, ``cfg`` if already read), with its weights: plmu-eval's,
+    plmu-generate's, plmu-translate's and plmu-export's one way to rebuild a trained model."""
+    from plmu.train import checkpoint
+    from plmu.train.run import build_model
+
+    cfg = saved_config(payload, path) if cfg is None else cfg
+    try:
+        model = build_model(cfg, payload.get("model_args") or None)
+    except ConfigError as error:
+        raise CheckpointError(f"checkpoint {path}: its saved config does not build a model: {error}") from None
+    checkpoint.load_model_state(model, payload["model"], path)
+    return model
+
+
 def eval_batch_size(args: argparse.Namespace, cfg: DictConfig, path: Path) -> int:
     if args.batch_size is not None:
         return args.batch_size
@@ -236,7 +251,6 @@ def evaluate(args: argparse.Namespace, run_dir: Path, path: Path) -> dict[str, A
     import plmu
     from plmu.train import checkpoint
     from plmu.train.objectives import build_objective
-    from plmu.train.run import build_model
 
     device = resolve_eval_device(args.device)  # before the checkpoint: a wrong flag fails at once
     payload = checkpoint.load(path)
@@ -245,10 +259,9 @@ def evaluate(args: argparse.Namespace, run_dir: Path, path: Path) -> dict[str, A
     data_root = set_data_root(args, cfg)
     try:
         task_objective = build_objective(cfg.task.objective)
-        model = build_model(cfg, payload.get("model_args") or None)
     except ConfigError as error:
-        raise CheckpointError(f"checkpoint {path}: its saved config does not build a model: {error}") from None
-    checkpoint.load_model_state(model, payload["model"], path)
+        raise CheckpointError(f"checkpoint {path}: its saved config does not build an objective: {error}") from None
+    model = saved_model(payload, path, cfg)
     model.to(device).eval()
     split = load_split(args, cfg, path, data_root)
 

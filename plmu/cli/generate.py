@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from plmu.errors import CheckpointError, ConfigError, PlmuError
+from plmu.errors import ConfigError, PlmuError
 
 PROG = "plmu-generate"
 
@@ -41,9 +41,8 @@ def generate(args: argparse.Namespace) -> tuple[str, float]:
     """The prompt and ``args.length`` sampled characters, and the sampling speed (characters per second)."""
     import torch
 
-    from plmu.cli.eval import checkpoint_path, resolve_eval_device, saved_config
+    from plmu.cli.eval import checkpoint_path, resolve_eval_device, saved_config, saved_model
     from plmu.train import checkpoint
-    from plmu.train.run import build_model
 
     run_dir = Path(args.run_dir).expanduser()
     path = checkpoint_path(run_dir, args.checkpoint)
@@ -57,11 +56,7 @@ def generate(args: argparse.Namespace) -> tuple[str, float]:
     cfg = saved_config(payload, path)
     if not cfg.task.per_step:
         raise ConfigError(f"{run_dir} is a {cfg.task.name} run, not a language model: nothing to generate")
-    try:
-        model = build_model(cfg, payload.get("model_args") or None)
-    except ConfigError as error:
-        raise CheckpointError(f"checkpoint {path}: its saved config does not build a model: {error}") from None
-    checkpoint.load_model_state(model, payload["model"], path)
+    model = saved_model(payload, path, cfg)
     model.to(device).eval()
     generator = torch.Generator(device=device).manual_seed(args.seed)
     ids = torch.tensor([alphabet.index(c) for c in prompt], device=device)

@@ -1,34 +1,53 @@
 """Multirun bookkeeping: every job of a sweep appends one line to ``<sweep dir>/jobs.jsonl`` (what it ran, how it
-ended, its metric); when the sweep ends, :class:`SweepSummary` (a Hydra callback, ``conf/config.yaml``) prints
-the table of jobs and writes it to ``<sweep dir>/summary.md``. A job that fails (bad config, diverged) is a line
-in that table, not the end of the sweep.
+ended, its metric); :class:`SweepSummary` (a Hydra callback, ``conf/config.yaml``) turns those lines into the table
+``<sweep dir>/summary.md``, refreshed after every job and written again, and printed, when the sweep ends. A job that
+fails (bad config, diverged) is a line in that table, not the end of the sweep; a job that crashes (an exception
+plmu does not expect) is recorded too, though Hydra's sweepers then stop the sweep.
 
 Files, not memory: with a launcher that runs jobs elsewhere (Slurm, joblib), jobs and summary share only the folder.
+After an Optuna search (``hparams_search=...``) the table also names the job of the sweeper's best trial
+(``optimization_results.yaml``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Any, ClassVar
 
+from hydra.core.utils import JobReturn, JobStatus
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger("plmu")
 JOBS_FILE = "jobs.jsonl"
+SUMMARY_FILE = "summary.md"
+OPTUNA_RESULTS = "optimization_results.yaml"  # written by hydra-optuna-sweeper when its search ends
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities as null: JSON has no such numbers (a run that never validated returns NaN)."""
+    return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
 def record_job(sweep_dir: str | Path, entry: dict[str, Any]) -> None:
-    """Append one job's line; one ``write`` of a short line with O_APPEND, so parallel jobs do not interleave."""
-    line = (json.dumps(entry, allow_nan=False, default=str) + "\n").encode()
+    """Append one job's line: one ``write`` of a short line with O_APPEND, so parallel jobs on one machine do not
+    interleave, under a POSIX lock, which NFS clients honour where O_APPEND alone is not atomic (Slurm jobs on
+    several nodes)."""
+    line = (json.dumps({k: _finite(v) for k, v in entry.items()}, allow_nan=False, default=str) + "\n").encode()
     path = Path(sweep_dir) / JOBS_FILE
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
         try:
-            os.write(fd, line)
+            with contextlib.suppress(OSError):  # a file system without locks (ENOLCK): the append alone
+                fcntl.lockf(fd, fcntl.LOCK_EX)
+            os.write(fd, line)  # closing the descriptor releases the lock
         finally:
             os.close(fd)
     except OSError as error:
@@ -54,8 +73,9 @@ def _number(value: Any) -> str:
     return "" if value is None else f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def summary_table(sweep_dir: str | Path) -> tuple[str, list[int]]:
-    """A markdown table of the sweep's jobs, and the numbers of the jobs that did not finish."""
+def summary_table(sweep_dir: str | Path, unrecorded: str = "no record (killed?)") -> tuple[str, list[int]]:
+    """A markdown table of the sweep's jobs, and the numbers of the jobs that did not finish. ``unrecorded`` is the
+    status of a job folder without a line (while the sweep runs, that job may still be running)."""
     sweep_dir = Path(sweep_dir)
     jobs = read_jobs(sweep_dir)
     numbers = sorted(set(jobs) | {int(p.name) for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()})
@@ -66,7 +86,7 @@ def summary_table(sweep_dir: str | Path) -> tuple[str, list[int]]:
     rows += ["| job | overrides | status | metric | best val | test | run folder |", "|---|---|---|---|---|---|---|"]
     failed = []
     for number in numbers:
-        entry = jobs.get(number, {"status": "no record (killed?)"})
+        entry = jobs.get(number, {"status": unrecorded})
         entry = {**entry, "overrides": [o for o in entry.get("overrides", []) if o not in common]}
         if entry.get("status") != "ok":
             failed.append(number)
@@ -77,13 +97,61 @@ def summary_table(sweep_dir: str | Path) -> tuple[str, list[int]]:
             f"{entry.get('metric', '')} | {_number(entry.get('best_val'))} | {_number(entry.get('test'))} | "
             f"{entry.get('run_dir', sweep_dir / str(number))} |"
         )
-    return "\n".join(rows) + "\n", failed
+    return "\n".join(rows) + "\n" + _optuna_best(sweep_dir, jobs), failed
+
+
+def _optuna_best(sweep_dir: Path, jobs: dict[int, dict[str, Any]]) -> str:
+    """The line naming the Optuna sweeper's best trial, found among the jobs by its value; empty without a search."""
+    path = sweep_dir / OPTUNA_RESULTS
+    if not path.is_file():
+        return ""
+    try:
+        best = OmegaConf.load(path).get("best_value")
+    except Exception:  # a torn or foreign file: the table stands without the line
+        return ""
+    if not isinstance(best, float | int):  # a multi-objective search has best_trials, not one value
+        return f"\nOptuna's results: {OPTUNA_RESULTS}\n"
+    matches = [n for n, e in sorted(jobs.items()) if e.get("best_val") is not None and e["best_val"] == best]
+    where = f"job {', '.join(map(str, matches))}" if matches else "no recorded job"
+    return f"\nOptuna's best trial: {where}, best val {_number(float(best))} ({OPTUNA_RESULTS})\n"
+
+
+def write_summary(sweep_dir: Path, table: str) -> None:
+    """summary.md, replaced atomically: jobs ending together each rewrite it, and a reader never sees half a table."""
+    tmp = sweep_dir / f".{SUMMARY_FILE}.{os.getpid()}.tmp"
+    try:
+        tmp.write_text(table)
+        os.replace(tmp, sweep_dir / SUMMARY_FILE)
+    except OSError as error:
+        log.error("could not write %s: %s", sweep_dir / SUMMARY_FILE, error.strerror)
+        tmp.unlink(missing_ok=True)
 
 
 class SweepSummary(Callback):
-    """Prints and writes the sweep's table when a multirun ends; remembers whether any job failed."""
+    """Keeps ``summary.md`` current: after each job (in the job's own process, wherever the launcher ran it) and when
+    the multirun ends; remembers whether any job failed."""
 
     failed_jobs: ClassVar[list[int]] = []  # read by plmu-train's entry point to set its exit status
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        hydra_cfg = config.get("hydra")
+        if hydra_cfg is None or hydra_cfg.get("mode") != RunMode.MULTIRUN:
+            return
+        sweep_dir = Path(hydra_cfg.sweep.dir)
+        if job_return.status == JobStatus.FAILED:  # an exception plmu-train did not catch: its line is written here
+            error = job_return._return_value  # the exception itself (the return_value property would raise it)
+            record_job(
+                sweep_dir,
+                {
+                    "job": OmegaConf.select(hydra_cfg, "job.num"),
+                    "overrides": list(hydra_cfg.overrides.task),
+                    "run_dir": str(hydra_cfg.runtime.output_dir),
+                    "status": "crashed",
+                    "error": f"{type(error).__name__}: {' '.join(str(error).split())[:300]}",  # one table row
+                },
+            )
+        if sweep_dir.is_dir():
+            write_summary(sweep_dir, summary_table(sweep_dir, unrecorded="no record yet (running, or killed)")[0])
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -91,9 +159,6 @@ class SweepSummary(Callback):
             return
         table, failed = summary_table(sweep_dir)
         SweepSummary.failed_jobs = failed
-        try:
-            (sweep_dir / "summary.md").write_text(table)
-        except OSError as error:
-            log.error("could not write %s: %s", sweep_dir / "summary.md", error.strerror)
+        write_summary(sweep_dir, table)
         verdict = f"{len(failed)} failed: jobs {failed}" if failed else "all jobs finished"
         log.info("sweep %s (%s):\n%s", sweep_dir, verdict, table)

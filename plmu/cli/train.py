@@ -1,17 +1,24 @@
 """``plmu-train``: train one task (``plmu-train task=psmnist``) or sweep (``plmu-train -m model.order=4,8``).
 
 Configs come from the package (``conf/`` of the repository, installed as ``plmu.conf``), so the command works from
-any folder after ``pip install``. Returns the best validation metric, for Hydra sweepers (e.g. Optuna) to optimise.
+any folder after ``pip install``. Returns the best validation metric, for Hydra sweepers (e.g. Optuna) to optimise
+(None for a failed job, or a run without a finite validation value: Optuna marks that trial failed and goes on).
 
 Errors are one line (``plmu-train: error: ...``, exit status 2); Ctrl-C prints the command that resumes the run
 (exit status 130). In a sweep, a job that fails is recorded and the sweep goes on; the sweep's table of jobs
 (``<sweep dir>/summary.md``) names the failures, and the exit status is 1 if any job failed.
 torch is imported only when a run starts, so ``--help`` and shell completion answer at once.
+
+Several processes: ``torchrun --nproc_per_node N -m plmu.cli.train ...`` (or ``torchrun --no-python plmu-train
+...``) trains one run with DistributedDataParallel (:mod:`plmu.train.distributed`); the processes agree on rank 0's
+run folder, and a sweep (``-m``) is refused (one torchrun per sweep point).
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import os
 import signal
 import sys
 from pathlib import Path
@@ -38,7 +45,7 @@ def _hydra_records(cfg: DictConfig, hydra_cfg: DictConfig) -> dict[str, str]:
 
 
 @hydra.main(config_path="pkg://plmu.conf", config_name="config", version_base="1.3")
-def run(cfg: DictConfig) -> float:
+def run(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)
@@ -50,7 +57,11 @@ def run(cfg: DictConfig) -> float:
         "run_dir": str(run_dir),
     }
     try:
-        from plmu.train.run import train  # imports torch: not needed for --help or tab completion
+        from plmu.train import distributed  # imports torch: not needed for --help or tab completion
+
+        if distributed.env_world_size() > 1:
+            run_dir = _join_processes(cfg, run_dir, multirun)
+        from plmu.train.run import train
 
         group = f"{cfg.task.name}-{sweep_dir.name}" if sweep_dir is not None else None
         results = train(cfg, run_dir, overrides, group, _hydra_records(cfg, hydra_cfg))
@@ -69,11 +80,35 @@ def run(cfg: DictConfig) -> float:
             _fail(message)
         log.error("job %s (%s) failed: %s", job["job"], " ".join(overrides), message)
         record_job(sweep_dir, {**job, "status": "failed", "error": message})
-        return float("nan")  # one failed job must not end the sweep; Optuna records a NaN as a failed trial
+        return None  # one failed job must not end the sweep: the Optuna sweeper marks a None trial failed
     if sweep_dir is not None:
         keys = ("metric", "best_val", "test", "epochs", "wall_seconds")
         record_job(sweep_dir, {**job, "status": "ok", **{key: results.get(key) for key in keys}})
-    return results["best_val"]
+    best_val = results["best_val"]
+    finite = isinstance(best_val, (int, float)) and math.isfinite(best_val)
+    return best_val if finite else None  # optuna 2.10 refuses a NaN value and ends the search
+
+
+MULTIRUN_UNDER_TORCHRUN = (
+    "plmu-train -m cannot run under torchrun: launch one torchrun per sweep point (e.g. a shell loop, or a cluster "
+    "launcher that starts torchrun per job), or sweep with one process per job"
+)
+
+
+def _join_processes(cfg: DictConfig, run_dir: Path, multirun: bool) -> Path:
+    """Under torchrun: join the process group and take rank 0's run folder (each process's Hydra may have named
+    its own, ``${now:...}`` differing by a microsecond); the empty folder Hydra made for this process goes."""
+    from plmu.errors import ConfigError
+    from plmu.train import distributed
+    from plmu.train.run_folder import RunFolder
+
+    if multirun:  # hydra.mode=MULTIRUN; main() refuses -m before the sweep starts
+        raise ConfigError(MULTIRUN_UNDER_TORCHRUN)
+    distributed.setup(cfg.trainer.get("device", "auto"))
+    agreed = Path(distributed.agree_run_dir(str(run_dir)))
+    if agreed != run_dir:
+        RunFolder(run_dir).remove_if_empty()
+    return agreed
 
 
 def _one_line(error: BaseException) -> str:
@@ -83,7 +118,9 @@ def _one_line(error: BaseException) -> str:
 
 
 def _fail(message: str) -> NoReturn:
-    print(f"plmu-train: error: {message}", file=sys.stderr)
+    rank = os.environ.get("RANK", "0") if os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1") else "0"
+    where = "" if rank == "0" else f" (rank {rank})"  # torchrun's other processes: the same line, marked
+    print(f"plmu-train: error{where}: {message}", file=sys.stderr)
     sys.exit(2)
 
 
@@ -105,8 +142,14 @@ def _terminate(signum: int, frame: object) -> NoReturn:
 def main() -> None:
     """The ``plmu-train`` entry point: Hydra's command line, then the exit status of a sweep."""
     signal.signal(signal.SIGTERM, _terminate)
+    if os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1") and {"-m", "--multirun"} & set(sys.argv[1:]):
+        _fail(MULTIRUN_UNDER_TORCHRUN)  # before Hydra starts a sweep on every process
     SweepSummary.failed_jobs = []
-    run()
+    try:
+        run()
+    finally:
+        if "plmu.train.distributed" in sys.modules:  # a torchrun process leaves its process group
+            sys.modules["plmu.train.distributed"].teardown()
     if SweepSummary.failed_jobs:
         sys.exit(1)
 

@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plmu.errors import CheckpointError, ConfigError, PlmuError
+from plmu.errors import ConfigError, PlmuError
 
 if TYPE_CHECKING:  # torch loads lazily: `plmu-translate --help` answers at once
     from omegaconf import DictConfig
@@ -155,26 +155,21 @@ def _said_with_data_root(error: PlmuError, args: argparse.Namespace) -> PlmuErro
 
 def load_run(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict]:
     """(model on its device, its config, the device, the checkpoint path, the checkpoint payload)."""
-    from plmu.cli.eval import checkpoint_path, resolve_eval_device, saved_config
+    from plmu.cli.eval import checkpoint_path, resolve_eval_device, saved_config, saved_model
     from plmu.models.seq2seq import Seq2Seq
     from plmu.train import checkpoint
-    from plmu.train.run import build_model
 
     run_dir = Path(args.run_dir).expanduser()
     path = checkpoint_path(run_dir, args.checkpoint)
     device = resolve_eval_device(args.device)
     payload = checkpoint.load(path)
     cfg = saved_config(payload, path)
-    try:
-        model = build_model(cfg, payload.get("model_args") or None)
-    except ConfigError as error:
-        raise CheckpointError(f"checkpoint {path}: its saved config does not build a model: {error}") from None
+    model = saved_model(payload, path, cfg)
     if not isinstance(model, Seq2Seq):
         raise ConfigError(
             f"{run_dir} is a {cfg.task.name} run, not a translation model: plmu-translate needs a run of "
             f"task=iwslt15_en_vi (or another task with a plmu.models.seq2seq model)"
         )
-    checkpoint.load_model_state(model, payload["model"], path)
     return model.to(device).eval(), cfg, device, path, payload
 
 

@@ -101,15 +101,21 @@ class SequenceModel(nn.Module):
         Chunks fed one after another give the outputs of the whole sequence (``trainer.state=carry``). Refused for
         a transformer: its key/value cache would grow with the whole stream; it sees one chunk at a time instead.
         """
-        if isinstance(self.backbone, TransformerBackbone):
-            raise ConfigError(
-                "a transformer cannot carry its state from chunk to chunk (its key/value cache would grow with the "
-                "stream): use trainer.state=reset, so that each chunk is its context"
-            )
+        if (why := self.carry_error()) is not None:
+            raise ConfigError(why)
         batch = _as_batch(batch)
         mask = batch.get("mask")
         h, state = self.backbone(self.adapter(batch["inputs"]), state, return_state=True, **_masked(mask))
         return self.head(h, mask), state
+
+    def carry_error(self) -> str | None:
+        """Why this model cannot carry its state from chunk to chunk (``trainer.state=carry``), or None if it can."""
+        if isinstance(self.backbone, TransformerBackbone):
+            return (
+                "a transformer cannot carry its state from chunk to chunk (its key/value cache would grow with the "
+                "stream): use trainer.state=reset, so that each chunk is its context"
+            )
+        return None
 
     def initial_state(self, batch: int) -> Any:
         return self.backbone.initial_state(batch)
@@ -157,8 +163,11 @@ class PairModel(SequenceModel):
     def forward_recurrent(self, batch: Mapping[str, Tensor]) -> Tensor:
         return self._pair(batch, lambda inputs, mask: self.encode_recurrent(inputs, mask)[0])
 
+    def carry_error(self) -> str | None:
+        return "a pair model classifies two whole sequences and carries no state: use trainer.state=reset"
+
     def forward_with_state(self, batch: Mapping[str, Tensor], state: Any = None) -> tuple[Tensor, Any]:
-        raise ConfigError("a pair model classifies two whole sequences and carries no state: use trainer.state=reset")
+        raise ConfigError(self.carry_error())
 
     def step(self, x_t: Tensor, state: Any, mask_t: Tensor | None = None) -> tuple[Tensor, Any]:
         raise NotImplementedError("a pair model classifies two whole sequences: stream each with encode_recurrent")

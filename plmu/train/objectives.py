@@ -7,7 +7,9 @@ trainer and ``plmu-eval`` hold no task-specific code. Each has
 - ``stats(outputs, batch)``: additive statistics of one batch, a 1-D tensor on the batch's device whose entries are
   named by ``stat_names`` (sums and counts, so batches and, later, processes can simply be added up);
 - ``reduce(stats)``: the metrics those statistics give, a dict; ``metric`` names the one to monitor and
-  ``higher_is_better`` its direction.
+  ``higher_is_better`` its direction;
+- ``loss_count(batch)``: how many terms ``loss`` averages over in ``batch`` (examples, values or tokens), so
+  that processes training on parts of one batch (``plmu.train.distributed``) weight their losses exactly.
 
 Accuracy counts examples (or tokens), never batches; NRMSE and cross-entropy are over the whole split.
 """
@@ -43,6 +45,10 @@ class Objective:
 
     def reduce(self, stats: Tensor) -> dict[str, float]:
         raise NotImplementedError
+
+    def loss_count(self, batch: Batch) -> int:
+        """How many terms ``loss`` averages over in ``batch``: its examples, unless a subclass says otherwise."""
+        return len(batch["target"])
 
     def value(self, stats: Tensor) -> float:
         """The monitored metric of accumulated statistics."""
@@ -103,6 +109,10 @@ class Regression(Objective):
     def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
         return F.mse_loss(outputs.float(), batch["target"])
 
+    def loss_count(self, batch: Batch) -> int:
+        """Every value of the target (the MSE is their mean)."""
+        return batch["target"].numel()
+
     def stats(self, outputs: Tensor, batch: Batch) -> Tensor:
         target, outputs = batch["target"], outputs.detach().float()
         squared_error = (outputs - target).pow(2).sum()
@@ -144,6 +154,10 @@ class TokenCrossEntropy(Objective):
             ignore_index=self.ignore_index,
             label_smoothing=self.label_smoothing,
         )
+
+    def loss_count(self, batch: Batch) -> int:
+        """The positions whose target is not ``ignore_index`` (the cross-entropy is their mean)."""
+        return int((batch["target"] != self.ignore_index).sum())
 
     def stats(self, outputs: Tensor, batch: Batch) -> Tensor:
         logits, target = outputs.detach().float().flatten(0, -2), batch["target"].flatten()

@@ -7,10 +7,16 @@
    this one (``run_folder.check_resume``); a folder holding another run is refused. The data is loaded and checked.
 3. Only then is the folder written: stale temp files and metric lines are dropped, ``config.yaml``,
    ``data_info.json`` and ``.hydra/`` are written, ``train.log`` starts, training runs, ``results.json`` ends it.
+
+Under torchrun (several processes, :mod:`plmu.train.distributed`) every process runs these steps on the same run
+folder (rank 0's), but only rank 0 locks, reads and writes the folder and starts the tracker: what it reads (a
+checkpoint to resume) and any error it meets reach every process, so that all of them go on or stop together.
+Rank 0 loads the data first (a download, a cache), then the others.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import inspect
 import json
@@ -28,7 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from plmu.data.splits import DataSplits
 from plmu.errors import CheckpointError, ConfigError, PlmuError, RunFolderError
-from plmu.train import checkpoint, provenance
+from plmu.train import checkpoint, distributed, provenance
 from plmu.train.loggers import JsonlLog, NullLogger, write_json_atomic, write_text_atomic
 from plmu.train.objectives import Classification, build_objective
 from plmu.train.run_folder import RunFolder, RunInterrupted, check_resume, run_log
@@ -202,11 +208,25 @@ def trainer_settings(cfg: DictConfig) -> TrainerSettings:
 def check_carry(cfg: DictConfig, model: torch.nn.Module) -> None:
     """``trainer.state=carry`` calls ``model.forward_with_state(batch, state)``: refuse a model without it now,
     before any data is read."""
-    if cfg.trainer.get("state", "reset") == "carry" and not callable(getattr(model, "forward_with_state", None)):
+    if cfg.trainer.get("state", "reset") != "carry":
+        return
+    if not callable(getattr(model, "forward_with_state", None)):
         raise ConfigError(
             f"trainer.state=carry needs a model with forward_with_state(batch, state), and {cfg.model._target_} "
             f"builds a {type(model).__name__} without it: use trainer.state=reset"
         )
+    carry_error = getattr(model, "carry_error", None)
+    if callable(carry_error) and (why := carry_error()) is not None:
+        raise ConfigError(f"trainer.state=carry: {why}")
+
+
+def model_family(cfg: DictConfig) -> str:
+    """What results.json calls the model: its backbone (plmu, lstm, transformer) where the builder takes one (text,
+    language, translation models), else the builder's name (plmu_model → plmu, original_lmu_model → original_lmu)."""
+    backbone = cfg.model.get("backbone")
+    if isinstance(backbone, str):
+        return backbone
+    return cfg.model._target_.rsplit(".", 1)[-1].removesuffix("_model")
 
 
 def init_from_checkpoint(cfg: DictConfig) -> tuple[Path, dict[str, Any]] | None:
@@ -221,6 +241,38 @@ def init_from_checkpoint(cfg: DictConfig) -> tuple[Path, dict[str, Any]] | None:
         return path, checkpoint.load(path)
     except CheckpointError as error:
         raise CheckpointError(f"init_from={str(given)!r}: {error}") from None
+
+
+VOCABULARY_KEYS = ("tokenizer", "alphabet")  # data_info.json's keys that say what each token id means
+
+
+def _same_vocabulary(a: Any, b: Any) -> bool:
+    """Equal values, or two paths of tokenizer files with the same content (one tokenizer, cached in two places)."""
+    if a == b:
+        return True
+    if isinstance(a, str) and isinstance(b, str) and Path(a).is_file() and Path(b).is_file():
+        return Path(a).read_bytes() == Path(b).read_bytes()
+    return False
+
+
+def check_same_vocabulary(source: Path, data_info: Mapping[str, Any]) -> None:
+    """Refuse ``init_from`` across vocabularies: the embedding and output rows would load by shape and mean other
+    tokens, silently. ``source`` is the checkpoint; its run's ``data_info.json`` (beside ``checkpoints/``) says which
+    tokenizer or alphabet it trained with. A bare checkpoint without one cannot be checked (said in the log)."""
+    info_path = Path(source).parent.parent / "data_info.json"
+    try:
+        theirs = json.loads(info_path.read_text())
+    except (OSError, ValueError):
+        log.warning("init_from: %s has no readable data_info.json: its vocabulary is not checked", source)
+        return
+    for key in VOCABULARY_KEYS:
+        if key in theirs and key in data_info and not _same_vocabulary(theirs[key], data_info[key]):
+            raise ConfigError(
+                f"init_from={str(source)!r} was trained with another {key} ({theirs[key]!r}, this run: "
+                f"{data_info[key]!r}): its token ids mean other tokens. Use the data settings of that run (for a "
+                f"trained tokenizer: the same vocab_size, lowercase, val_size, split_seed and max_train), or "
+                f"init_from=null"
+            )
 
 
 # Keys a checkpoint's config lacks when it was written before they existed, with the value that run had in effect
@@ -281,37 +333,38 @@ def train(
     ``extra_records`` are more text files (relative path → content) to write once every check has passed.
     """
     started = time.time()
-    folder, overrides = RunFolder(run_dir), list(overrides or [])
+    overrides = list(overrides or [])
     check_config(cfg)  # the run's keys; the model's are checked by its constructors, in build_model
+    ctx = distributed.setup(cfg.trainer.get("device", "auto"))  # torchrun: join the processes; one: nothing
+    folder = RunFolder(distributed.agree_run_dir(run_dir))  # rank 0's folder on every process
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
     check_carry(cfg, model)
     task_objective = build_objective(cfg.task.objective)
     settings = trainer_settings(cfg)
-    logger = build_logger(cfg)
+    distributed.check_batch_sizes(settings.batch_size, settings.eval_batch_size, ctx.world_size)
+    logger = build_logger(cfg) if ctx.is_main else NullLogger()  # one tracker run: rank 0's
     config = OmegaConf.to_container(cfg, resolve=True)
-    with folder:  # one process per run folder; released even on kill -9
-        resume = resume_path(cfg, folder)
-        _refuse_mixing(folder, resume)
-        payload = checkpoint.load(resume) if resume is not None else None
-        if payload is not None:
-            check_resume(_with_later_keys(payload["config"]), config, payload["train_state"]["epoch"], resume)
-            finished = _finished_results(folder, payload, settings)
-            if finished is not None:
-                return finished
+    distributed.on_main(folder.lock)  # one process per run folder; released even on kill -9
+    try:
+        resume, payload, finished = distributed.on_main(lambda: _read_folder(cfg, folder, config, settings))
+        if finished is not None:
+            return finished
         # A resumed run's weights are in its checkpoint: init_from only starts a run (it is not read again).
-        init = init_from_checkpoint(cfg) if payload is None else None
-        data = load_data(cfg)
+        init = distributed.on_main(lambda: init_from_checkpoint(cfg)) if payload is None else None
+        data = distributed.main_first(lambda: load_data(cfg))
         shapes = model_args(cfg, data.info)
         if shapes != model_args(cfg):  # the data decides a shape (a vocabulary): build it for the data
             torch.manual_seed(cfg.seed)
             model = build_model(cfg, shapes)
         warmstart = None
         if init is not None:
+            check_same_vocabulary(init[0], data.info)
             warmstart = checkpoint.load_matching(model, init[1], init[0])
             del init  # the source's optimizer state and the rest of its payload are not kept through the run
         if isinstance(task_objective, Classification):
             data.check_labels(cfg.task.output_size, key="task.output_size")
+        distributed.seed_rank(cfg.seed)  # ranks > 0: their own dropout streams (rank 0 keeps a single process's)
         trainer = Trainer(
             model,
             data,
@@ -327,18 +380,9 @@ def train(
         if payload is not None:
             trainer.restore(payload, resume)
 
-        # Every check has passed: from here on the run folder is written.
-        checkpoint.remove_orphans(trainer.checkpoints)
-        checkpoint.remove_orphans(folder.path)
-        if payload is None:
-            _start_over(trainer.metrics)
-        else:
-            trainer.metrics.truncate_after(trainer.state.step)  # the interrupted epoch is logged again as it re-runs
-        write_text_atomic(folder.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-        write_json_atomic(folder.path / "data_info.json", data.info)  # e.g. psMNIST's pixel order
-        for name, text in (extra_records or {}).items():
-            write_text_atomic(folder.path / name, text)
-        with run_log(folder.path / "train.log"):
+        # Every check has passed: from here on the run folder is written (by rank 0).
+        distributed.on_main(lambda: _write_records(cfg, folder, trainer, data.info, payload is None, extra_records))
+        with run_log(folder.path / "train.log") if ctx.is_main else contextlib.nullcontext():
             environment = provenance.environment(trainer.device)
             _banner(cfg, folder, model, data, environment, resume, trainer)
             if warmstart is not None:
@@ -356,7 +400,7 @@ def train(
                 results = {
                     "task": cfg.task.name,
                     "dataset": data.info.get("dataset", cfg.task.name),
-                    "model": cfg.model._target_.rsplit(".", 1)[-1].removesuffix("_model"),
+                    "model": model_family(cfg),
                     "metric": trainer.objective.metric,
                     "test": test_metrics[trainer.objective.metric],
                     "test_metrics": test_metrics,
@@ -375,9 +419,11 @@ def train(
                     "epoch_seconds_total": round(trainer.state.seconds, 2),  # all attempts, if resumed
                     "wall_seconds": round(time.time() - started, 2),  # this attempt, data loading and test included
                     **environment,
+                    **({"world_size": ctx.world_size} if ctx.enabled else {}),  # torchrun's processes
                     "run_dir": str(folder.path.resolve()),
                 }
-                write_json_atomic(folder.results, results)
+                if ctx.is_main:
+                    write_json_atomic(folder.results, results)
                 metric = trainer.objective.metric
                 logger.summary({f"test/{metric}": results["test"], f"best_val/{metric}": best_val, **results})
                 log.info(
@@ -392,7 +438,46 @@ def train(
                 )
             finally:
                 logger.finish()
+    finally:
+        folder.unlock()
     return results
+
+
+def _read_folder(
+    cfg: DictConfig, folder: RunFolder, config: dict[str, Any], settings: TrainerSettings
+) -> tuple[Path | None, dict[str, Any] | None, dict[str, Any] | None]:
+    """(the checkpoint to resume, its payload, the recorded results if that run already ended), all checked
+    against this config; a folder holding another run is refused."""
+    resume = resume_path(cfg, folder)
+    _refuse_mixing(folder, resume)
+    payload = checkpoint.load(resume) if resume is not None else None
+    if payload is None:
+        return None, None, None
+    state = payload["train_state"]  # old checkpoints have no step: only max_epochs is checked against them
+    check_resume(_with_later_keys(payload["config"]), config, state["epoch"], resume, step=state.get("step"))
+    return resume, payload, _finished_results(folder, payload, settings)
+
+
+def _write_records(
+    cfg: DictConfig,
+    folder: RunFolder,
+    trainer: Trainer,
+    data_info: dict[str, Any],
+    fresh: bool,
+    extra_records: dict[str, str] | None,
+) -> None:
+    """The run folder once every check has passed: leftovers cleaned, metric lines of a fresh run dropped (a
+    resumed one's cut to its checkpoint: the interrupted epoch is logged again as it re-runs), the records."""
+    checkpoint.remove_orphans(trainer.checkpoints)
+    checkpoint.remove_orphans(folder.path)
+    if fresh:
+        _start_over(trainer.metrics)
+    else:
+        trainer.metrics.truncate_after(trainer.state.step)
+    write_text_atomic(folder.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    write_json_atomic(folder.path / "data_info.json", data_info)  # e.g. psMNIST's pixel order
+    for name, text in (extra_records or {}).items():
+        write_text_atomic(folder.path / name, text)
 
 
 def _finished_results(folder: RunFolder, payload: dict[str, Any], settings: TrainerSettings) -> dict | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import logging
 import os
 from collections.abc import Iterator
@@ -20,10 +21,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import hydra.utils
+
 from plmu.errors import ConfigError, RunFolderError
+from plmu.train.schedules import takes_total_steps
 
 # Keys that may differ between a checkpoint's config and the config that resumes it: they say where the data
-# lives, where metrics go and how the run is shown or executed, not what is trained. `trainer.max_epochs` may grow.
+# lives, where metrics go and how the run is shown or executed, not what is trained. The run's length may
+# grow (see check_resume).
 RESUME_MAY_CHANGE = (
     "data_dir",
     "task.data.root",
@@ -121,15 +126,35 @@ def _may_change(key: str) -> bool:
     return any(key == allowed or key.startswith(allowed + ".") for allowed in RESUME_MAY_CHANGE)
 
 
-def check_resume(saved: dict[str, Any], current: dict[str, Any], epoch: int, path: Path) -> None:
-    """Refuse to resume the checkpoint at ``path`` (made with config ``saved``, at ``epoch``) with a config that
-    would train a different run; only the keys in ``RESUME_MAY_CHANGE`` may differ, and max_epochs may grow.
+RUN_LENGTH = ("trainer.max_epochs", "trainer.max_steps")
+
+
+def _schedule_spans_the_run(config: dict[str, Any]) -> bool:
+    """Whether the config's scheduler is given ``total_steps`` from the run's length (see plmu.train.schedules)."""
+    scheduler = config.get("trainer", {}).get("scheduler") if isinstance(config.get("trainer"), dict) else None
+    if not isinstance(scheduler, dict) or "_target_" not in scheduler:
+        return False
+    try:
+        target = hydra.utils.get_method(scheduler["_target_"])
+    except Exception:  # an unknown target fails later, with the trainer's own error
+        return False
+    keywords = {key: value for key, value in scheduler.items() if not key.startswith("_")}
+    return takes_total_steps(functools.partial(target, **keywords))
+
+
+def check_resume(
+    saved: dict[str, Any], current: dict[str, Any], epoch: int, path: Path, step: int | None = None
+) -> None:
+    """Refuse to resume the checkpoint at ``path`` (made with config ``saved``, at ``epoch`` and optimizer ``step``)
+    with a config that would train a different run; only the keys in ``RESUME_MAY_CHANGE`` may differ, and the run's
+    length (max_epochs, max_steps) may grow, unless the learning-rate schedule decays over that length (its
+    ``total_steps`` comes from it): extending such a run would bend the schedule mid-way.
     """
     old, new = flatten(saved), flatten(current)
     differences = [
         f"{key}: {old.get(key, '<absent>')!r} in the checkpoint, {new.get(key, '<absent>')!r} now"
         for key in sorted(old.keys() | new.keys())
-        if old.get(key) != new.get(key) and not _may_change(key) and key != "trainer.max_epochs"
+        if old.get(key) != new.get(key) and not _may_change(key) and key not in RUN_LENGTH
     ]
     if differences:
         shown = "; ".join(differences[:6]) + ("; ..." if len(differences) > 6 else "")
@@ -137,12 +162,22 @@ def check_resume(saved: dict[str, Any], current: dict[str, Any], epoch: int, pat
             f"cannot resume {path} with a different config ({shown}). Resume with the checkpoint's values, or "
             f"start a new run in another folder (another hydra.run.dir)"
         )
-    max_epochs = new.get("trainer.max_epochs")
-    if isinstance(max_epochs, int) and max_epochs < epoch:
+    lengthened = [key for key in RUN_LENGTH if old.get(key) != new.get(key)]
+    if lengthened and _schedule_spans_the_run(current):
+        key = lengthened[0]
         raise ConfigError(
-            f"trainer.max_epochs={max_epochs} is below the epoch of {path} ({epoch}): a resumed run can only be "
-            f"extended; use trainer.max_epochs>={epoch}"
+            f"cannot resume {path} with {key}={new.get(key)!r} (the checkpoint's: {old.get(key)!r}): its learning-rate "
+            f"schedule decays over the run's length, so a new length would change the schedule mid-run. Resume with "
+            f"{key}={old.get(key)!r}, or start a new run from its weights: init_from=<this run folder>"
         )
+    progress = {"trainer.max_epochs": epoch, "trainer.max_steps": step}
+    for key, done in progress.items():
+        limit = new.get(key)
+        if isinstance(limit, int) and done is not None and limit < done:
+            raise ConfigError(
+                f"{key}={limit} is below what {path} has done ({done}): a resumed run can only be extended; use "
+                f"{key}>={done}"
+            )
 
 
 class RunInterrupted(KeyboardInterrupt):

@@ -37,6 +37,7 @@ from plmu.data.splits import DataSplits, TensorSplit
 from plmu.errors import ConfigError, NonFiniteLossError
 from plmu.models.state import detach_state
 from plmu.train import checkpoint
+from plmu.train.distributed import Sharding, resolve_device  # noqa: F401 (resolve_device: plmu-eval's)
 from plmu.train.loggers import JsonlLog, NullLogger
 from plmu.train.objectives import Objective
 from plmu.train.schedules import takes_total_steps
@@ -106,18 +107,6 @@ class TrainState:
         return cls(**saved)
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except (RuntimeError, TypeError):
-        raise ConfigError(f"trainer.device must be auto, cpu, cuda or cuda:N, got {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"trainer.device={name!r} but CUDA is not available here; use trainer.device=auto or cpu")
-    return device
-
-
 def _duration(seconds: float) -> str:
     minutes, seconds = divmod(round(seconds), 60)
     hours, minutes = divmod(minutes, 60)
@@ -156,12 +145,16 @@ class Trainer:
                 f"has none: use trainer.state=reset"
             )
         self.settings, self.objective, self.data, self.seed = settings, objective, data, seed
-        self.device = resolve_device(settings.device)
+        self.sharding = Sharding()  # this process's part of a torchrun run (plmu.train.distributed); one: no-op
+        self.device = self.sharding.device(settings.device)
         self.model = model.to(self.device)
         self.forward = torch.compile(self.model) if settings.compile else self.model
         self.forward_with_state = getattr(self.model, "forward_with_state", None)
         if settings.compile and settings.state == "carry":
             self.forward_with_state = torch.compile(self.forward_with_state)
+        self.train_forward = self.forward_with_state if settings.state == "carry" else self.forward
+        if self.sharding.enabled:  # DDP: rank 0's weights now, averaged gradients in every backward pass
+            self.train_forward = self.sharding.wrap(self.model, self.device, settings.state, settings.compile)
         self.optimizer = settings.optimizer(self.model.parameters())
         self.scheduler = None
         if settings.scheduler:
@@ -229,6 +222,9 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------- checkpoints
     def _save(self, name: str) -> None:
+        ranks = self.sharding.gather_states(checkpoint.rng_state(), checkpoint.state_to_plain(self.carried))
+        if ranks is None:
+            return  # not rank 0: only rank 0 writes (it gathered this process's states)
         checkpoint.save_atomic(
             {
                 "model": self.model.state_dict(),
@@ -241,6 +237,7 @@ class Trainer:
                 "model_args": self.model_args,
                 "metric": self.objective.metric,
                 "init_from": self.init_from,
+                **ranks,  # several processes: world_size, every rank's rng and carry
             },
             self.checkpoints / name,
         )
@@ -256,15 +253,18 @@ class Trainer:
         if self.scheduler and payload["scheduler"]:
             self.scheduler.load_state_dict(payload["scheduler"])
         self.state = TrainState.from_checkpoint(payload["train_state"])
-        self.carried = checkpoint.state_from_plain(payload.get("carry"), self.device)
+        self.carried = checkpoint.state_from_plain(self.sharding.own(payload, "carry"), self.device)
         self.init_from = payload.get("init_from")  # the first attempt's: a resume never loads init_from again
-        checkpoint.set_rng_state(payload["rng"])
+        rng = self.sharding.own(payload, "rng")  # this rank's (None: a rank the checkpoint did not have)
+        if rng is not None:
+            checkpoint.set_rng_state(rng)
         mid_epoch = self.state.batch_in_epoch > 0
         self.saved = (self.state.step, self.state.epoch + mid_epoch, not mid_epoch)
 
     def _log(self, record: dict[str, float]) -> None:
-        """One record to metrics.jsonl and to the tracker."""
-        self.metrics.write(record)
+        """One record to metrics.jsonl (rank 0's) and to the tracker (a NullLogger on other ranks)."""
+        if self.sharding.is_main:
+            self.metrics.write(record)
         self.logger.log(record, step=self.state.step)
 
     # ------------------------------------------------------------------------------------------- loops
@@ -284,13 +284,15 @@ class Trainer:
         stats, carried = self.objective.zeros(), None
         with torch.no_grad(), self._autocast():
             for batch in split.batches(size, limit=self.settings.limit_eval_batches):
+                if self.sharding.enabled and (batch := self.sharding.rows(batch)) is None:
+                    continue  # this process has no rows of this (short) global batch
                 batch = self.to_device(batch)
                 if self.settings.state == "carry":
                     outputs, carried = self.forward_with_state(batch, carried)
                 else:
                     outputs = self.forward(batch)
                 stats += self.objective.stats(outputs, batch).cpu()
-        return self.objective.reduce(stats)
+        return self.objective.reduce(self.sharding.reduce_stats(stats))
 
     def _epoch_batches(self, epoch: int) -> Iterator[dict[str, Tensor]]:
         """Epoch ``epoch``'s training batches from ``state.batch_in_epoch`` on, in the order a fresh epoch has."""
@@ -326,22 +328,27 @@ class Trainer:
             if index % accumulate == 0:
                 self.optimizer.zero_grad(set_to_none=True)
                 window_loss = 0.0
+            size = len(batch["target"])  # of the global batch
+            batch, share = self.sharding.local(batch, self.objective)  # this process's rows; one process: all
             batch = self.to_device(batch)
-            with self._autocast():
-                if carry:
-                    outputs, carried = self.forward_with_state(batch, self.carried)
-                    self.carried = detach_state(carried)  # the next batch does not backpropagate into this one
-                else:
-                    outputs = self.forward(batch)
-                loss = self.objective.loss(outputs, batch)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"the training loss became {loss.item()} at epoch {epoch + 1}, step {state.step + 1}; the "
-                    f"run stopped. {self.what_is_kept()}. Lower trainer.optimizer.lr, set trainer.grad_clip, or use "
-                    f"trainer.precision=32"
-                )
-            (loss if window == 1 else loss / window).backward()
-            value, size = loss.item(), len(batch["target"])
+            with self.sharding.sync(last_in_window=(index + 1) % accumulate == 0 or index + 1 == n):
+                with self._autocast():
+                    if carry:
+                        outputs, carried = self.train_forward(batch, self.carried)
+                        self.carried = detach_state(carried)  # the next batch does not backpropagate into this one
+                    else:
+                        outputs = self.train_forward(batch)
+                    loss = self.objective.loss(outputs, batch)
+                if share is not None:  # several processes: this one's term of the global loss
+                    loss = self.sharding.weighted(loss, outputs, share)
+                value, where = self.sharding.loss_value(loss)  # several processes: all-reduced, the same on each
+                if not math.isfinite(value):  # so every process stops here, with the same message
+                    raise NonFiniteLossError(
+                        f"the training loss became {value}{where} at epoch {epoch + 1}, step {state.step + 1}; the "
+                        f"run stopped. {self.what_is_kept()}. Lower trainer.optimizer.lr, set trainer.grad_clip, or "
+                        f"use trainer.precision=32"
+                    )
+                (loss if window == 1 else loss / window).backward()
             window_loss += value / window  # the window's mean loss: the loss this step descends
             state.epoch_loss_sum += value * size
             state.epoch_samples += size
@@ -451,7 +458,7 @@ class Trainer:
     def what_is_kept(self) -> str:
         """What the checkpoints hold now, stated only as far as it is true."""
         metric, last = self.objective.metric, self.checkpoints / "last.pt"
-        if self.saved is None or not last.exists():
+        if self.saved is None or (not self.sharding.enabled and not last.exists()):  # DDP: the same on every rank
             return "No checkpoint was written (it diverged before its first validation)"
         step, epoch, end_of_epoch = self.saved
         kept = f"{last} holds epoch {epoch}" if end_of_epoch else f"{last} holds step {step} (within epoch {epoch})"
@@ -473,7 +480,7 @@ class Trainer:
         return tqdm(
             total=self.remaining_batches(),
             unit="batch",
-            disable=not self.settings.progress,
+            disable=not self.settings.progress or not self.sharding.is_main,
             dynamic_ncols=True,
             mininterval=0.1 if interactive else 30.0,
             leave=False,
@@ -494,8 +501,9 @@ class Trainer:
     def test(self) -> dict[str, float]:
         """The test metrics of the best checkpoint (the current weights if there is none)."""
         best = self.checkpoints / "best.pt"
-        if best.exists():
+        if self.sharding.is_main and best.exists():
             checkpoint.load_model_state(self.model, checkpoint.load(best)["model"], best)
+        self.sharding.broadcast_model(self.model)  # several processes: rank 0's best weights everywhere
         return self.evaluate(self.data.test)
 
 

@@ -119,3 +119,33 @@ def test_a_resumed_run_does_not_read_init_from_again(tmp_path, source, monkeypat
     assert results["epochs"] == 2
     assert results["init_from"] == str(source / "checkpoints" / "best.pt")  # recorded by the first attempt
     assert "is not read again" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_a_source_of_another_vocabulary_is_refused_before_its_rows_load(tmp_path, source, monkeypatch):
+    info = json.loads((source / "data_info.json").read_text())
+    (source / "data_info.json").write_text(json.dumps({**info, "alphabet": " abc"}))
+    real_load_data = run_module.load_data
+
+    def load_data(cfg):  # this run's data: the same shapes, another alphabet
+        data = real_load_data(cfg)
+        data.info["alphabet"] = " abd"
+        return data
+
+    monkeypatch.setattr(run_module, "load_data", load_data)
+    monkeypatch.setattr(checkpoint, "load_matching", lambda *a: pytest.fail("weights were loaded"))
+    with pytest.raises(ConfigError, match=r"was trained with another alphabet \(' abc', this run: ' abd'\)"):
+        train(config(tmp_path, f"init_from={source}"), tmp_path / "run")
+
+
+def test_one_tokenizer_cached_in_two_places_is_the_same_vocabulary(tmp_path):
+    first, second, other = tmp_path / "a.json", tmp_path / "b.json", tmp_path / "c.json"
+    first.write_text('{"vocab": {"a": 0}}')
+    second.write_text('{"vocab": {"a": 0}}')
+    other.write_text('{"vocab": {"b": 0}}')
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "data_info.json").write_text(json.dumps({"tokenizer": str(first)}))
+    run_module.check_same_vocabulary(run / "checkpoints" / "best.pt", {"tokenizer": str(second)})
+    with pytest.raises(ConfigError, match=r"another tokenizer"):
+        run_module.check_same_vocabulary(run / "checkpoints" / "best.pt", {"tokenizer": str(other)})
+    run_module.check_same_vocabulary(tmp_path / "bare.pt", {"tokenizer": str(other)})  # nothing to compare: logged

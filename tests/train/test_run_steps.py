@@ -111,6 +111,14 @@ def test_carry_without_forward_with_state_fails_before_data(tmp_path, monkeypatc
     assert not (tmp_path / "run").exists()
 
 
+def test_carry_with_a_transformer_fails_before_data(tmp_path, monkeypatch):
+    monkeypatch.setattr(run_module, "load_data", lambda cfg: pytest.fail("data was loaded"))
+    cfg = config(tmp_path, "trainer.state=carry", "model=transformer", "model.hidden_size=8", "model.num_heads=2")
+    with pytest.raises(ConfigError, match=r"^trainer.state=carry: a transformer cannot carry its state"):
+        train(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_the_progress_bar_counts_to_max_steps(tmp_path, monkeypatch):
     totals = []
     real = run_module.Trainer._progress_bar
@@ -123,3 +131,22 @@ def test_the_progress_bar_counts_to_max_steps(tmp_path, monkeypatch):
     train(config(tmp_path), tmp_path / "run")
     assert totals == [10]  # 5 steps of 2 micro-batches
     assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["train_state"]["step"] == 5
+
+
+def test_a_step_based_run_may_be_extended_when_its_schedule_does_not_span_it(tmp_path):
+    constant = "trainer.scheduler=null"
+    whole = train(config(tmp_path, constant, "trainer.max_steps=4"), tmp_path / "whole")
+    train(config(tmp_path, constant, "trainer.max_steps=2"), tmp_path / "run")
+    extended = train(config(tmp_path, constant, "trainer.max_steps=4"), tmp_path / "run")
+    assert lines(tmp_path / "run") == lines(tmp_path / "whole")
+    assert extended["test"] == whole["test"] and extended["steps"] == 4
+    with pytest.raises(ConfigError, match=r"trainer.max_steps=3 is below what .* has done \(4\)"):
+        train(config(tmp_path, constant, "trainer.max_steps=3"), tmp_path / "run")
+
+
+def test_a_run_whose_schedule_spans_its_length_cannot_be_lengthened(tmp_path):
+    train(config(tmp_path, "trainer.max_steps=2"), tmp_path / "run")
+    before = (tmp_path / "run" / "metrics.jsonl").read_bytes()
+    with pytest.raises(ConfigError, match=r"trainer.max_steps=4 \(the checkpoint's: 2\).*decays over the run's length"):
+        train(config(tmp_path, "trainer.max_steps=4"), tmp_path / "run")
+    assert (tmp_path / "run" / "metrics.jsonl").read_bytes() == before

@@ -4,8 +4,8 @@ Training: tokens per second of one step (forward, cross-entropy, backward, Adam)
 (``conf/task_model/imdb_{plmu,lstm,transformer}.yaml``: ~99k parameters each besides a shared 16,000 × 128
 embedding), batch 32, lengths 128 / 512 / 2048, fused Adam for all three. Inference: the latency of one more
 token after a context of 128 … 8192 tokens, batch 1: the parallel LMU's recurrent step (a fixed-size state)
-against a causal transformer decoding with its key/value cache (its step reads every cached key). Medians of
-timed repeats after a warm-up.
+against a causal transformer decoding with its key/value cache (its step reads every cached key). Medians (and
+spreads) of timed repeats after a warm-up, from ``plmu.bench.timing``.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from plmu.bench import median_seconds
+from plmu.bench.timing import measure, warnings_block
 from plmu.models.text import text_classifier
 from plmu.models.transformer import TransformerBackbone
 
@@ -25,21 +25,25 @@ SIZES = {  # conf/task_model/imdb_*.yaml
 }
 
 
-def training_tokens_per_second(lengths: tuple[int, ...] = (128, 512, 2048), repeats: int = 3) -> list[dict]:
+def training_tokens_per_second(
+    lengths: tuple[int, ...] = (128, 512, 2048), repeats: int = 3, device: torch.device | str = "cpu"
+) -> list[dict]:
+    """One row per (model, length): seconds per step (median), tokens/s, and the harness's spread warning."""
+    device = torch.device(device)
     rows = []
     for name, sizes in SIZES.items():
         torch.manual_seed(0)
         pooling = "mean" if sizes["backbone"] == "transformer" else "last"
-        model = text_classifier(VOCAB, 2, embed_dim=128, pooling=pooling, **sizes)
+        model = text_classifier(VOCAB, 2, embed_dim=128, pooling=pooling, **sizes).to(device)
         # fused Adam, as a careful user sets it (+trainer.optimizer.fused=true): the 2M-weight embedding's update
         # dominates a short step otherwise (72% of the LMU's at 128 tokens with the default for-each Adam)
         optimizer = torch.optim.Adam(model.parameters(), 1e-3, fused=True)
         parameters = sum(p.numel() for p in model.parameters()) - VOCAB * 128
         for length in lengths:
             batch = {
-                "inputs": torch.randint(1, VOCAB, (BATCH, length)),
-                "mask": torch.ones(BATCH, length, dtype=torch.bool),
-                "target": torch.randint(0, 2, (BATCH,)),
+                "inputs": torch.randint(1, VOCAB, (BATCH, length), device=device),
+                "mask": torch.ones(BATCH, length, dtype=torch.bool, device=device),
+                "target": torch.randint(0, 2, (BATCH,), device=device),
             }
 
             def step(model=model, optimizer=optimizer, batch=batch) -> None:
@@ -48,41 +52,60 @@ def training_tokens_per_second(lengths: tuple[int, ...] = (128, 512, 2048), repe
                 loss.backward()
                 optimizer.step()
 
-            seconds = median_seconds(step, repeats)
+            timing = measure(step, repeats, 1, device)
             rows.append(
                 {
                     "model": name,
                     "parameters": parameters,
                     "length": length,
-                    "seconds": seconds,
-                    "tokens_per_second": BATCH * length / seconds,
+                    "seconds": timing.median,
+                    "tokens_per_second": BATCH * length / timing.median,
+                    "warning": timing.warning(f"{name} training at {length}"),
                 }
             )
     return rows
 
 
 @torch.no_grad()
-def step_latency(contexts: tuple[int, ...] = (128, 1024, 8192), repeats: int = 50) -> list[dict]:
+def step_latency(
+    contexts: tuple[int, ...] = (128, 1024, 8192), repeats: int = 50, device: torch.device | str = "cpu"
+) -> list[dict]:
+    """One row per context: ms of one more token for the LMU (recurrent step) and the transformer (KV cache)."""
+    device = torch.device(device)
     torch.manual_seed(0)
-    lmu = text_classifier(VOCAB, 2, embed_dim=128, **SIZES["parallel LMU"]).backbone.eval()
-    transformer = TransformerBackbone(128, 1, 4, 128, causal=True).eval()
+    lmu = text_classifier(VOCAB, 2, embed_dim=128, **SIZES["parallel LMU"]).backbone.eval().to(device)
+    transformer = TransformerBackbone(128, 1, 4, 128, causal=True).eval().to(device)
     rows = []
     for context in contexts:
-        x = torch.randn(1, context, 128)
+        x = torch.randn(1, context, 128, device=device)
         _, lmu_state = lmu(x, return_state=True)
         _, cache = transformer(x, return_state=True)
-        token = torch.randn(1, 128)
-        lmu_seconds = median_seconds(lambda t=token, s=lmu_state: lmu.step(t, s), repeats, warmup=3)
-        transformer_seconds = median_seconds(lambda t=token, c=cache: transformer.step(t, c), repeats, warmup=3)
-        rows.append({"context": context, "lmu_ms": 1e3 * lmu_seconds, "transformer_ms": 1e3 * transformer_seconds})
+        token = torch.randn(1, 128, device=device)
+        lmu_t = measure(lambda t=token, s=lmu_state: lmu.step(t, s), repeats, 3, device)
+        transformer_t = measure(lambda t=token, c=cache: transformer.step(t, c), repeats, 3, device)
+        rows.append(
+            {
+                "context": context,
+                "lmu_ms": 1e3 * lmu_t.median,
+                "transformer_ms": 1e3 * transformer_t.median,
+                "warnings": [lmu_t.warning(f"LMU step at {context}"), transformer_t.warning(f"KV step at {context}")],
+            }
+        )
     return rows
 
 
-def report(lengths: tuple[int, ...] = (128, 512, 2048), contexts: tuple[int, ...] = (128, 1024, 8192)) -> str:
-    training = training_tokens_per_second(lengths)
+def report(
+    device: torch.device | str = "cpu",
+    lengths: tuple[int, ...] = (128, 512, 2048),
+    contexts: tuple[int, ...] = (128, 1024, 8192),
+    quick: bool = False,
+) -> str:
+    if quick:
+        lengths, contexts = (8, 16), (4, 8)
+    training = training_tokens_per_second(lengths, repeats=2 if quick else 3, device=device)
     lines = [
         f"Text classifiers, batch {BATCH}, training step (forward, backward, fused Adam); torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads",
+        f"device {torch.device(device).type}, {torch.get_num_threads()} threads",
         "",
         "| model | parameters (without embedding) | " + " | ".join(f"tokens/s at {n}" for n in lengths) + " |",
         "| --- | ---: | " + " | ".join("---:" for _ in lengths) + " |",
@@ -95,13 +118,15 @@ def report(lengths: tuple[int, ...] = (128, 512, 2048), contexts: tuple[int, ...
     for other, target in (("LSTM", 3.0), ("transformer", 1.0)):
         ratios = {r["length"]: lmu[r["length"]] / r["tokens_per_second"] for r in training if r["model"] == other}
         shown = ", ".join(f"{ratio:.2f}x at {n}" for n, ratio in ratios.items())
-        where = "at every length" if other == "LSTM" else "at 2048"
+        where = "at every length" if other == "LSTM" else f"at {lengths[-1]}"
         lines.append(f"- parallel LMU vs {other}: {shown} (target at least {target:g}x {where})")
     lines += [
         "",
         "| context (tokens) | LMU recurrent step, ms | transformer step with KV cache, ms |",
         "| ---: | ---: | ---: |",
     ]
-    for row in step_latency(contexts):
+    latency = step_latency(contexts, repeats=5 if quick else 50, device=device)
+    for row in latency:
         lines.append(f"| {row['context']:,} | {row['lmu_ms']:.3f} | {row['transformer_ms']:.3f} |")
-    return "\n".join(lines) + "\n"
+    warnings = [r["warning"] for r in training] + [w for r in latency for w in r["warnings"]]
+    return "\n".join(lines) + "\n" + warnings_block(warnings)

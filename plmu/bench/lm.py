@@ -5,7 +5,7 @@ text8 configs (``conf/task_model/text8_{plmu,lstm,transformer}.yaml``, ~232k par
 chunks of 1024 characters; the LMU and the LSTM continue a carried state, as ``trainer.state=carry`` trains them.
 Generation: characters per second of ``model.step`` (embedding → backbone step → logits over 27 symbols) after a
 context of 128 … 8192 characters, batch 1: the LMU's and the LSTM's fixed-size states against the transformer's
-key/value cache, which each step reads whole. Medians of timed repeats after a warm-up.
+key/value cache, which each step reads whole. Medians (and spreads) of timed repeats after a warm-up.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from plmu.bench import median_seconds
+from plmu.bench.timing import measure, warnings_block
 from plmu.models.sizing import count_parameters
 from plmu.models.state import detach_state
 from plmu.models.text import language_model
@@ -28,13 +28,20 @@ SIZES = {  # conf/task_model/text8_*.yaml
 }  # fmt: skip
 
 
-def training_characters_per_second(chunk: int = 1024, repeats: int = 3) -> list[dict]:
+def training_characters_per_second(
+    chunk: int = 1024, repeats: int = 3, device: torch.device | str = "cpu"
+) -> list[dict]:
+    """One row per model: parameters, seconds per step (median), characters/s, the harness's spread warning."""
+    device = torch.device(device)
     rows = []
     for name, sizes in SIZES.items():
         torch.manual_seed(0)
-        model = language_model(VOCAB, **sizes)
+        model = language_model(VOCAB, **sizes).to(device)
         optimizer = torch.optim.Adam(model.parameters(), 1e-3, fused=True)
-        batch = {"inputs": torch.randint(0, VOCAB, (BATCH, chunk)), "target": torch.randint(0, VOCAB, (BATCH, chunk))}
+        batch = {
+            "inputs": torch.randint(0, VOCAB, (BATCH, chunk), device=device),
+            "target": torch.randint(0, VOCAB, (BATCH, chunk), device=device),
+        }
         carry = sizes["backbone"] != "transformer"
         state = [None]
 
@@ -49,48 +56,66 @@ def training_characters_per_second(chunk: int = 1024, repeats: int = 3) -> list[
             loss.backward()
             optimizer.step()
 
-        seconds = median_seconds(step, repeats)
+        timing = measure(step, repeats, 1, device)
         rows.append(
             {
                 "model": name,
                 "parameters": count_parameters(model),
                 "chunk": chunk,
-                "seconds": seconds,
-                "characters_per_second": BATCH * chunk / seconds,
+                "seconds": timing.median,
+                "characters_per_second": BATCH * chunk / timing.median,
+                "warning": timing.warning(f"{name} training"),
             }
         )
     return rows
 
 
 @torch.no_grad()
-def generation_characters_per_second(contexts: tuple[int, ...] = (128, 1024, 8192), repeats: int = 50) -> list[dict]:
+def generation_characters_per_second(
+    contexts: tuple[int, ...] = (128, 1024, 8192), repeats: int = 50, device: torch.device | str = "cpu"
+) -> list[dict]:
+    """One row per (model, context): characters/s of one ``model.step`` after that context, batch 1."""
+    device = torch.device(device)
     rows = []
     for name, sizes in SIZES.items():
         torch.manual_seed(0)
-        model = language_model(VOCAB, **sizes).eval()
+        model = language_model(VOCAB, **sizes).eval().to(device)
         for context in contexts:
-            ids = torch.randint(0, VOCAB, (1, context))
+            ids = torch.randint(0, VOCAB, (1, context), device=device)
             _, state = model.backbone(model.adapter(ids), None, return_state=True)  # the context, in parallel
-            token = torch.randint(0, VOCAB, (1,))
-            seconds = median_seconds(lambda m=model, t=token, s=state: m.step(t, s), repeats, warmup=3)
-            rows.append({"model": name, "context": context, "characters_per_second": 1 / seconds})
+            token = torch.randint(0, VOCAB, (1,), device=device)
+            timing = measure(lambda m=model, t=token, s=state: m.step(t, s), repeats, 3, device)
+            rows.append(
+                {
+                    "model": name,
+                    "context": context,
+                    "characters_per_second": 1 / timing.median,
+                    "warning": timing.warning(f"{name} generation after {context}"),
+                }
+            )
     return rows
 
 
-def report(chunk: int = 1024, contexts: tuple[int, ...] = (128, 1024, 8192)) -> str:
-    training = training_characters_per_second(chunk)
+def report(
+    device: torch.device | str = "cpu",
+    chunk: int = 1024,
+    contexts: tuple[int, ...] = (128, 1024, 8192),
+    quick: bool = False,
+) -> str:
+    if quick:
+        chunk, contexts = 8, (4, 8)
+    training = training_characters_per_second(chunk, repeats=2 if quick else 3, device=device)
     lines = [
         f"text8 language models, batch {BATCH} streams × {chunk} characters, training step (forward, backward, fused "
-        f"Adam); torch {torch.__version__}, {torch.get_num_threads()} threads",
+        f"Adam); torch {torch.__version__}, device {torch.device(device).type}, {torch.get_num_threads()} threads",
         "",
         "| model | parameters | training characters/s |",
         "| --- | ---: | ---: |",
     ]
     lines += [f"| {r['model']} | {r['parameters']:,} | {r['characters_per_second']:,.0f} |" for r in training]
     speed = {r["model"]: r["characters_per_second"] for r in training}
-    ratio = speed["parallel LMU"] / speed["LSTM"]
-    lines.append(f"- parallel LMU vs LSTM: {ratio:.2f}x (target at least 3x)")
-    generation = generation_characters_per_second(contexts)
+    lines.append(f"- parallel LMU vs LSTM: {speed['parallel LMU'] / speed['LSTM']:.2f}x (target at least 3x)")
+    generation = generation_characters_per_second(contexts, repeats=5 if quick else 50, device=device)
     lines += [
         "",
         "Generation, batch 1, one character per step after a context of N characters: characters/s",
@@ -106,4 +131,5 @@ def report(chunk: int = 1024, contexts: tuple[int, ...] = (128, 1024, 8192)) -> 
         f"- parallel LMU: {lmu[-1] / lmu[0]:.2f}x the speed at {contexts[-1]:,} characters of context as at "
         f"{contexts[0]:,} (flat: about 1x)"
     )
-    return "\n".join(lines) + "\n"
+    warnings = [r["warning"] for r in training] + [r["warning"] for r in generation]
+    return "\n".join(lines) + "\n" + warnings_block(warnings)

@@ -1,0 +1,341 @@
+"""Collect finished runs into one results report: the paper's number beside ours, only from what the runs wrote.
+
+A run is a folder plmu-train wrote: ``results.json`` (the test metric, parameters, ...), ``metrics.jsonl`` (one JSON
+object per line; validation lines carry ``val/<metric>``) and ``config.yaml`` or ``.hydra/config.yaml``.
+
+An experiment folder (``experiments/<name>/``) says in ``results.yaml`` which of its runs are result rows and on what
+data they ran, because a run cannot tell a stand-in data set from the real one::
+
+    task: imdb                  # a key of PAPER (results.json's task)
+    data: real review snippets (Rotten Tomatoes), a stand-in: IMDB cannot be downloaded here
+    runs:
+      - dir: rotten_tomatoes_plmu
+        model: parallel LMU      # the row's label (default: the config's backbone)
+      - dir: synthetic_plmu      # a metric another command measured in the run folder, instead of results.json's:
+        metric_from: {file: translate_test.json, key: bleu_tokenized, name: BLEU}
+
+Every number in a row is read from a run folder (``results.json``, or the file ``metric_from`` names); the paper's
+numbers come from :data:`PAPER`, copied from README.md's results table and ``shared/reference/lmu-facts.md``.
+Experiment folders without ``results.yaml`` still give rows, from all their runs, with the data marked "not
+described". Runs of an experiment that its manifest does not list (sweeps, ablations) are listed apart.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from plmu.errors import PlmuError
+
+MANIFEST = "results.yaml"
+SKIP_DIRS = {"checkpoints", "wandb", ".hydra", "__pycache__"}
+
+
+class ReportError(PlmuError, ValueError):
+    """A path, manifest or run file the report cannot use; the message names the file."""
+
+
+@dataclass(frozen=True)
+class PaperRow:
+    name: str  # as the README names the task
+    metric: str  # what the paper reports
+    paper: str  # the paper's number(s), as text
+
+
+# The paper's rows (Chilkuri & Eliasmith 2021), in the README's order, keyed by results.json's task.
+PAPER: dict[str, PaperRow] = {
+    "psmnist": PaperRow("psMNIST", "test accuracy", "98.49% (165k params)"),
+    "mackey_glass": PaperRow("Mackey-Glass", "test NRMSE", "LSTM 0.059, LMU 0.049, hybrid 0.045"),
+    "imdb": PaperRow("IMDB", "test accuracy", "93.20% (34M params, LM pre-training)"),
+    "qqp": PaperRow("QQP", "validation accuracy", "86.95%"),
+    "snli": PaperRow("SNLI", "test accuracy", "78.85%"),
+    "text8": PaperRow("text8", "test bpc", "1.61"),
+    "iwslt15_en_vi": PaperRow("IWSLT'15 En-Vi", "tst2013 BLEU", "(not readable); Luong & Manning 2015: 23.3"),
+}
+BACKBONE_NAMES = {"plmu": "parallel LMU", "lstm": "LSTM", "transformer": "transformer", "original_lmu": "original LMU"}
+BUILDER_NAMES = {"plmu_model": "plmu", "lstm_model": "lstm", "transformer_model": "transformer",
+                 "original_lmu_model": "original_lmu", "pretrain_model": "plmu"}  # fmt: skip
+
+
+@dataclass
+class Run:
+    """One run folder's records. ``value`` is the row's number, read from ``source``."""
+
+    path: Path
+    results: dict[str, Any]
+    config: dict[str, Any]
+    label: str
+    metric: str
+    value: float | None
+    source: str
+    curve: list[tuple[int, float]] = field(default_factory=list)  # (step, val metric)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def task(self) -> str:
+        return str(self.results.get("task", "?"))
+
+
+@dataclass
+class Experiment:
+    """A folder of runs: the rows its manifest lists (or all), and its other runs."""
+
+    path: Path
+    task: str | None
+    data: str | None
+    rows: list[Run]
+    others: list[Run]
+    manifest: bool
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise ReportError(f"{path} is not valid JSON (line {error.lineno}: {error.msg}): re-run or remove it") from None
+    except OSError as error:
+        raise ReportError(f"cannot read {path}: {error.strerror or error}") from None
+    if not isinstance(value, dict):
+        raise ReportError(f"{path} holds a {type(value).__name__}, not a JSON object: not a plmu results file")
+    return value
+
+
+def read_config(run: Path) -> dict[str, Any]:
+    """The run's config.yaml (resolved) or .hydra/config.yaml; {} when it has neither or it is unreadable."""
+    for path in (run / "config.yaml", run / ".hydra" / "config.yaml"):
+        if path.is_file():
+            try:
+                config = yaml.safe_load(path.read_text())
+            except (yaml.YAMLError, OSError):
+                return {}
+            return config if isinstance(config, dict) else {}
+    return {}
+
+
+def read_curve(path: Path, metric: str, warnings: list[str]) -> list[tuple[int, float]]:
+    """(step, val/<metric>) of every validation line of metrics.jsonl; a corrupt line is skipped with a warning."""
+    if not path.is_file():
+        return []
+    points = []
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            warnings.append(f"{path}:{number}: not a JSON line, skipped (a torn write?)")
+            continue
+        value = record.get(f"val/{metric}") if isinstance(record, dict) else None
+        if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(record.get("step"), int):
+            points.append((record["step"], float(value)))
+    return points
+
+
+def model_label(config: dict[str, Any]) -> str:
+    model = config.get("model") if isinstance(config.get("model"), dict) else {}
+    family = model.get("backbone") or BUILDER_NAMES.get(str(model.get("_target_", "")).rsplit(".", 1)[-1])
+    return BACKBONE_NAMES.get(str(family), str(family or "?"))
+
+
+def load_run(path: Path, entry: dict[str, Any] | None = None) -> Run:
+    """The run at ``path``; ``entry`` is its manifest entry (label, metric_from)."""
+    entry = entry or {}
+    results = read_json(path / "results.json")
+    metric = results.get("metric")
+    value = results.get("test")
+    if not isinstance(metric, str) or not (value is None or isinstance(value, (int, float))):
+        raise ReportError(f"{path / 'results.json'} lacks a metric name or a numeric test value: not plmu-train's")
+    config = read_config(path)
+    run = Run(path, results, config, entry.get("model") or model_label(config), metric, value, "results.json")
+    run.curve = read_curve(path / "metrics.jsonl", metric, run.warnings)
+    source = entry.get("metric_from")
+    if source is not None:
+        file = path / str(source.get("file"))
+        measured = read_json(file).get(source.get("key"))
+        if not isinstance(measured, (int, float)):
+            raise ReportError(f"{file} has no number under {source.get('key')!r} (named by {MANIFEST})")
+        run.metric, run.value, run.source = str(source.get("name", source["key"])), float(measured), file.name
+    return run
+
+
+def _manifest(folder: Path) -> dict[str, Any]:
+    path = folder / MANIFEST
+    try:
+        manifest = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ReportError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
+    runs = manifest.get("runs") if isinstance(manifest, dict) else None
+    if not isinstance(runs, list) or not runs or not all(isinstance(r, dict) and "dir" in r for r in runs):
+        raise ReportError(f"{path} needs task, data and runs: a list of {{dir: <run folder>, model: <label>}}")
+    if manifest.get("task") not in PAPER:
+        raise ReportError(f"{path}: task must be one of {list(PAPER)}, got {manifest.get('task')!r}")
+    if not isinstance(manifest.get("data"), str):
+        raise ReportError(f"{path}: data must say, in words, what data the runs used")
+    for entry in runs:
+        source = entry.get("metric_from")
+        if source is not None and not (isinstance(source, dict) and "file" in source and "key" in source):
+            raise ReportError(f"{path}: metric_from of {entry['dir']} must be {{file: ..., key: ..., name: ...}}")
+        if not (folder / entry["dir"] / "results.json").is_file():
+            raise ReportError(f"{path} names {entry['dir']}, but {folder / entry['dir']} has no results.json")
+    return manifest
+
+
+def run_folders(root: Path) -> list[Path]:
+    """Every folder under ``root`` (itself included) that holds a results.json, sorted."""
+    found = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if d not in SKIP_DIRS and not d.startswith("."))
+        if "results.json" in files:
+            found.append(Path(folder))
+    return sorted(found)
+
+
+def load_experiment(folder: Path, warnings: list[str]) -> Experiment:
+    """One folder: its manifest's rows, or every run under it; runs that cannot be read are skipped with a warning
+    unless the manifest names them (then the report stops: a listed row must not vanish)."""
+    listed: dict[Path, dict[str, Any]] = {}
+    manifest = None
+    if (folder / MANIFEST).is_file():
+        manifest = _manifest(folder)
+        listed = {(folder / entry["dir"]).resolve(): entry for entry in manifest["runs"]}
+    rows = [load_run(path, entry) for path, entry in listed.items()]
+    others = []
+    for path in run_folders(folder):
+        if path.resolve() in listed:
+            continue
+        try:
+            others.append(load_run(path))
+        except ReportError as error:
+            warnings.append(f"skipped {path}: {error}")
+    for run in rows + others:
+        warnings.extend(run.warnings)
+    if manifest is not None:
+        return Experiment(folder, manifest["task"], manifest["data"], rows, others, True)
+    return Experiment(folder, None, None, others, [], False)
+
+
+def collect(paths: list[Path]) -> tuple[list[Experiment], list[str]]:
+    """The experiments under ``paths``: an ``experiments/`` folder (each subfolder an experiment), experiment folders,
+    or run folders. A run given by name must be readable; one found in a folder of many is skipped with a warning."""
+    warnings: list[str] = []
+    experiments = []
+    for path in paths:
+        if not path.is_dir():
+            what = "is not a folder" if path.exists() else "does not exist"
+            raise ReportError(f"{path} {what}: give run folders or an experiments/ folder")
+        if (path / MANIFEST).is_file():
+            experiments.append(load_experiment(path, warnings))
+        elif (path / "results.json").is_file():
+            run = load_run(path)
+            warnings.extend(run.warnings)
+            experiments.append(Experiment(path, None, None, [run], [], False))
+        else:
+            children = sorted(p for p in path.iterdir() if p.is_dir() and p.name not in SKIP_DIRS)
+            folders = [p for p in children if (p / MANIFEST).is_file() or run_folders(p)]
+            if not folders:
+                raise ReportError(f"no runs under {path} (no results.json, no {MANIFEST} in it): give plmu-train run "
+                                  f"folders or experiments/")  # fmt: skip
+            experiments.extend(load_experiment(folder, warnings) for folder in folders)
+    if not any(experiment.rows for experiment in experiments):
+        raise ReportError(f"no readable runs under {', '.join(map(str, paths))}: {'; '.join(warnings[:3])}")
+    return experiments, warnings
+
+
+# ------------------------------------------------------------------------------------------------ formatting
+def format_value(metric: str, value: float | None) -> str:
+    if value is None:
+        return "n/a (not finite)"
+    if metric == "accuracy":
+        return f"{100 * value:.2f}%"
+    if metric in ("nrmse", "mse"):
+        return f"{value:.4f}"
+    if metric == "bpc":
+        return f"{value:.3f}"
+    if "bleu" in metric.lower():
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def link(target: Path, base: Path, text: str | None = None) -> str:
+    relative = Path(os.path.relpath(target.resolve(), base.resolve())).as_posix()
+    return f"[{text or relative}]({relative})"
+
+
+def data_cell(experiment: Experiment, run: Run, base: Path) -> str:
+    readme = experiment.path / "README.md"
+    if experiment.data is None:
+        text = f"not described (no {MANIFEST}): {run.results.get('dataset', '?')}"
+    else:
+        text = experiment.data
+    return link(readme, base, text) if readme.is_file() else text
+
+
+def task_of(experiment: Experiment, run: Run) -> str:
+    return experiment.task or run.task
+
+
+def results_table(experiments: list[Experiment], base: Path) -> str:
+    """The README's table: per paper task (in PAPER's order, then any other task), every listed run, with the
+    paper's number; a task without runs says so. Links are relative to ``base``."""
+    header = [
+        "| task | metric | paper | data (see the experiment's README) | model | plmu (measured) | params | run |",
+        "| --- | --- | --- | --- | --- | ---: | ---: | --- |",
+    ]
+    rows: dict[str, list[str]] = {task: [] for task in PAPER}
+    for experiment in experiments:
+        for run in experiment.rows:
+            task = task_of(experiment, run)
+            paper = PAPER.get(task, PaperRow(task, run.metric, "(no paper row)"))
+            measured = format_value(run.metric, run.value)
+            if run.metric.lower() not in paper.metric.lower():  # say which metric when it is not the paper's
+                measured = f"{run.metric} {measured}"
+            params = run.results.get("parameters")
+            cells = [
+                paper.name,
+                paper.metric,
+                paper.paper,
+                data_cell(experiment, run, base),
+                run.label,
+                measured,
+                f"{params:,}" if isinstance(params, int) else "?",
+                link(run.path, base, Path(os.path.relpath(run.path, experiment.path.parent)).as_posix()),
+            ]
+            rows.setdefault(task, []).append("| " + " | ".join(cells) + " |")
+    body = []
+    for task, lines in rows.items():
+        if not lines and task in PAPER:
+            paper = PAPER[task]
+            lines = [f"| {paper.name} | {paper.metric} | {paper.paper} | — | — | not run yet | | |"]
+        body.extend(lines)
+    return "\n".join(header + body) + "\n"
+
+
+def runs_table(experiments: list[Experiment], base: Path) -> str:
+    """Every run found, listed or not: the numbers of results.json and the command that made it."""
+    lines = [
+        "| run | in results table | task | model | metric | test | best val (epoch) | params | epochs | wall s "
+        "| command |",
+        "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    for experiment in experiments:
+        for run in experiment.rows + experiment.others:
+            listed = "yes" if any(run is row for row in experiment.rows) else "no"
+            r = run.results
+            metric = r.get("metric", "?")
+            best = r.get("best_val")
+            best = (
+                f"{format_value(metric, best)} ({r.get('best_epoch', '?')})" if isinstance(best, (int, float)) else ""
+            )
+            command = f"`{r['command']}`" if r.get("command") else "(not recorded)"
+            cells = [link(run.path, base, Path(os.path.relpath(run.path, experiment.path.parent)).as_posix()), listed,
+                     run.task, run.label, metric, format_value(metric, r.get("test")), best,
+                     f"{r.get('parameters', '?'):,}" if isinstance(r.get("parameters"), int) else "?",
+                     str(r.get("epochs", "?")), str(r.get("wall_seconds", "?")), command]  # fmt: skip
+            lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

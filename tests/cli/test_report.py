@@ -1,0 +1,205 @@
+"""plmu-report: the results table comes from run folders only, the README's table is what it generates, and bad input
+is one line naming the file."""
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from plmu.cli import report as report_cli
+from plmu.report import PAPER, collect, format_value, read_json, results_table
+
+ROOT = Path(__file__).resolve().parents[2]
+EXPERIMENTS = ROOT / "experiments"
+README = ROOT / "README.md"
+
+
+def write_run(folder: Path, task="mackey_glass", metric="nrmse", test=0.0312, params=1234, curve=(0.5, 0.1, 0.05)):
+    folder.mkdir(parents=True)
+    results = {"task": task, "metric": metric, "test": test, "best_val": min(curve), "best_epoch": len(curve),
+               "parameters": params, "epochs": len(curve), "command": f"plmu-train task={task}"}  # fmt: skip
+    (folder / "results.json").write_text(json.dumps(results))
+    lines = [{"step": 10 * (i + 1), "epoch": i + 1, f"val/{metric}": v} for i, v in enumerate(curve)]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    (folder / "config.yaml").write_text("model:\n  _target_: plmu.models.lstm_model\n  hidden_size: 4\n")
+    return folder
+
+
+def error_line(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("plmu-report: error: ")
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------------------ the committed tree
+def test_readme_table_is_generated_from_the_committed_experiments(capsys):
+    """Edit experiments/*/results.yaml or the runs, then `plmu-report experiments/ --readme README.md`."""
+    assert report_cli.main([str(EXPERIMENTS), "--readme", str(README), "--check"]) == 0, capsys.readouterr().err
+
+
+def test_every_row_number_is_its_runs_results_json():
+    experiments, warnings = collect([EXPERIMENTS])
+    assert not warnings
+    table = results_table(experiments, ROOT)
+    rows = [experiment for experiment in experiments if experiment.rows]
+    assert rows, "experiments/ gives no rows"
+    for experiment in rows:
+        for run in experiment.rows:
+            line = next(row for row in table.splitlines() if f"({run.path.relative_to(ROOT).as_posix()})" in row)
+            if run.source == "results.json":
+                assert run.value == read_json(run.path / "results.json")["test"]
+            assert (
+                f"| {format_value(run.metric, run.value)} |" in line
+                or f" {format_value(run.metric, run.value)} |" in line
+            )
+            assert PAPER[run.task].paper in line
+    # every paper task has a row, measured or "not run yet"
+    for paper in PAPER.values():
+        assert f"| {paper.name} | {paper.metric} | {paper.paper} |" in table
+
+
+# ------------------------------------------------------------------------------------------------ run folders
+def test_one_run_folder_gives_its_row_and_the_other_tasks_say_not_run(tmp_path, capsys):
+    run = write_run(tmp_path / "run")
+    assert report_cli.main([str(run)]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("| Mackey-Glass"))
+    assert "| LSTM | 0.0312 | 1,234 |" in row and "not described (no results.yaml)" in row
+    assert "| psMNIST | test accuracy | 98.49% (165k params) | — | — | not run yet |" in out
+    assert "`plmu-train task=mackey_glass`" in out  # the every-run table keeps the command
+
+
+def test_a_corrupt_run_among_many_is_skipped_with_a_warning(tmp_path, capsys):
+    write_run(tmp_path / "runs" / "good")
+    bad = write_run(tmp_path / "runs" / "bad", test=0.9)
+    (bad / "results.json").write_text('{"task": "mackey_glass", "metric": ')
+    assert report_cli.main([str(tmp_path / "runs")]) == 0
+    captured = capsys.readouterr()
+    assert "0.0312" in captured.out and "0.9000" not in captured.out
+    assert re.search(r"plmu-report: warning: skipped .*bad: .*bad/results.json is not valid JSON", captured.err)
+
+
+def test_a_corrupt_run_given_by_name_stops_the_report(tmp_path, capsys):
+    bad = write_run(tmp_path / "bad")
+    (bad / "results.json").write_text("[1, 2]")
+    assert report_cli.main([str(bad)]) == 2
+    assert f"{bad / 'results.json'} holds a list, not a JSON object" in error_line(capsys)
+
+
+def test_a_corrupt_metrics_line_is_skipped_and_named(tmp_path, capsys):
+    run = write_run(tmp_path / "run")
+    with (run / "metrics.jsonl").open("a") as file:
+        file.write('{"step": 40, "val/nr')  # a torn last line
+    experiments, warnings = collect([run])
+    assert experiments[0].rows[0].curve == [(10, 0.5), (20, 0.1), (30, 0.05)]
+    assert warnings == [f"{run / 'metrics.jsonl'}:4: not a JSON line, skipped (a torn write?)"]
+
+
+@pytest.mark.parametrize("make", ["missing", "empty"])
+def test_a_path_without_runs(tmp_path, capsys, make):
+    path = tmp_path / "nothing"
+    if make == "empty":
+        (path / "sub").mkdir(parents=True)
+    assert report_cli.main([str(path)]) == 2
+    line = error_line(capsys)
+    assert (f"{path} does not exist" in line) if make == "missing" else (f"no runs under {path}" in line)
+
+
+# ------------------------------------------------------------------------------------------------ manifests
+def write_manifest(folder: Path, text: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.yaml").write_text(text)
+
+
+def test_a_manifest_picks_the_rows_labels_them_and_says_the_data(tmp_path, capsys):
+    exp = tmp_path / "experiments" / "mg"
+    write_run(exp / "chosen", test=0.02)
+    write_run(exp / "sweep", test=0.07)
+    write_manifest(exp, "task: mackey_glass\ndata: generated series\nruns:\n  - dir: chosen\n    model: my LMU\n")
+    (exp / "README.md").write_text("# mg\n")
+    assert report_cli.main([str(tmp_path / "experiments")]) == 0
+    out = capsys.readouterr().out
+    table, every = out.split("\n\n", 1)
+    assert "| my LMU | 0.0200 |" in table
+    assert "| [generated series](mg/README.md) | my LMU |" in results_table(collect([exp.parent])[0], exp.parent)
+    assert "0.0700" not in table and "0.0700" in every  # the unlisted sweep run is listed apart
+    assert "| no |" in every
+
+
+def test_metric_from_reads_another_measured_file(tmp_path, capsys):
+    exp = tmp_path / "mt"
+    run = write_run(exp / "r", task="iwslt15_en_vi", metric="perplexity", test=1.5)
+    (run / "translate_test.json").write_text(json.dumps({"bleu_tokenized": 27.345}))
+    entry = "  - dir: r\n    metric_from: {file: translate_test.json, key: bleu_tokenized, name: BLEU}\n"
+    write_manifest(exp, f"task: iwslt15_en_vi\ndata: synthetic\nruns:\n{entry}")
+    assert report_cli.main([str(exp)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| IWSLT"))
+    assert "| 27.3 |" in row and "1.50" not in row
+
+
+@pytest.mark.parametrize(
+    ("manifest", "message"),
+    [
+        ("task: mnist\ndata: x\nruns: [{dir: r}]\n", "task must be one of ['psmnist', "),
+        ("task: psmnist\nruns: [{dir: r}]\n", "data must say, in words, what data the runs used"),
+        ("task: psmnist\ndata: x\nruns: [{dir: gone}]\n", "names gone, but"),
+        ("task: psmnist\ndata: x\n", "needs task, data and runs"),
+        ("task: [\n", "is not valid YAML"),
+    ],
+)
+def test_bad_manifests_are_one_line(tmp_path, capsys, manifest, message):
+    write_run(tmp_path / "exp" / "r", task="psmnist", metric="accuracy", test=0.5)
+    write_manifest(tmp_path / "exp", manifest)
+    assert report_cli.main([str(tmp_path / "exp")]) == 2
+    line = error_line(capsys)
+    assert message in line and "results.yaml" in line
+
+
+# ------------------------------------------------------------------------------------------------ README, output
+def test_readme_rewrites_only_between_the_markers(tmp_path, capsys):
+    run = write_run(tmp_path / "run")
+    readme = tmp_path / "README.md"
+    before, after = "# title\n\ntext above\n", "text below\n"
+    readme.write_text(f"{before}{report_cli.BEGIN_LINE}\nold table\n{report_cli.END}\n{after}")
+    assert report_cli.main([str(run), "--readme", str(readme), "--check"]) == 1
+    assert "out of date" in capsys.readouterr().err
+    assert report_cli.main([str(run), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith(before + report_cli.BEGIN_LINE + "\n| task |") and text.endswith(
+        f"{report_cli.END}\n{after}"
+    )
+    assert "old table" not in text and "[run](run)" in text  # links relative to the README's folder
+    assert report_cli.main([str(run), "--readme", str(readme), "--check"]) == 0
+
+
+def test_readme_without_markers(tmp_path, capsys):
+    run = write_run(tmp_path / "run")
+    (tmp_path / "README.md").write_text("# no markers\n")
+    assert report_cli.main([str(run), "--readme", str(tmp_path / "README.md")]) == 2
+    assert "needs one '<!-- results:begin ... -->' line" in error_line(capsys)
+
+
+def test_output_writes_report_and_curves(tmp_path, capsys):
+    run = write_run(tmp_path / "run")
+    speed = tmp_path / "speed"
+    speed.mkdir()
+    (speed / "plot.png").write_bytes(b"\x89PNG")
+    assert report_cli.main([str(run), str(tmp_path), "--output", str(tmp_path / "out")]) == 0
+    report = (tmp_path / "out" / "report.md").read_text()
+    png = tmp_path / "out" / "curves" / "mackey_glass.png"
+    assert png.read_bytes().startswith(b"\x89PNG") and "![mackey_glass](curves/mackey_glass.png)" in report
+    assert "- [../speed/plot.png](../speed/plot.png)" in report
+
+
+def test_without_matplotlib_the_tables_remain(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    run = write_run(tmp_path / "run")
+    assert report_cli.main([str(run), "--output", str(tmp_path / "out")]) == 0
+    assert "| Mackey-Glass |" in (tmp_path / "out" / "report.md").read_text()
+    assert not (tmp_path / "out" / "curves").exists()
+    assert "matplotlib is not installed" in capsys.readouterr().err
