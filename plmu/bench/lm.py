@@ -21,7 +21,7 @@ from plmu.models.text import language_model
 VOCAB, BATCH = 27, 32
 SIZES = {  # conf/task_model/text8_*.yaml
     "parallel LMU": {"backbone": "plmu", "embed_dim": 64, "hidden_size": 256, "num_layers": 2, "order": 8,
-                     "theta": 128, "memory_d": 32},
+                     "theta": 16, "memory_d": 32},
     "LSTM": {"backbone": "lstm", "embed_dim": 64, "hidden_size": 127, "num_layers": 2},
     "transformer": {"backbone": "transformer", "embed_dim": 120, "hidden_size": 120, "num_layers": 2,
                     "num_heads": 4, "dim_feedforward": 240},
