@@ -24,9 +24,11 @@ from plmu.train.objectives import Regression, TokenCrossEntropy
 from plmu.train.run import train
 
 # Mackey-Glass at toy size. 5 training series in batches of 4: the second batch has 1 row, so rank 1 has none
-# (its zero-weight row); 3 validation series split 2 + 1.
+# (its zero-weight row); 3 validation series split 2 + 1. On the CPU with gloo, also on a machine with a GPU (two
+# NCCL processes cannot share one GPU, and the equalities below are float32 CPU claims).
 TINY = [
     "task=mackey_glass",
+    "trainer.device=cpu",
     "task.data.n_series=16",
     "task.data.steps=200",
     "task.data.n_train=5",
@@ -43,6 +45,7 @@ TINY = [
 TEXT = " ".join(["the cat sat on the mat", "a dog ate the bone", "one two three four"] * 20)
 STREAMS = [
     "task=text8",
+    "trainer.device=cpu",
     "task.data.path=ROOT/text8.txt",  # ROOT: the fixture's folder
     "task.data.expected_characters=null",
     "task.data.chunk_length=16",

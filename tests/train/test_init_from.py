@@ -30,8 +30,8 @@ def starting_weights(monkeypatch) -> dict:
     """Capture the model's weights when training would start (fit is skipped)."""
     captured = {}
 
-    def fit(self):
-        captured.update({k: v.clone() for k, v in self.model.state_dict().items()})
+    def fit(self):  # on the CPU, to compare with the checkpoint's tensors (the model may be on a GPU)
+        captured.update({k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()})
         return float("nan")
 
     monkeypatch.setattr(Trainer, "fit", fit)

@@ -156,9 +156,11 @@ def test_accumulating_two_batches_of_4_steps_as_one_batch_of_8(tmp_path, optimiz
     small, big = runs["small"], runs["big"]
     assert small.state.step == big.state.step == 6  # optimizer steps, not micro-batches
     for (name, a), b in zip(small.model.state_dict().items(), big.model.state_dict().values(), strict=True):
-        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12, msg=name)
+        # float64: the sums of 4+4 and of 8 rows round differently on other BLAS kernels (1e-12 failed on the H100
+        # box's CPU, torch 2.11); a wrong window scaling would be off by tens of percent
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12, msg=name)
     losses = lambda run: [r["train/loss"] for r in records(tmp_path / run) if "train/loss" in r]  # noqa: E731
-    assert losses("small") == pytest.approx(losses("big"), rel=1e-12)  # the window's mean loss
+    assert losses("small") == pytest.approx(losses("big"), rel=1e-9)  # the window's mean loss
 
 
 def test_accumulation_counts_steps_for_max_steps_and_the_bar(tmp_path):
