@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from plmu.data.splits import SPLITS, check_int, is_int
+from plmu.data.splits import ThreeSplits, check_int, is_int
 from plmu.errors import DataError
 
 SIDES = ("left", "right")
@@ -285,7 +285,7 @@ class DictSplit:
 
 
 @dataclass(eq=False)  # numpy fields: == would be ambiguous
-class TextSplits:
+class TextSplits(ThreeSplits):
     """train / val / test ``DictSplit``s; ``extra`` holds further splits (IMDB's unlabelled ``unsupervised``)."""
 
     train: DictSplit
@@ -295,14 +295,7 @@ class TextSplits:
     extra: dict[str, DictSplit] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in SPLITS:
-            if len(getattr(self, name)) == 0:
-                raise DataError(
-                    f"the {name} split is empty (0 examples): every split needs at least one; check the data and "
-                    f"the task's split sizes (task.data.*)"
-                )
-
-    def check_labels(self, num_classes: int, key: str = "num_classes") -> None:
-        """As ``DataSplits.check_labels``: every split's targets in [0, num_classes)."""
-        for name in SPLITS:
-            getattr(self, name).check_labels(num_classes, split=name, key=key)
+        self.check_not_empty(
+            "is empty (0 examples)",
+            "every split needs at least one; check the data and the task's split sizes (task.data.*)",
+        )

@@ -122,8 +122,28 @@ class TensorSplit:
         )
 
 
+class ThreeSplits:
+    """What every container of a run's train / val / test splits shares (DataSplits, TextSplits, StreamSplits,
+    TranslationSplits): refusing an empty split by name, and checking every split's labels."""
+
+    def check_not_empty(self, empty: str, fix: str) -> None:
+        """Raise ``DataError("the <split> split <empty>: <fix>")`` for the first split of length 0."""
+        for name in SPLITS:
+            if len(getattr(self, name)) == 0:
+                raise DataError(f"the {name} split {empty}: {fix}")
+
+    def check_labels(self, num_classes: int, key: str = "num_classes") -> None:
+        """Raise a DataError unless every split's targets are class labels in [0, num_classes).
+
+        Call it before training a classification task, e.g. ``data.check_labels(cfg.task.output_size,
+        key="task.output_size")``; the message names the split, a bad label and ``key``.
+        """
+        for name in SPLITS:
+            getattr(self, name).check_labels(num_classes, split=name, key=key)
+
+
 @dataclass
-class DataSplits:
+class DataSplits(ThreeSplits):
     """The three splits a run uses: fit on ``train``, select on ``val``, report ``test``."""
 
     train: TensorSplit
@@ -134,24 +154,13 @@ class DataSplits:
     def __post_init__(self) -> None:
         # The last line of defence for any task: an empty split trains on nothing or divides by zero in a metric,
         # and a sequence of length 0 fails only once the model runs; say which split, here, before training.
+        self.check_not_empty(
+            "is empty (0 examples)", "every split needs at least one; check the task's split sizes (task.data.*)"
+        )
         for name in SPLITS:
             x = getattr(self, name).x
-            if len(x) == 0:
-                raise DataError(
-                    f"the {name} split is empty (0 examples): every split needs at least one; "
-                    f"check the task's split sizes (task.data.*)"
-                )
             if x.numel() == 0:
                 raise DataError(
                     f"the {name} split's inputs are empty: x has shape {tuple(x.shape)} (no time steps or features); "
                     f"check the task's sequence length (task.data.*)"
                 )
-
-    def check_labels(self, num_classes: int, key: str = "num_classes") -> None:
-        """Raise a DataError unless every split's y holds class labels (N,) in [0, num_classes).
-
-        Call it before training a classification task, e.g. ``data.check_labels(cfg.task.output_size,
-        key="task.output_size")``; the message names the split, a bad label and ``key``.
-        """
-        for name in SPLITS:
-            getattr(self, name).check_labels(num_classes, split=name, key=key)

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from plmu.data.splits import SPLITS, check_int
+from plmu.data.splits import ThreeSplits, check_int
 from plmu.errors import DataError
 
 IGNORE_INDEX = -100  # torch's cross-entropy default: padded targets count nowhere
@@ -108,7 +108,7 @@ class StreamSplit:
 
 
 @dataclass(eq=False)
-class StreamSplits:
+class StreamSplits(ThreeSplits):
     """train / val / test token streams and what the run records (``info``: vocabulary, sizes, source)."""
 
     train: StreamSplit
@@ -117,12 +117,7 @@ class StreamSplits:
     info: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in SPLITS:
-            if len(getattr(self, name)) == 0:
-                raise DataError(
-                    f"the {name} split has fewer than 2 tokens: nothing to predict; use a longer text or change "
-                    f"the split fractions (task.data.*)"
-                )
-
-    def check_labels(self, num_classes: int, key: str = "num_classes") -> None:
-        """See :meth:`StreamSplit.check_labels`."""
+        self.check_not_empty(
+            "has fewer than 2 tokens",
+            "nothing to predict; use a longer text or change the split fractions (task.data.*)",
+        )

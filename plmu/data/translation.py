@@ -59,7 +59,7 @@ from torch import Tensor
 
 from plmu.data.batching import LengthBucketBatchSampler, Ragged
 from plmu.data.folders import data_folder, offline
-from plmu.data.splits import SPLITS, check_int
+from plmu.data.splits import SPLITS, ThreeSplits, check_int
 from plmu.data.stream import IGNORE_INDEX
 from plmu.errors import ConfigError, DataError, DataNotFoundError
 
@@ -348,7 +348,7 @@ class TranslationSplit:
 
 
 @dataclass(eq=False)
-class TranslationSplits:
+class TranslationSplits(ThreeSplits):
     """train / val / test ``TranslationSplit``s, their vocabularies, and what the run records (``info``)."""
 
     train: TranslationSplit
@@ -359,16 +359,7 @@ class TranslationSplits:
     info: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in SPLITS:
-            if len(getattr(self, name)) == 0:
-                raise DataError(
-                    f"the {name} split is empty (0 sentence pairs): check the files and task.data.* (max lengths, "
-                    f"max_train)"
-                )
-
-    def check_labels(self, num_classes: int, key: str = "num_classes") -> None:
-        for name in SPLITS:
-            getattr(self, name).check_labels(num_classes, split=name, key=key)
+        self.check_not_empty("is empty (0 sentence pairs)", "check the files and task.data.* (max lengths, max_train)")
 
 
 def encode_split(
