@@ -3,6 +3,9 @@
 The run's model (rebuilt from its checkpoint, as ``plmu-eval`` does) runs as an RNN: the prompt is read one character
 at a time with ``model.step``, then each sampled character is fed back. The parallel LMU's and the LSTM's work per
 character is O(1) whatever the context; a transformer's step attends over its key/value cache, which grows.
+A model trained with ``trainer.state=reset`` (the transformer) only ever saw contexts of one chunk
+(``task.data.chunk_length``): once its context reaches that, it is rebuilt from the last half chunk of the text (one
+parallel pass), so it samples in the context it was trained on.
 The text goes to stdout (prompt included); characters per second go to stderr. ``--temperature 0`` is greedy.
 
 Errors are one line on stderr (``plmu-generate: error: ...``), exit code 2.
@@ -61,19 +64,27 @@ def generate(args: argparse.Namespace) -> tuple[str, float]:
     generator = torch.Generator(device=device).manual_seed(args.seed)
     ids = torch.tensor([alphabet.index(c) for c in prompt], device=device)
     out = list(prompt)
+    window = cfg.task.data.get("chunk_length") if cfg.trainer.get("state", "reset") == "reset" else None
+    history = ids.tolist()  # every character so far, as ids
     with torch.no_grad():
         state = model.initial_state(1)
         start = time.perf_counter()
         for token in ids[:-1]:  # the prompt but its last character: only the state matters
             _, state = model.step(token.view(1), state)
-        token = ids[-1:]
+        token, context = ids[-1:], len(ids) - 1  # characters the state has read
         for _ in range(args.length):
+            if window and context >= window:  # rebuild the state from the last half chunk, as in training
+                kept = torch.tensor(history[-max(window // 2, 2) : -1], device=device)[None]
+                _, state = model.backbone(model.adapter(kept), None, return_state=True)
+                context = kept.shape[1]
             logits, state = model.step(token, state)
+            context += 1
             if args.temperature == 0:
                 token = logits.argmax(-1)
             else:
                 probabilities = torch.softmax(logits.float() / args.temperature, dim=-1)
                 token = torch.multinomial(probabilities, 1, generator=generator).view(1)
+            history.append(int(token))
             out.append(alphabet[int(token)])
         seconds = time.perf_counter() - start
     return "".join(out), (len(prompt) - 1 + args.length) / max(seconds, 1e-9)

@@ -8,6 +8,7 @@ from conftest import compose_config
 
 from plmu.cli import eval as eval_cli
 from plmu.cli import generate as generate_cli
+from plmu.models.sequence import SequenceModel
 from plmu.train.run import train
 
 TEXT = " ".join(["the cat sat on the mat", "a dog ate the bone", "one two three four"] * 60)
@@ -54,6 +55,25 @@ def test_transformer_trains_on_one_chunk_at_a_time_and_generates(tmp_path, capsy
     assert 0 < results["test"] < 5
     assert generate_cli.main([str(run), "--length", "10", "--temperature", "0"]) == 0
     assert len(capsys.readouterr().out.strip("\n")) == 11  # the start symbol (a space) and 10 characters
+
+
+def test_a_transformer_samples_within_its_training_context(tmp_path, capsys, monkeypatch):
+    """Trained on chunks of 32 (state reset), it never attends to more than 32 characters while sampling 100."""
+    run = tmp_path / "transformer"
+    train(_config(tmp_path, "model=transformer", "trainer.max_epochs=1"), run)
+    capsys.readouterr()
+    cached = []
+    real_step = SequenceModel.step
+
+    def step(self, x_t, state, mask_t=None):
+        out, state = real_step(self, x_t, state, mask_t)
+        cached.append(state.valid.shape[1])  # the key/value cache's length after this step
+        return out, state
+
+    monkeypatch.setattr(SequenceModel, "step", step)
+    assert generate_cli.main([str(run), "--prompt", "the cat", "--length", "100", "--temperature", "0"]) == 0
+    assert len(capsys.readouterr().out.strip("\n")) == len("the cat") + 100
+    assert max(cached) == 32 and cached.count(32) > 1  # rebuilt from the last 16 characters when it reached 32
 
 
 def test_generate_refuses_what_it_cannot_do(tmp_path, capsys):
