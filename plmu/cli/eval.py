@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plmu.cli import fail
 from plmu.errors import CheckpointError, ConfigError, PlmuError
 
 if TYPE_CHECKING:  # torch and plmu.train load lazily: `plmu-eval --help` should not wait seconds for torch
@@ -385,12 +386,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def fail(message: str) -> int:
-    lines = [line.strip() for line in message.splitlines()]  # torch's messages span lines; ours is one
-    print(f"{PROG}: error: {' '.join(line for line in lines if line)}", file=sys.stderr)
-    return 2
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     report_file: ReportFile | None = None
@@ -406,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
             raise PlmuError(f"cannot write the report to {target}: {error}; pass --output PATH") from None
         report_file = None
     except PlmuError as error:
-        return fail(str(error))
+        return fail(PROG, str(error))
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

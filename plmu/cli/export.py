@@ -28,6 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from plmu.cli import fail
 from plmu.cli.eval import positive_int
 from plmu.errors import ConfigError, PlmuError
 
@@ -130,18 +131,13 @@ def export(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     return report
 
 
-def fail(message: str) -> int:
-    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
-    return 2
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         with tempfile.TemporaryDirectory(prefix="plmu-export-") as workdir:
             report = export(args, Path(workdir))
     except PlmuError as error:
-        return fail(str(error))
+        return fail(PROG, str(error))
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

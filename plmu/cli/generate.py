@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+from plmu.cli import fail
 from plmu.errors import ConfigError, PlmuError
 
 PROG = "plmu-generate"
@@ -120,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         text, rate = generate(args)
     except PlmuError as error:
-        print(f"{PROG}: error: {' '.join(str(error).split())}", file=sys.stderr)
-        return 2
+        return fail(PROG, str(error))
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130

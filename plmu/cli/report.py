@@ -27,6 +27,7 @@ import os
 import sys
 from pathlib import Path
 
+from plmu.cli import fail
 from plmu.errors import PlmuError
 from plmu.report import PAPER, Experiment, ReportError, collect, link, results_table, runs_table, task_of
 
@@ -158,11 +159,6 @@ def warn(message: str) -> None:
     print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
-def fail(message: str) -> int:
-    print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
-    return 2
-
-
 def run(args: argparse.Namespace) -> int:
     paths = [Path(p).expanduser() for p in args.paths]
     experiments, warnings = collect(paths)
@@ -206,9 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return run(args)
     except PlmuError as error:
-        return fail(str(error))
+        return fail(PROG, str(error))
     except OSError as error:  # an unwritable --output or README
-        return fail(f"{error.filename or ''}: {error.strerror or error}")
+        return fail(PROG, f"{error.filename or ''}: {error.strerror or error}")
 
 
 if __name__ == "__main__":

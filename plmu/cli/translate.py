@@ -36,6 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from plmu.cli import fail
 from plmu.errors import ConfigError, PlmuError
 
 if TYPE_CHECKING:  # torch loads lazily: `plmu-translate --help` answers at once
@@ -352,12 +353,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def fail(message: str) -> int:
-    lines = [line.strip() for line in message.splitlines()]
-    print(f"{PROG}: error: {' '.join(line for line in lines if line)}", file=sys.stderr)
-    return 2
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
@@ -369,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
             return translate_stdin(args)
         return translate_report(args)
     except PlmuError as error:
-        return fail(str(error))
+        return fail(PROG, str(error))
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return 130
