@@ -8,11 +8,14 @@ No recurrence is nonlinear, so training runs in parallel. How the full sequence 
 
 - ``"fused"``: W_m is folded into the kernel, K_s = W_m H_s, and x ↦ W_m m is one causal convolution from memory_d
   to hidden channels. The memory (batch, T, memory_d·order) is never materialised, nor is the big W_m matmul over
-  every step done: the fastest full-sequence path when hidden < memory_d·order.
+  every step done: the fastest full-sequence path for one memory (memory_d = 1) when hidden < order.
 - ``"fft"``/``"direct"``: the memory is computed (see :class:`LegendreMemory`), then read out.
 - ``"recurrent"``: the step loop (the reference, and what ``step`` does one sample at a time).
-- ``"auto"``: ``fused`` when hidden < memory_d·order, else the memory path (measured the faster on a CPU and on an
-  H100: experiments/speed/); each conv picks fft/direct by length and device type (:func:`plmu.conv.choose_conv`).
+- ``"auto"``: ``fused`` for one memory (memory_d = 1) when hidden < order, else the memory path (measured the faster
+  on a CPU and on an H100: experiments/speed/); each conv picks fft/direct by length and device type
+  (:func:`plmu.conv.choose_conv`). With several memories the fused kernel's per-frequency (memory_d × hidden) complex
+  matmuls lose: 16 memories of order 16, hidden 251, batch 32 × 2,048 steps took 23.6 s a training step fused and
+  1.6 s by fft on one CPU thread (3.5x slower at 512 steps; 2 memories of order 64, hidden 100: 1.4x).
 
 With ``return_sequences=False`` only o_T is computed, from m_T by one matmul (:meth:`LegendreMemory.last_state`).
 
@@ -67,6 +70,9 @@ class ParallelLMU(nn.Module):
         f1, f2: names of the nonlinearities on u and o (``ACTIVATIONS``); the paper leaves them open.
         skip: include the W_x x_t term (the input fed straight to the readout).
         dropout: dropout on o.
+        memory_dropout: dropout on the memory m before the readout W_m (on m_T alone when only the last step is
+            read): a regulariser of the readout's input. While training with it, full sequences take the memory path
+            (``fft``/``direct``) instead of ``fused``, which never materialises m.
         return_sequences: every step's output (True) or only the last (False, via ``last_state``).
         mode: how the full sequence is computed, one of ``LAYER_MODES`` (see the module docstring).
     """
@@ -85,6 +91,7 @@ class ParallelLMU(nn.Module):
         f2: str = "relu",
         skip: bool = True,
         dropout: float = 0.0,
+        memory_dropout: float = 0.0,
         return_sequences: bool = True,
         mode: str = "auto",
         discretizer: str = "zoh",
@@ -97,6 +104,7 @@ class ParallelLMU(nn.Module):
         one_of("f2", f2, sorted(ACTIVATIONS))
         flag("skip", skip)
         probability("dropout", dropout)
+        probability("memory_dropout", memory_dropout)
         flag("return_sequences", return_sequences)
         one_of("mode", mode, LAYER_MODES)
         # LegendreMemory checks order, theta, memory_d, discretizer and trainable_theta.
@@ -106,6 +114,7 @@ class ParallelLMU(nn.Module):
         self.input_to_output = nn.Linear(input_size, hidden_size, bias=False) if skip else None  # W_x
         self.f1, self.f2 = activation(f1), activation(f2)
         self.dropout = nn.Dropout(dropout)
+        self.memory_dropout = nn.Dropout(memory_dropout)
         self.input_size, self.hidden_size = input_size, hidden_size
         self.return_sequences, self.mode = return_sequences, mode
 
@@ -116,7 +125,8 @@ class ParallelLMU(nn.Module):
             return self.mode
         if not self.return_sequences:
             return "last_state"
-        if self.hidden_size < self.memory.memory_d * self.memory.order:
+        dropping = self.training and self.memory_dropout.p > 0  # fused never materialises m, to drop from
+        if self.memory.memory_d == 1 and self.hidden_size < self.memory.order and not dropping:
             return "fused"
         return choose_conv(steps, device_type)
 
@@ -139,9 +149,13 @@ class ParallelLMU(nn.Module):
         new_state = None
         if not self.return_sequences and mode != "recurrent":
             new_state = self.memory.last_state(u, state, mask=mask)
-            readout = self.memory_to_output(new_state)
+            readout = self.memory_to_output(self.memory_dropout(new_state))
             x = _last_step(x, mask)
         elif mode == "fused":
+            if self.training and self.memory_dropout.p > 0:
+                raise ValueError(
+                    "memory_dropout needs the memory materialised while training: use mode auto, fft or direct"
+                )
             if mask is not None:
                 u = mask_input(u, mask)
             readout = self._fused_readout(u, state)
@@ -151,7 +165,7 @@ class ParallelLMU(nn.Module):
             m, new_state = self.memory(u, state, return_state=True, mode=mode, mask=mask)
             if not self.return_sequences:  # with a mask, new_state is m at each example's last real step
                 m, x = m[:, -1] if mask is None else new_state, _last_step(x, mask)
-            readout = self.memory_to_output(m)
+            readout = self.memory_to_output(self.memory_dropout(m))
         out = self.dropout(self.f2(self._add_skip(readout, x)))
         return (out, new_state) if return_state else out
 
@@ -194,7 +208,8 @@ class ParallelLMU(nn.Module):
         """
         u_t = self.f1(self.input_to_memory(x_t))
         m_t, state = self.memory.step(u_t, state, mask_t=mask_t)
-        return self.dropout(self.f2(self._add_skip(self.memory_to_output(m_t), x_t))), state
+        readout = self.memory_to_output(self.memory_dropout(m_t))
+        return self.dropout(self.f2(self._add_skip(readout, x_t))), state
 
 
 class SequenceStack(nn.Module):

@@ -8,11 +8,14 @@ data they ran, because a run cannot tell a stand-in data set from the real one::
 
     task: imdb                  # a key of PAPER (results.json's task)
     data: real review snippets (Rotten Tomatoes), a stand-in: IMDB cannot be downloaded here
+    paper_data: false           # true: the paper's own data set (its rows come first, marked so)
     runs:
       - dir: rotten_tomatoes_plmu
         model: parallel LMU      # the row's label (default: the config's backbone)
       - dir: synthetic_plmu      # a metric another command measured in the run folder, instead of results.json's:
         metric_from: {file: translate_test.json, key: bleu_tokenized, name: BLEU}
+      - dirs: [plmu_seed0, plmu_seed1, plmu_seed2]   # one row for several seeds: mean ± sample std (n), min-max
+        model: parallel LMU
 
 Every number in a row is read from a run folder (``results.json``, or the file ``metric_from`` names); the paper's
 numbers come from :data:`PAPER`, copied from README.md's results table and ``shared/reference/lmu-facts.md``.
@@ -76,6 +79,16 @@ class Run:
     source: str
     curve: list[tuple[int, float]] = field(default_factory=list)  # (step, val metric)
     warnings: list[str] = field(default_factory=list)
+    seeds: list[Run] = field(default_factory=list)  # a row over several seeds: its runs (value is their mean)
+
+    @property
+    def spread(self) -> float | None:
+        """The sample standard deviation of the seeds' values (None for one run)."""
+        values = [run.value for run in self.seeds if run.value is not None]
+        if len(values) < 2:
+            return None
+        mean = sum(values) / len(values)
+        return math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
 
     @property
     def task(self) -> str:
@@ -92,6 +105,7 @@ class Experiment:
     rows: list[Run]
     others: list[Run]
     manifest: bool
+    paper_data: bool = False  # the manifest says the runs used the paper's own data set
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -171,8 +185,13 @@ def _manifest(folder: Path) -> dict[str, Any]:
     except yaml.YAMLError as error:
         raise ReportError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
     runs = manifest.get("runs") if isinstance(manifest, dict) else None
-    if not isinstance(runs, list) or not runs or not all(isinstance(r, dict) and "dir" in r for r in runs):
-        raise ReportError(f"{path} needs task, data and runs: a list of {{dir: <run folder>, model: <label>}}")
+    if not isinstance(runs, list) or not runs or not all(isinstance(r, dict) and _entry_dirs(r) for r in runs):
+        raise ReportError(
+            f"{path} needs task, data and runs: a list of {{dir: <run folder>, model: <label>}} (or dirs: [<run "
+            f"folder>, ...] for one row over several seeds)"
+        )
+    if not isinstance(manifest.get("paper_data", False), bool):
+        raise ReportError(f"{path}: paper_data must be true or false, got {manifest['paper_data']!r}")
     if manifest.get("task") not in PAPER:
         raise ReportError(f"{path}: task must be one of {list(PAPER)}, got {manifest.get('task')!r}")
     if not isinstance(manifest.get("data"), str):
@@ -181,9 +200,33 @@ def _manifest(folder: Path) -> dict[str, Any]:
         source = entry.get("metric_from")
         if source is not None and not (isinstance(source, dict) and "file" in source and "key" in source):
             raise ReportError(f"{path}: metric_from of {entry['dir']} must be {{file: ..., key: ..., name: ...}}")
-        if not (folder / entry["dir"] / "results.json").is_file():
-            raise ReportError(f"{path} names {entry['dir']}, but {folder / entry['dir']} has no results.json")
+        for name in _entry_dirs(entry):
+            if not (folder / name / "results.json").is_file():
+                raise ReportError(f"{path} names {name}, but {folder / name} has no results.json")
     return manifest
+
+
+def _entry_dirs(entry: dict[str, Any]) -> list[str]:
+    """The run folders of a manifest entry: ``dir``, or the seeds of ``dirs``; [] when it names none properly."""
+    if isinstance(entry.get("dir"), str) and "dirs" not in entry:
+        return [entry["dir"]]
+    dirs = entry.get("dirs")
+    if isinstance(dirs, list) and dirs and all(isinstance(d, str) for d in dirs) and "dir" not in entry:
+        return dirs
+    return []
+
+
+def seed_row(runs: list[Run], entry: dict[str, Any]) -> Run:
+    """One row over several seeds' runs: the mean of their values, the first run's records for the rest."""
+    metrics = {run.metric for run in runs}
+    if len(metrics) != 1:
+        raise ReportError(f"the seeds {[str(r.path) for r in runs]} report different metrics: {sorted(metrics)}")
+    values = [run.value for run in runs]
+    mean = None if any(v is None for v in values) else sum(values) / len(values)
+    first = runs[0]
+    row = Run(first.path, first.results, first.config, entry.get("model") or first.label, first.metric, mean,
+              first.source, list(first.curve), [w for run in runs for w in run.warnings], list(runs))  # fmt: skip
+    return row
 
 
 def run_folders(root: Path) -> list[Path]:
@@ -201,10 +244,13 @@ def load_experiment(folder: Path, warnings: list[str]) -> Experiment:
     unless the manifest names them (then the report stops: a listed row must not vanish)."""
     listed: dict[Path, dict[str, Any]] = {}
     manifest = None
+    rows = []
     if (folder / MANIFEST).is_file():
         manifest = _manifest(folder)
-        listed = {(folder / entry["dir"]).resolve(): entry for entry in manifest["runs"]}
-    rows = [load_run(path, entry) for path, entry in listed.items()]
+        for entry in manifest["runs"]:
+            runs = [load_run(folder / name, entry) for name in _entry_dirs(entry)]
+            listed.update({run.path.resolve(): entry for run in runs})
+            rows.append(runs[0] if "dir" in entry else seed_row(runs, entry))
     others = []
     for path in run_folders(folder):
         if path.resolve() in listed:
@@ -216,7 +262,8 @@ def load_experiment(folder: Path, warnings: list[str]) -> Experiment:
     for run in rows + others:
         warnings.extend(run.warnings)
     if manifest is not None:
-        return Experiment(folder, manifest["task"], manifest["data"], rows, others, True)
+        paper_data = bool(manifest.get("paper_data", False))
+        return Experiment(folder, manifest["task"], manifest["data"], rows, others, True, paper_data)
     return Experiment(folder, None, None, others, [], False)
 
 
@@ -262,6 +309,13 @@ def format_value(metric: str, value: float | None) -> str:
     return f"{value:.2f}"
 
 
+def test_cell(metric: str, results: dict[str, Any]) -> str:
+    """The test value, or why there is none: a selection run (trainer.test=false) leaves test_metrics null."""
+    if "test_metrics" in results and results["test_metrics"] is None:
+        return "not measured (selection run)"
+    return format_value(metric, results.get("test"))
+
+
 def link(target: Path, base: Path, text: str | None = None) -> str:
     relative = Path(os.path.relpath(target.resolve(), base.resolve())).as_posix()
     return f"[{text or relative}]({relative})"
@@ -273,7 +327,21 @@ def data_cell(experiment: Experiment, run: Run, base: Path) -> str:
         text = f"not described (no {MANIFEST}): {run.results.get('dataset', '?')}"
     else:
         text = experiment.data
+    if experiment.paper_data:
+        text = f"**the paper's data**: {text}"
     return link(readme, base, text) if readme.is_file() else text
+
+
+def measured_cell(run: Run) -> str:
+    """The row's number; over several seeds their mean ± sample std, the count and the range."""
+    measured = format_value(run.metric, run.value)
+    if run.seeds and run.value is not None:
+        values = [r.value for r in run.seeds]
+        spread = run.spread or 0.0
+        scale = 100 if run.metric == "accuracy" else 1
+        low, high = (format_value(run.metric, v) for v in (min(values), max(values)))
+        measured = f"{measured} ± {scale * spread:.2f} ({len(values)} seeds: {low}–{high})"
+    return measured
 
 
 def task_of(experiment: Experiment, run: Run) -> str:
@@ -288,11 +356,12 @@ def results_table(experiments: list[Experiment], base: Path) -> str:
         "| --- | --- | --- | --- | --- | ---: | ---: | --- |",
     ]
     rows: dict[str, list[str]] = {task: [] for task in PAPER}
-    for experiment in experiments:
+    # within a task, the runs on the paper's own data first (a stable sort keeps the folders' order otherwise)
+    for experiment in sorted(experiments, key=lambda e: not e.paper_data):
         for run in experiment.rows:
             task = task_of(experiment, run)
             paper = PAPER.get(task, PaperRow(task, run.metric, "(no paper row)"))
-            measured = format_value(run.metric, run.value)
+            measured = measured_cell(run)
             if run.metric.lower() not in paper.metric.lower():  # say which metric when it is not the paper's
                 measured = f"{run.metric} {measured}"
             params = run.results.get("parameters")
@@ -324,8 +393,9 @@ def runs_table(experiments: list[Experiment], base: Path) -> str:
         "| --- | --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for experiment in experiments:
-        for run in experiment.rows + experiment.others:
-            listed = "yes" if any(run is row for row in experiment.rows) else "no"
+        listed_runs = [seed for row in experiment.rows for seed in (row.seeds or [row])]
+        for run in listed_runs + experiment.others:
+            listed = "yes" if any(run is row for row in listed_runs) else "no"
             r = run.results
             metric = r.get("metric", "?")
             best = r.get("best_val")
@@ -334,7 +404,8 @@ def runs_table(experiments: list[Experiment], base: Path) -> str:
             )
             command = f"`{r['command']}`" if r.get("command") else "(not recorded)"
             cells = [link(run.path, base, Path(os.path.relpath(run.path, experiment.path.parent)).as_posix()), listed,
-                     run.task, run.label, metric, format_value(metric, r.get("test")), best,
+                     run.task, run.label, metric,
+                     test_cell(metric, r), best,
                      f"{r.get('parameters', '?'):,}" if isinstance(r.get("parameters"), int) else "?",
                      str(r.get("epochs", "?")), str(r.get("wall_seconds", "?")), command]  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")

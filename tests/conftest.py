@@ -21,8 +21,12 @@ def assert_close_to(actual: torch.Tensor, reference: torch.Tensor, atol: float =
     assert error <= bound, f"max error {error:.3e} > {bound:.3e}"
 
 
-def write_idx_mnist(root, n_train: int = 120, n_test: int = 40, folder: str = "MNIST", seed: int = 0):
-    """Tiny MNIST-format files (IDX, uncompressed) under root/<folder>/raw, as torchvision expects them."""
+def write_idx_mnist(
+    root, n_train: int = 120, n_test: int = 40, folder: str = "MNIST", seed: int = 0, gzipped: bool = False
+):
+    """Tiny MNIST-format files under root/<folder>/raw: IDX, uncompressed as torchvision leaves them, or only the
+    ``.gz`` files as they are published (``gzipped``)."""
+    import gzip
     import struct
     from pathlib import Path
 
@@ -36,8 +40,15 @@ def write_idx_mnist(root, n_train: int = 120, n_test: int = 40, folder: str = "M
         images = rng.randint(0, 50, (n, 28, 28)).astype(np.uint8)
         for i, label in enumerate(labels):  # a learnable signal: a bright bar whose row is the label
             images[i, 2 + 2 * label, 4:24] = 255
-        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(struct.pack(">IIII", 2051, n, 28, 28) + images.tobytes())
-        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(struct.pack(">II", 2049, n) + labels.tobytes())
+        files = {
+            f"{prefix}-images-idx3-ubyte": struct.pack(">IIII", 2051, n, 28, 28) + images.tobytes(),
+            f"{prefix}-labels-idx1-ubyte": struct.pack(">II", 2049, n) + labels.tobytes(),
+        }
+        for name, content in files.items():
+            if gzipped:
+                (raw / f"{name}.gz").write_bytes(gzip.compress(content, mtime=0))
+            else:
+                (raw / name).write_bytes(content)
     return raw
 
 

@@ -72,6 +72,8 @@ def test_auto_rule():
     assert wide.resolve_mode(500, "cuda") == "fused"  # the fused readout was the faster on an H100 too
     assert narrow.resolve_mode(100, "cuda") == "direct" and narrow.resolve_mode(100) == "fft"  # per-device crossover
     assert ParallelLMU(1, 8, order=16, theta=20.0, return_sequences=False).resolve_mode(500) == "last_state"
+    # several memories: the fused kernel's per-frequency complex matmuls lost to the memory path (module docstring)
+    assert ParallelLMU(4, 8, order=16, theta=20.0, memory_d=2).resolve_mode(500) == "fft"
 
 
 @pytest.mark.parametrize("mode", ["fused", "fft", "direct"])
@@ -97,9 +99,36 @@ def test_options_skip_dropout_activations():
     assert not torch.equal(layer(x), layer(x))  # dropout is active in training
 
 
+@pytest.mark.parametrize("return_sequences", [False, True])
+def test_memory_dropout_drops_m_in_training_only_and_keeps_every_path_exact(return_sequences):
+    layer, reference = make_pair("auto", return_sequences=return_sequences, memory_dropout=0.5)
+    x = torch.randn(4, 33, 3, dtype=torch.float64)
+    layer.eval(), reference.eval()
+    assert_close_to(layer(x), reference(x), atol=1e-10)  # evaluation: no dropout, every path the recurrence
+    layer.train()
+    assert layer.resolve_mode(33) != "fused"  # fused would never materialise m to drop from
+    torch.manual_seed(1)
+    dropped = layer(x)
+    torch.manual_seed(1)
+    assert torch.equal(layer(x), dropped) and not torch.allclose(dropped, layer(x))  # seeded, then fresh masks
+    # the mask falls on m: with W_m's weights zeroed, what is left (W_x x + b) is not dropped at all
+    with torch.no_grad():
+        layer.memory_to_output.weight.zero_()
+    assert torch.equal(layer(x), layer(x))
+
+
+def test_memory_dropout_refuses_the_fused_path_in_training():
+    layer = ParallelLMU(2, 3, order=4, theta=5.0, mode="fused", memory_dropout=0.1)
+    with pytest.raises(ValueError, match=r"memory_dropout needs the memory materialised while training"):
+        layer(torch.randn(1, 6, 2))
+    layer.eval()
+    assert layer(torch.randn(1, 6, 2)).shape == (1, 6, 3)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
+        (dict(memory_dropout=1.0), r"^memory_dropout must be a number in \[0, 1\), got 1.0$"),
         (dict(mode="fast"), r"^mode must be one of \['auto', 'fused', 'fft', 'direct', 'recurrent'\], got 'fast'$"),
         (dict(f1="swish"), rf"^f1 must be one of {ACTIVATIONS}, got 'swish'$"),
         (dict(f2="swish"), rf"^f2 must be one of {ACTIVATIONS}, got 'swish'$"),

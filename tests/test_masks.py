@@ -36,7 +36,7 @@ def max_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def make_layer(mode: str, return_sequences: bool = True) -> ParallelLMU:
-    # hidden 5 < memory_d·order 12, so "auto" runs fused (or last_state without sequences)
+    # two memories, so "auto" runs the memory path, fft or direct (or last_state without sequences)
     layer = ParallelLMU(3, 5, order=6, theta=9.0, memory_d=2, f1="tanh", mode=mode, return_sequences=return_sequences)
     return layer.double()
 

@@ -5,10 +5,11 @@
     plmu-bench --scaling --output-dir DIR                                    every path over T = 256 … 65,536 (+ PNGs)
     plmu-bench --text | --lm                                                 text classifiers / text8 language models
     plmu-bench --mackey-glass [--profile]                                    Mackey-Glass step times, profile, floor
+    plmu-bench --trainer                                                     a psMNIST epoch: trainer vs bare step
 
 Modules: ``timing`` (the harness: warm-up, CUDA sync, median and IQR, spread warnings, peak memory), ``models`` (the
-library's models per path), ``paths``, ``scaling``, ``text``, ``lm``, ``mackey_glass``. ``--quick`` shrinks every
-size so a run takes seconds (tests, smoke runs); its numbers mean nothing.
+library's models per path), ``paths``, ``scaling``, ``text``, ``lm``, ``mackey_glass``, ``trainer``. ``--quick``
+shrinks every size so a run takes seconds (tests, smoke runs); its numbers mean nothing.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     what.add_argument("--text", action="store_true", help="the text classifiers (LMU, LSTM, transformer)")
     what.add_argument("--lm", action="store_true", help="the text8 language models: training and generation chars/s")
     what.add_argument("--mackey-glass", action="store_true", help="Mackey-Glass training steps (+ --profile)")
+    what.add_argument("--trainer", action="store_true", help="a psMNIST epoch: the trainer against the bare step")
     parser.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")
     parser.add_argument("--quick", action="store_true", help="tiny sizes: seconds, for tests (numbers mean nothing)")
     parser.add_argument("--batch", type=int, default=100)
@@ -51,7 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--theta", type=float, default=784.0)
     parser.add_argument("--hidden", type=int, default=346)
     parser.add_argument("--classes", type=int, default=10)
-    parser.add_argument("--repeats", type=int, default=5, help="timed steps per path (median and IQR reported)")
+    parser.add_argument(
+        "--repeats", type=int, help="timed steps per path (median and IQR reported); default 5, --trainer: 3 epochs"
+    )
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--cases", default="last,full", help="comma-separated: last, full")
     parser.add_argument("--skip-original", action="store_true", help="leave out the (slow) 2019 LMU rows")
@@ -66,6 +70,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if not cases or any(c not in ("last", "full") for c in cases):
         parser.error(f"--cases must list 'last' and/or 'full', got {args.cases!r}")
     args.cases = cases
+    if args.repeats is not None and args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, got {args.repeats}")
+    if args.repeats is None and not args.trainer:
+        args.repeats = 5
     if args.device not in ("auto", "cpu", "cuda"):
         parser.error(f"--device must be auto, cpu or cuda, got {args.device!r}")
     if args.quick:
@@ -109,6 +117,14 @@ def main(argv: list[str] | None = None) -> int:
         body = mackey_glass.report(
             device, quick=args.quick, profile=args.profile, repeats=args.repeats, skip_original=args.skip_original
         )
+    elif args.trainer:
+        from plmu.bench import trainer
+
+        header[3] = (
+            f"sizes: the psMNIST model (batch {args.batch}, T {args.steps}, order {args.order}, theta {args.theta:g}, "
+            f"hidden {args.hidden}); whole epochs, not steps"
+        )
+        body = trainer.report(args, repeats=args.repeats or 3)
     elif args.scaling:
         from plmu.bench import scaling
 

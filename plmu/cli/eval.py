@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from plmu.cli import fail
 from plmu.errors import CheckpointError, ConfigError, PlmuError
+from plmu.train.provenance import portable
 
 if TYPE_CHECKING:  # torch and plmu.train load lazily: `plmu-eval --help` should not wait seconds for torch
     import torch
@@ -321,7 +322,6 @@ def evaluate(args: argparse.Namespace, run_dir: Path, path: Path) -> dict[str, A
 
     train_state = payload.get("train_state") or {}
     return {
-        "run_dir": str(run_dir.resolve()),
         "checkpoint": str(path.resolve()),
         "checkpoint_epoch": train_state.get("epoch"),  # epochs finished when the checkpoint was written
         "checkpoint_step": train_state.get("step"),
@@ -394,7 +394,8 @@ def main(argv: list[str] | None = None) -> int:
         path = checkpoint_path(run_dir, args.checkpoint)
         report_file = ReportFile(output_path(args, run_dir, path), args.output)
         target = report_file.target
-        text = strict_json({**evaluate(args, run_dir, path), "output": str(target.resolve())})
+        report = {**evaluate(args, run_dir, path), "output": str(target.resolve())}
+        text = strict_json(portable(report, run_dir))  # paths relative to the run folder: any machine reads it
         try:
             replaced = report_file.commit(text + "\n")
         except OSError as error:  # disk full, or the folder went away during the evaluation

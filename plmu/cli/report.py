@@ -93,9 +93,10 @@ def plot_curves(experiments: list[Experiment], folder: Path, warnings: list[str]
         return {}
     by_task: dict[str, list] = {}
     for experiment in experiments:
-        for run in experiment.rows:
-            if run.curve:
-                by_task.setdefault(task_of(experiment, run), []).append(run)
+        for row in experiment.rows:
+            for run in row.seeds or [row]:  # a seed row draws every seed's curve
+                if run.curve:
+                    by_task.setdefault(task_of(experiment, row), []).append(run)
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
     order = [*PAPER, *sorted(set(by_task) - set(PAPER))]

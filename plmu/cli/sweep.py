@@ -83,7 +83,10 @@ def summary_table(sweep_dir: str | Path, unrecorded: str = "no record (killed?)"
     lists = [jobs[n].get("overrides", []) for n in numbers if n in jobs]
     common = [o for o in lists[0] if all(o in other for other in lists)] if len(lists) > 1 else []
     rows = [f"Overrides of every job: {' '.join(common) or '(none)'}", ""] if common else []
-    rows += ["| job | overrides | status | metric | best val | test | run folder |", "|---|---|---|---|---|---|---|"]
+    rows += [
+        "| job | overrides | status | metric | best val | test | run folder (in the sweep's) |",
+        "|---|---|---|---|---|---|---|",
+    ]
     failed = []
     for number in numbers:
         entry = jobs.get(number, {"status": unrecorded})
@@ -95,7 +98,7 @@ def summary_table(sweep_dir: str | Path, unrecorded: str = "no record (killed?)"
         rows.append(
             f"| {number} | {' '.join(entry.get('overrides', []))} | {status.replace('|', '/')} | "
             f"{entry.get('metric', '')} | {_number(entry.get('best_val'))} | {_number(entry.get('test'))} | "
-            f"{entry.get('run_dir', sweep_dir / str(number))} |"
+            f"{entry.get('run_dir', str(number))} |"
         )
     return "\n".join(rows) + "\n" + _optuna_best(sweep_dir, jobs), failed
 
@@ -145,7 +148,7 @@ class SweepSummary(Callback):
                 {
                     "job": OmegaConf.select(hydra_cfg, "job.num"),
                     "overrides": list(hydra_cfg.overrides.task),
-                    "run_dir": str(hydra_cfg.runtime.output_dir),
+                    "run_dir": os.path.relpath(hydra_cfg.runtime.output_dir, sweep_dir),  # portable record
                     "status": "crashed",
                     "error": f"{type(error).__name__}: {' '.join(str(error).split())[:300]}",  # one table row
                 },

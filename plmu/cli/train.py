@@ -54,7 +54,7 @@ def run(cfg: DictConfig) -> float | None:
     job: dict[str, Any] = {
         "job": OmegaConf.select(hydra_cfg, "job.num"),
         "overrides": overrides,
-        "run_dir": str(run_dir),
+        "run_dir": str(run_dir) if sweep_dir is None else os.path.relpath(run_dir, sweep_dir),  # portable record
     }
     try:
         from plmu.train import distributed  # imports torch: not needed for --help or tab completion

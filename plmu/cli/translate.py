@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from plmu.cli import fail
 from plmu.errors import ConfigError, PlmuError
+from plmu.train.provenance import portable
 
 if TYPE_CHECKING:  # torch loads lazily: `plmu-translate --help` answers at once
     from omegaconf import DictConfig
@@ -270,7 +271,6 @@ def translate_report(args: argparse.Namespace) -> int:
         references = [split.references[i] for i in indices]
         train_state = payload.get("train_state") or {}
         report = {
-            "run_dir": str(run_dir.resolve()),
             "checkpoint": str(path.resolve()),
             "checkpoint_epoch": train_state.get("epoch"),
             "task": cfg.task.name,
@@ -297,7 +297,7 @@ def translate_report(args: argparse.Namespace) -> int:
             "translated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "output": str(report_file.target.resolve()),
         }
-        text = strict_json(report)
+        text = strict_json(portable(report, run_dir))  # paths relative to the run folder: any machine reads it
         try:
             text_file.commit("".join(line + "\n" for line in translations))
             text_file = None

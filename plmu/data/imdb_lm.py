@@ -34,7 +34,7 @@ from plmu.data import tokenize
 from plmu.data.folders import data_folder
 from plmu.data.splits import check_int, is_int, split_fractions
 from plmu.data.stream import StreamSplit, StreamSplits
-from plmu.data.text import TextTask, carve, clean, load_raw, resolve_task, split_files
+from plmu.data.text import TextTask, carve, clean, load_raw, local_name, resolve_task, split_files
 from plmu.errors import ConfigError, DataError, DataNotFoundError
 
 log = logging.getLogger(__name__)
@@ -189,11 +189,12 @@ def imdb_lm(
     vocab = len(fast)
     info = {
         "task": "imdb_lm",
-        "dataset": task.hub_id if path is None else str(path),
+        "dataset": task.hub_id if path is None else local_name(path, task.hub_id),
+        **({} if path is None else {"path": str(Path(path).expanduser().resolve())}),
         "corpus": corpus if corpus != "amazon_polarity" else f"{AMAZON.hub_id} (train)",
         "vocab_size": vocab,
         "separator_id": int(separator),
-        "tokenizer": tokenizer or (str(file) if file else "trained (not cached)"),
+        "tokenizer": tokenizer or (str(Path(file).resolve()) if file else "trained (not cached)"),
         "tokenizer_trained_on": f"imdb train less {carved} validation rows (split_seed={split_seed}, "
         f"max_train={max_train})",
         "documents": counts,

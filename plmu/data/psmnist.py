@@ -7,13 +7,20 @@ images, validation = the last 10,000, test = the MNIST test set (same pixel orde
 
 from __future__ import annotations
 
+import gzip
+import math
 import os
 import struct
+import zlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision
+from torch import Tensor
+from torch.nn import functional as F
 
 from plmu.data.folders import data_folder, nearest_existing, offline
 from plmu.data.splits import DataSplits, TensorSplit, check_int, is_int
@@ -33,6 +40,7 @@ RAW_FILES = {
 }
 # torchvision still loads these (and ignores raw/) when both exist: files an old torchvision wrote.
 LEGACY_FILES = ("training.pt", "test.pt")
+GZIP_MAGIC = b"\x1f\x8b"
 
 
 def permutations(n_images: int, seed: int = PERMUTATION_SEED, pixels: int = 784) -> tuple[np.ndarray, np.ndarray]:
@@ -64,36 +72,50 @@ def _fix(fetch: bool) -> str:
     return f"{fix} (a download needs task.data.download=true, and neither HF_DATASETS_OFFLINE nor PLMU_OFFLINE set)"
 
 
-def _read_idx_header(path: Path, magic: int, fetch: bool) -> tuple[int, ...]:
-    """The dimensions in the header of the IDX file ``path``: (n, rows, cols) for images, (n,) for labels.
+def raw_file(raw: Path, name: str) -> Path | None:
+    """Where the IDX file ``name`` is in ``raw``: uncompressed, else as published (``name.gz``); None if neither."""
+    for path in (raw / name, raw / f"{name}.gz"):
+        if path.exists():
+            return path
+    return None
 
-    torchvision parses IDX files with bare asserts (a 0-byte file even fails with "invalid literal for int()"), and
-    reads a truncated one into a reshape error it reports as "not found"; so the header, and the file length it
-    implies, are checked here first, and any mismatch names the file.
-    """
+
+def _is_gzip(path: Path) -> bool:
+    with path.open("rb") as file:
+        return file.read(2) == GZIP_MAGIC
+
+
+def _read_bytes(path: Path, count: int | None, fetch: bool) -> bytes:
+    """The first ``count`` bytes of ``path`` (all if None), decompressed if it is gzip (by its magic, whatever its
+    name: a ``.gz`` saved under the plain name reads too); a damaged gzip stream is a DataError naming the file."""
     if not path.is_file():
         raise DataError(f"{path} is not a file: delete or rename it, then re-run")
+    if not _is_gzip(path):
+        with path.open("rb") as file:
+            return file.read() if count is None else file.read(count)
+    try:
+        with gzip.open(path, "rb") as file:
+            return file.read() if count is None else file.read(count)
+    except (OSError, EOFError, zlib.error) as error:  # BadGzipFile is an OSError; a cut stream an EOFError
+        raise DataError(f"{path} is corrupt or truncated (not a whole gzip file: {error}): {_fix(fetch)}") from None
+
+
+def _parse_idx_header(path: Path, head: bytes, magic: int, fetch: bool) -> tuple[int, ...]:
+    """The dimensions in an IDX header: (n, rows, cols) for images, (n,) for labels; checked against ``magic``.
+
+    torchvision parses IDX files with bare asserts (a 0-byte file even fails with "invalid literal for int()"), and
+    reads a truncated one into a reshape error it reports as "not found"; so plmu reads them itself, and any mismatch
+    names the file.
+    """
     ndim = magic & 0xFF
     header = 4 * (1 + ndim)
-    size = path.stat().st_size
-    with path.open("rb") as file:
-        head = file.read(header)
-
-    def corrupt(detail: str) -> DataError:
-        return DataError(f"{path} is corrupt or truncated ({detail}): {_fix(fetch)}")
-
     if len(head) < header:
-        raise corrupt(f"{size} bytes, shorter than the {header}-byte IDX header")
-    found, *dims = struct.unpack(f">{1 + ndim}I", head)
+        raise _corrupt(path, f"{len(head)} bytes, shorter than the {header}-byte IDX header", fetch)
+    found, *dims = struct.unpack(f">{1 + ndim}I", head[:header])
     if found != magic:
-        if head[:2] == b"\x1f\x8b":  # the gzip magic: a .gz saved under the uncompressed name
-            raise DataError(f"{path} is gzip-compressed: gunzip it (torchvision reads the uncompressed file)")
-        raise corrupt(f"magic number {found}, expected {magic}")
-    expected = header + int(np.prod(dims, dtype=np.int64))
-    if size != expected:
-        raise corrupt(f"{size} bytes, but its header ({' x '.join(map(str, dims))}) needs {expected}")
+        raise _corrupt(path, f"magic number {found}, expected {magic}", fetch)
     if dims[0] == 0:
-        raise corrupt("it holds 0 examples")
+        raise _corrupt(path, "it holds 0 examples", fetch)
     if ndim == 3 and tuple(dims[1:]) != (SIDE, SIDE):
         raise DataError(
             f"{path} holds {dims[1]} x {dims[2]} images, psMNIST needs {SIDE} x {SIDE}: replace it with the MNIST "
@@ -102,17 +124,54 @@ def _read_idx_header(path: Path, magic: int, fetch: bool) -> tuple[int, ...]:
     return tuple(dims)
 
 
-def _validate_raw(raw: Path, fetch: bool) -> int:
-    """Check the four IDX files in ``raw`` before torchvision reads them; returns the number of training images."""
-    counts = {name: _read_idx_header(raw / name, magic, fetch)[0] for name, magic in RAW_FILES.items()}
+def _corrupt(path: Path, detail: str, fetch: bool) -> DataError:
+    return DataError(f"{path} is corrupt or truncated ({detail}): {_fix(fetch)}")
+
+
+def _expected_size(magic: int, dims: tuple[int, ...]) -> int:
+    return 4 * (1 + (magic & 0xFF)) + int(np.prod(dims, dtype=np.int64))
+
+
+def _read_idx_header(path: Path, magic: int, fetch: bool) -> tuple[int, ...]:
+    """The dimensions in the header of the IDX file ``path`` (plain or gzip). A plain file's length is checked
+    against them too (a gzip file's once it is read whole, in :func:`read_idx`)."""
+    dims = _parse_idx_header(path, _read_bytes(path, 4 * (1 + (magic & 0xFF)), fetch), magic, fetch)
+    if not _is_gzip(path) and (size := path.stat().st_size) != (expected := _expected_size(magic, dims)):
+        raise _corrupt(path, f"{size} bytes, but its header ({' x '.join(map(str, dims))}) needs {expected}", fetch)
+    return dims
+
+
+def read_idx(path: Path, magic: int, fetch: bool = False) -> torch.Tensor:
+    """The uint8 array of the IDX file ``path``, plain or gzip-compressed as published: (n, 28, 28) images or (n,)
+    labels, every byte checked against the header."""
+    data = _read_bytes(path, None, fetch)
+    dims = _parse_idx_header(path, data, magic, fetch)
+    if len(data) != (expected := _expected_size(magic, dims)):
+        size = f"{len(data)} bytes" + (" uncompressed" if _is_gzip(path) else "")
+        raise _corrupt(path, f"{size}, but its header ({' x '.join(map(str, dims))}) needs {expected}", fetch)
+    header = 4 * (1 + len(dims))
+    return torch.frombuffer(bytearray(data), dtype=torch.uint8, offset=header).view(*dims)
+
+
+def _validate_raw(raw: Path, files: dict[str, Path], fetch: bool) -> int:
+    """Check the headers of the four IDX files before they are read; returns the number of training images."""
+    counts = {name: _read_idx_header(files[name], magic, fetch)[0] for name, magic in RAW_FILES.items()}
     for prefix in ("train", "t10k"):
         images, labels = f"{prefix}-images-idx3-ubyte", f"{prefix}-labels-idx1-ubyte"
         if counts[images] != counts[labels]:
             raise DataError(
-                f"{raw / images} holds {counts[images]} images but {raw / labels} holds {counts[labels]} labels: "
+                f"{files[images]} holds {counts[images]} images but {files[labels]} holds {counts[labels]} labels: "
                 f"they are not a pair; replace both with matching files, or delete both and re-run to download them"
             )
     return counts["train-images-idx3-ubyte"]
+
+
+def _read_raw(files: dict[str, Path], fetch: bool) -> tuple[torch.Tensor, ...]:
+    """(train images, train labels, test images, test labels) from the four IDX files (plain or .gz); nothing is
+    written, so a read-only data folder works."""
+    names = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+    read = [read_idx(files[name], RAW_FILES[name], fetch) for name in names]
+    return read[0], read[1].long(), read[2], read[3].long()
 
 
 def _check_val_size(val_size: int | None, n_images: int, source: Path) -> None:
@@ -124,7 +183,7 @@ def _check_val_size(val_size: int | None, n_images: int, source: Path) -> None:
 
 
 def _check_loaded(images: torch.Tensor, labels: torch.Tensor, source: Path) -> None:
-    """What psmnist needs of the tensors torchvision read (also from legacy .pt files, which skip the IDX checks):
+    """What psmnist needs of the tensors read (also from legacy .pt files, which skip the IDX checks):
     uint8 images (N, 28, 28), labels (N,) in 0..9; ``source`` names the file(s) in the message."""
     if images.dtype != torch.uint8 or tuple(images.shape[1:]) != (SIDE, SIDE) or labels.shape != images.shape[:1]:
         raise DataError(
@@ -151,9 +210,12 @@ def _read(cls: type, root: Path, download: bool) -> tuple[torch.Tensor, ...]:
 def load_images(
     root: str | Path, dataset: str = "mnist", download: bool = True, *, val_size: int | None = None
 ) -> tuple[torch.Tensor, ...]:
-    """(train images uint8 (N, 28, 28), train labels (N,), test images (M, 28, 28), test labels (M,)) via
-    torchvision; the four raw IDX files are checked first. ``val_size``, if given, must be below N: checked from
-    the file headers before the images are read."""
+    """(train images uint8 (N, 28, 28), train labels (N,), test images (M, 28, 28), test labels (M,)).
+
+    The four IDX files in ``<root>/<MNIST|FashionMNIST>/raw``, each uncompressed or as published (``.gz``), are read
+    here, their headers checked first; torchvision downloads them when they are missing (and reads an old
+    torchvision's ``processed/*.pt``). ``val_size``, if given, must be below N: checked from the headers before the
+    images are read."""
     root = _check_root(root)
     if not isinstance(dataset, str) or dataset not in DATASETS:
         raise ConfigError(f"task.data.dataset must be one of {sorted(DATASETS)}, got {dataset!r}")
@@ -169,15 +231,18 @@ def load_images(
             )
     fetch = download and not offline()
     legacy = all((processed / name).is_file() for name in LEGACY_FILES)  # torchvision reads these, not raw/
-    missing = [name for name in RAW_FILES if not (raw / name).exists()]
+    files = {name: raw_file(raw, name) for name in RAW_FILES}
+    missing = [name for name, path in files.items() if path is None]
     source = processed if legacy else raw
-    if legacy or not missing:
-        if not legacy:
-            _check_val_size(val_size, _validate_raw(raw, fetch), raw / "train-images-idx3-ubyte")
+    if legacy:
         try:  # nothing to download, so nothing is written: a read-only root works
             data = _read(cls, root, download=False)
-        except Exception as error:  # checked above, so only a file changed since (or a legacy .pt) gets here
+        except Exception as error:  # an old torchvision's .pt files, not checked before
             raise DataError(f"could not read {dataset} from {source} ({_one_line(error)}): {_fix(fetch)}") from None
+    elif not missing:  # plain or .gz, as published: read here, nothing written, so a read-only root works
+        found = {name: path for name, path in files.items() if path is not None}
+        _check_val_size(val_size, _validate_raw(raw, found, fetch), found["train-images-idx3-ubyte"])
+        data = _read_raw(found, fetch)
     else:
         data = _download(cls, root, dataset, raw, download, fetch, missing)
     for images, labels, split in ((data[0], data[1], "train"), (data[2], data[3], "t10k")):
@@ -194,7 +259,7 @@ def _download(
     partial = f" ({', '.join(missing)} missing)" if len(missing) < len(RAW_FILES) else ""
     how = (
         f"put the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
-        f"t10k-labels-idx1-ubyte, gunzipped) in {raw}{partial}, or set task.data.root to a folder that has them"
+        f"t10k-labels-idx1-ubyte, each plain or .gz) in {raw}{partial}, or set task.data.root to a folder that has them"
     )
 
     def not_found(reason: str) -> DataNotFoundError:
@@ -203,7 +268,7 @@ def _download(
     def not_writable(folder: object) -> DataNotFoundError:
         return DataNotFoundError(
             f"{dataset} not found in {raw} and {folder} is not writable, so it cannot be downloaded there: set "
-            f"data_dir (or task.data.root) to a writable folder, or put the four IDX files (gunzipped) in {raw}"
+            f"data_dir (or task.data.root) to a writable folder, or put the four IDX files (plain or .gz) in {raw}"
         )
 
     if not fetch:
@@ -216,11 +281,94 @@ def _download(
     if not _writable(existing):  # checked first: torchvision's PermissionError does not say which root
         raise not_writable(existing)
     try:
-        return _read(cls, root, download=True)
+        _read(cls, root, download=True)  # downloads, extracts and reads; plmu then reads what it wrote, checked
     except PermissionError as error:
         raise not_writable(error.filename or existing) from None
     except (RuntimeError, OSError) as error:  # torchvision: "Error downloading ..."
         raise not_found(f"the download failed ({_one_line(error)})") from None
+    files = {name: raw_file(raw, name) for name in RAW_FILES}
+    if any(path is None for path in files.values()):
+        raise not_found("the download left some of them missing")
+    return _read_raw(files, fetch)
+
+
+AUGMENT_KEYS = {"rotate": (180, "degrees"), "scale": (1, "a fraction of the size"), "translate": (SIDE, "pixels")}
+
+
+def check_augment(augment: object) -> dict[str, float] | None:
+    """``task.data.augment``: null, or a mapping of ``rotate`` (degrees), ``scale`` (a fraction) and ``translate``
+    (pixels), each a number ≥ 0 below its bound (180, 1, 28; missing keys are 0); a ConfigError otherwise."""
+    if augment is None:
+        return None
+    example = "task.data.augment={rotate:10,scale:0.1,translate:2}, or null"
+    if not isinstance(augment, Mapping) or not augment:
+        raise ConfigError(f"task.data.augment must be null or a mapping of {', '.join(AUGMENT_KEYS)}, got {augment!r} "
+                          f"(e.g. {example})")  # fmt: skip
+    unknown = sorted(set(augment) - set(AUGMENT_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"task.data.augment has unknown keys {unknown}: it takes {', '.join(AUGMENT_KEYS)} ({example})"
+        )
+    checked = {}
+    for key, (bound, unit) in AUGMENT_KEYS.items():
+        value = augment.get(key, 0)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < bound:
+            raise ConfigError(
+                f"task.data.augment.{key} must be a number from 0 to below {bound} ({unit}), got {value!r} ({example})"
+            )
+        checked[key] = float(value)
+    return checked
+
+
+def random_affine(images: Tensor, rotate: float, scale: float, translate: float, generator: torch.Generator) -> Tensor:
+    """images (N, 28, 28) float → each rotated by up to ±``rotate`` degrees, scaled by 1 ± up to ``scale`` and moved
+    by up to ±``translate`` pixels per axis, every parameter uniform and drawn per image from ``generator``;
+    bilinear, with 0 (MNIST's background) moved in from outside. All zero: the images unchanged."""
+    n = len(images)
+    angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(rotate)
+    size = 1 + (torch.rand(n, generator=generator) * 2 - 1) * scale
+    shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * translate * 2 / SIDE  # pixels → [-1, 1] coordinates
+    cos, sin = torch.cos(angle) / size, torch.sin(angle) / size
+    # theta maps each output pixel to where it samples the input (the inverse transform)
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta.to(images.dtype), [n, 1, SIDE, SIDE], align_corners=False)
+    return F.grid_sample(images[:, None], grid, align_corners=False, padding_mode="zeros")[:, 0]
+
+
+@dataclass
+class AugmentedSplit(TensorSplit):
+    """A training split of permuted images whose every batch is augmented: each image is transformed at random
+    (:func:`random_affine`) *before* its pixels are permuted, so the model still sees a permuted sequence. The draws
+    for batch b of an epoch depend only on the epoch's seed and b: a resumed epoch draws the same ones.
+
+    x (N, 784, 1) holds the untransformed sequences (as :class:`TensorSplit`); ``pixel_order`` (784,) is the
+    permutation; ``augment`` the ranges (see :func:`check_augment`; None: no augmentation).
+    """
+
+    pixel_order: Tensor = field(default_factory=lambda: torch.arange(SIDE * SIDE))
+    augment: dict[str, float] | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.image_order = torch.argsort(self.pixel_order)  # x[:, image_order] is the image, row by row
+
+    def batches(
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        limit: int | None = None,
+        start_batch: int = 0,
+    ) -> Iterator[dict[str, Tensor]]:
+        """:meth:`TensorSplit.batches`, each batch's images transformed (``augment`` None: unchanged)."""
+        batches = super().batches(batch_size, shuffle, seed, limit, start_batch)
+        for number, batch in enumerate(batches, start=start_batch):
+            if self.augment:
+                generator = torch.Generator().manual_seed((seed * 1_000_003 + number) % 2**63)
+                images = batch["inputs"][..., 0][:, self.image_order].reshape(-1, SIDE, SIDE)
+                moved = random_affine(images, generator=generator, **self.augment).reshape(len(images), -1)
+                batch = {**batch, "inputs": moved[:, self.pixel_order][..., None]}
+            yield batch
 
 
 def psmnist(
@@ -230,11 +378,14 @@ def psmnist(
     val_size: int = 10_000,
     max_train: int | None = None,
     permutation_seed: int = PERMUTATION_SEED,
+    augment: Mapping[str, float] | None = None,
 ) -> DataSplits:
     """Splits of x (N, 784, 1) float32 in [0, 1] → y (N,) labels in 0..9; ``max_train`` caps the training examples.
 
     Train and validation are disjoint: the first n - val_size shuffled training images (at most ``max_train``
-    of them) and the last ``val_size``. Every argument is checked before any file is read.
+    of them) and the last ``val_size``. ``augment`` ({rotate, scale, translate}) transforms each training image at
+    random, anew in every batch, before the permutation (:class:`AugmentedSplit`); validation and test are never
+    augmented. Every argument is checked before any file is read.
     """
     check_int("task.data.val_size", val_size, 1, "the training images held out for validation")
     if max_train is not None and not (is_int(max_train) and max_train > 0):
@@ -244,6 +395,7 @@ def psmnist(
             f"got {max_train!r}: fix task.data.max_train in the config or command line"
         )
     check_int("task.data.permutation_seed", permutation_seed, 0, "a numpy RandomState seed", below=2**32)
+    augment = check_augment(augment)
     train_images, train_labels, test_images, test_labels = load_images(root, dataset, download, val_size=val_size)
     n_images = len(train_images)
     row_order, pixel_order = permutations(n_images, permutation_seed)
@@ -257,8 +409,14 @@ def psmnist(
     n_train = n_images - val_size
     train_end = n_train if max_train is None else min(n_train, max_train)
     return DataSplits(
-        train=TensorSplit(x[:train_end], y[:train_end]),
+        train=AugmentedSplit(x[:train_end], y[:train_end], pixel_order=pixels, augment=augment),
         val=TensorSplit(x[n_train:], y[n_train:]),
         test=TensorSplit(sequences(test_images), test_labels),
-        info={"dataset": dataset, "permutation_seed": permutation_seed, "pixel_order": pixel_order.tolist()},
+        info={
+            "dataset": dataset,
+            "path": str(_check_root(root).resolve()),  # the folder read (records write it relative to the run)
+            "permutation_seed": permutation_seed,
+            "augment": augment,
+            "pixel_order": pixel_order.tolist(),
+        },
     )

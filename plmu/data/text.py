@@ -106,6 +106,12 @@ def split_files(root: Path, task: TextTask, split: str) -> list[Path]:
     return []
 
 
+def local_name(path: str | Path, hub_id: str) -> str:
+    """What a record calls local files: their folder's name and the layout they are read in (plmu cannot tell
+    whether they are that data set: a stand-in has the same layout). The path itself is recorded beside it."""
+    return f"local files ({Path(path).expanduser().resolve().name}) in the {hub_id} layout"
+
+
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
 
@@ -255,6 +261,34 @@ def to_split(table: datasets.Dataset, keys: list[str], pad_id: int, side: str, m
     return DictSplit(columns, target, pad_id=pad_id, side=side, multiple=multiple), truncated
 
 
+def fitting_val_size(task: TextTask, val_size: int, train_rows: int, given: bool) -> int:
+    """The validation rows to carve from ``train_rows``: ``val_size`` when it leaves training rows. The task's
+    default (``given`` False) shrinks to a tenth of a smaller local folder, with a warning; a size the user gave
+    that does not fit is a ConfigError with the exact override that would."""
+    if val_size < train_rows:
+        return val_size
+    fits = max(1, train_rows // 10)
+    if train_rows < 2:
+        raise DataError(
+            f"{task.name}'s training split has {train_rows} usable row(s): a validation split cannot be carved from "
+            f"it; add training rows"
+        )
+    if given:
+        raise ConfigError(
+            f"task.data.val_size must be below the {train_rows} training rows of {task.name}, got {val_size}: "
+            f"set task.data.val_size={fits} (a tenth), or another value below {train_rows}"
+        )
+    log.warning(
+        "%s: the default validation size (%d rows) is not below the %d training rows; carving %d (a tenth) instead "
+        "(set task.data.val_size to choose)",
+        task.name,
+        val_size,
+        train_rows,
+        fits,
+    )
+    return fits
+
+
 def _stats(lengths: np.ndarray) -> dict[str, float]:
     """Tokens per training example after truncation (summed over a pair): what max_length and batching see."""
     if len(lengths) == 0:
@@ -315,11 +349,7 @@ def load_text_task(
         if source is not None:
             tables[role], dropped[role] = clean(raw[source], task, source, labelled=True)
     if task.val is None:
-        if not carved < len(tables["train"]):
-            raise ConfigError(
-                f"task.data.val_size must be below the {len(tables['train'])} training rows of {task.name}, got "
-                f"{carved}: lower task.data.val_size"
-            )
+        carved = fitting_val_size(task, carved, len(tables["train"]), given=val_size is not None)
         tables["train"], tables["val"] = carve(tables["train"], carved, split_seed, max_train)
     elif max_train is not None:
         tables["train"], _ = carve(tables["train"], 0, split_seed, max_train)
@@ -339,7 +369,8 @@ def load_text_task(
     lengths = splits["train"].lengths
     info = {
         "task": task.name,
-        "dataset": task.hub_id if path is None else str(path),
+        "dataset": task.hub_id if path is None else local_name(path, task.hub_id),
+        **({} if path is None else {"path": str(Path(path).expanduser().resolve())}),
         "config": task.config,
         "num_classes": task.num_classes,
         "vocab_size": len(fast),
@@ -349,7 +380,7 @@ def load_text_task(
         "truncation": truncation,
         "pad_side": pad_side,
         "pad_multiple": pad_multiple,
-        "tokenizer": tokenizer or (str(file) if file else "trained (not cached)"),
+        "tokenizer": tokenizer or (str(Path(file).resolve()) if file else "trained (not cached)"),
         "split_sizes": {role: len(split) for role, split in splits.items()},
         "sources": {
             "train": task.train,

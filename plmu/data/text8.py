@@ -134,7 +134,7 @@ def text8(
     vocab = len(ALPHABET)
     info = {
         "dataset": "text8" if expected_characters == CHARACTERS else f"text8-form text ({source.name})",
-        "source": str(source),
+        "source": str(Path(source).resolve()),
         "vocab_size": vocab,
         "alphabet": ALPHABET,
         "characters": {name: len(part) for name, part in zip(("train", "val", "test"), parts, strict=True)},

@@ -515,8 +515,10 @@ def iwslt15_en_vi(
     }
     info = {
         "task": "translation",
-        "dataset": f"IWSLT'15 {source_lang}-{target_lang} (Stanford NMT)" if downloaded else str(folder),
-        "folder": str(folder),
+        "dataset": f"IWSLT'15 {source_lang}-{target_lang} (Stanford NMT)"
+        if downloaded
+        else f"local files ({Path(folder).name}) in the Stanford NMT layout",
+        "folder": str(Path(folder).resolve()),
         "files": {"train": train, "val": val, "test": test, "source": source_lang, "target": target_lang},
         "vocab_size": len(source_vocab),  # the model's source vocabulary (plmu.train.run passes it as vocab_size)
         "num_classes": len(target_vocab),  # its target vocabulary: the classes of every output token
@@ -645,7 +647,7 @@ def synthetic_en_vi(
                 shutil.rmtree(temp, ignore_errors=True)
         path = folder
     data = iwslt15_en_vi(data_dir, path=path, **options)
-    data.info["dataset"] = f"synthetic en-vi ({order if generated else 'from task.data.path'}; {path})"
+    data.info["dataset"] = f"synthetic en-vi ({order if generated else 'from task.data.path'}; {Path(path).name})"
     data.info["synthetic"] = settings if generated else "read from task.data.path"
     return data
 

@@ -13,6 +13,7 @@ from plmu.models.adapters import IdentityAdapter, LinearAdapter, TokenEmbedding,
 from plmu.models.encoders import LSTMEncoder
 from plmu.models.heads import (
     LastStepHead,
+    MaxPoolHead,
     MeanPoolHead,
     PairHead,
     PerStepHead,
@@ -41,6 +42,7 @@ __all__ = [
     "LSTMEncoder",
     "LastStepHead",
     "LinearAdapter",
+    "MaxPoolHead",
     "MeanPoolHead",
     "PairHead",
     "PairModel",

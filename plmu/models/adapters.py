@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from plmu.checks import positive_int
+from plmu.checks import positive_int, probability
 
 
 def padding_mask(ids: Tensor, padding_idx: int = 0) -> Tensor:
@@ -29,13 +29,15 @@ class TokenEmbedding(nn.Module):
     """Token ids (batch, time) long → embeddings (batch, time, dim).
 
     The row of ``padding_idx`` is zero and gets no gradient (``nn.Embedding``'s rule), so padding adds nothing even to a
-    backbone that is not told about the mask.
+    backbone that is not told about the mask. ``dropout`` drops embedding features in training (a regulariser for
+    text classifiers trained from scratch, whose embedding holds most of their parameters).
     """
 
-    def __init__(self, vocab_size: int, dim: int, padding_idx: int | None = 0) -> None:
+    def __init__(self, vocab_size: int, dim: int, padding_idx: int | None = 0, dropout: float = 0.0) -> None:
         super().__init__()
         positive_int("vocab_size", vocab_size)
         positive_int("dim", dim)
+        self.dropout = nn.Dropout(probability("embed_dropout", dropout))
         index_ok = isinstance(padding_idx, int) and not isinstance(padding_idx, bool) and 0 <= padding_idx < vocab_size
         if padding_idx is not None and not index_ok:
             raise ValueError(f"padding_idx must be None or in [0, vocab_size={vocab_size}), got {padding_idx!r}")
@@ -46,7 +48,7 @@ class TokenEmbedding(nn.Module):
         """ids (batch, time) long → (batch, time, dim)."""
         if ids.dim() != 2 or ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
             raise ValueError(f"ids must be integer token ids (batch, time), got {ids.dtype} {tuple(ids.shape)}")
-        return self.embedding(ids)
+        return self.dropout(self.embedding(ids))
 
 
 class LinearAdapter(nn.Module):

@@ -2,6 +2,7 @@
 
     LastStepHead   (batch, time, hidden) → the last real step  → Linear → (batch, out)         psMNIST, IMDB
     MeanPoolHead   (batch, time, hidden) → mean of real steps  → Linear → (batch, out)         IMDB
+    MaxPoolHead    (batch, time, hidden) → max over real steps → Linear → (batch, out)         IMDB
     PerStepHead    (batch, time, hidden) → Linear at every step          → (batch, time, out)   Mackey-Glass, LM
     PairHead       a, b (batch, hidden)  → [a, b, |a−b|, a·b]  → MLP    → (batch, out)         QQP, SNLI
 
@@ -20,7 +21,7 @@ from plmu.layers import activation
 from plmu.memory import check_mask
 from plmu.memory import last_valid as last_valid_step
 
-POOLINGS = ("last", "mean")
+POOLINGS = ("last", "mean", "max")
 
 
 def last_valid(h: Tensor, mask: Tensor | None = None) -> Tensor:
@@ -45,14 +46,27 @@ def masked_mean(h: Tensor, mask: Tensor | None = None) -> Tensor:
     return total / count
 
 
+def masked_max(h: Tensor, mask: Tensor | None = None) -> Tensor:
+    """h (batch, time, hidden) → the feature-wise max over each row's real steps (batch, hidden); zeros for an
+    all-padding row. Max pooling over time keeps the strongest evidence wherever it occurs in a long text."""
+    if mask is None:
+        return h.amax(dim=1)
+    check_mask(mask, h.shape[0], h.shape[1])
+    lowest = torch.finfo(h.dtype).min
+    pooled = torch.where(mask[..., None], h, lowest).amax(dim=1)
+    return torch.where(mask.any(dim=1, keepdim=True), pooled, 0)
+
+
 def pool(h: Tensor, mask: Tensor | None, pooling: str) -> Tensor:
-    """One vector per sequence: h (batch, time, hidden) → (batch, hidden) by ``pooling`` ("last" real step or "mean"
-    of real steps); h (batch, hidden), from a backbone that returned its last step only, passes through."""
+    """One vector per sequence: h (batch, time, hidden) → (batch, hidden) by ``pooling`` ("last" real step, "mean"
+    or "max" over real steps); h (batch, hidden), from a backbone that returned its last step only, passes through."""
     if pooling not in POOLINGS:
         raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}")
     if h.dim() == 2:
         return h
-    return last_valid(h, mask) if pooling == "last" else masked_mean(h, mask)
+    if pooling == "last":
+        return last_valid(h, mask)
+    return masked_mean(h, mask) if pooling == "mean" else masked_max(h, mask)
 
 
 # The heads subclass nn.Linear, so their parameters are named ``weight`` and ``bias`` like the plain linear head
@@ -83,6 +97,12 @@ class MeanPoolHead(LastStepHead):
     """The mean over real steps, then a linear layer: h (batch, time, hidden) → (batch, out)."""
 
     pooling = "mean"
+
+
+class MaxPoolHead(LastStepHead):
+    """The feature-wise max over real steps, then a linear layer: h (batch, time, hidden) → (batch, out)."""
+
+    pooling = "max"
 
 
 class PerStepHead(_LinearHead):

@@ -4,7 +4,7 @@
         → adapter  (IdentityAdapter, LinearAdapter, TokenEmbedding)           → (batch, T, dim)
         → backbone (ParallelLMUStack, OriginalLMUStack, LSTMEncoder, TransformerBackbone)
                                                                               → (batch, T, hidden) or (batch, hidden)
-        → head     (LastStepHead, MeanPoolHead, PerStepHead)                  → (batch, out) or (batch, T, out)
+        → head     (LastStepHead, MeanPoolHead, MaxPoolHead, PerStepHead)     → (batch, out) or (batch, T, out)
 
 ``PairModel`` encodes two sequences (``inputs_a``, ``inputs_b``) with one shared adapter and backbone, pools each, and
 classifies the pair with a ``PairHead``. psMNIST reads the last step (the parallel LMU then needs m_T alone, one
@@ -28,7 +28,7 @@ from plmu.errors import ConfigError
 from plmu.layers import ParallelLMUStack
 from plmu.models.adapters import IdentityAdapter, LinearAdapter
 from plmu.models.encoders import LSTMEncoder
-from plmu.models.heads import POOLINGS, LastStepHead, MeanPoolHead, PairHead, PerStepHead, pool
+from plmu.models.heads import POOLINGS, LastStepHead, MaxPoolHead, MeanPoolHead, PairHead, PerStepHead, pool
 from plmu.models.sizing import count_parameters
 from plmu.models.transformer import TransformerBackbone
 from plmu.original import OriginalLMUStack
@@ -184,7 +184,7 @@ def head_for(per_step: bool, hidden_size: int, output_size: int, pooling: str = 
     """The head a task needs: a readout at every step (``per_step``), or of the pooled sequence."""
     if flag("per_step", per_step):
         return PerStepHead(hidden_size, output_size, dropout)
-    head_class = {"last": LastStepHead, "mean": MeanPoolHead}[one_of("pooling", pooling, POOLINGS)]
+    head_class = {"last": LastStepHead, "mean": MeanPoolHead, "max": MaxPoolHead}[one_of("pooling", pooling, POOLINGS)]
     return head_class(hidden_size, output_size, dropout)
 
 

@@ -57,14 +57,17 @@ def text_classifier(
     pair: bool = False,
     mlp_hidden: int | None = None,
     dropout: float = 0.0,
+    embed_dropout: float = 0.0,
     **backbone_options: Any,
 ) -> SequenceModel:
     """The text tasks' model (``conf/task_model/{imdb,qqp,snli}_*.yaml``): options not named here go to the
-    backbone (e.g. the LMU's ``order`` and ``theta``, the transformer's ``num_heads``)."""
+    backbone (e.g. the LMU's ``order`` and ``theta``, the transformer's ``num_heads``). ``dropout`` is the head's
+    (on the pooled features), ``embed_dropout`` the embedding's."""
     one_of("pooling", pooling, POOLINGS)
     last_only = pooling == "last" and backbone in ("plmu", "lstm")
     encoder = build_backbone(backbone, embed_dim, hidden_size, num_layers, last_only, **backbone_options)
-    adapter = TokenEmbedding(vocab_size, embed_dim, padding_idx=0)  # after the backbone: the initialisation of v0.1
+    # after the backbone: the initialisation of v0.1
+    adapter = TokenEmbedding(vocab_size, embed_dim, padding_idx=0, dropout=embed_dropout)
     if flag("pair", pair):
         head = PairHead(hidden_size, num_classes, mlp_hidden or hidden_size, dropout=dropout)
         return PairModel(adapter, encoder, head, pooling, dropout)

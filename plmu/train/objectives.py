@@ -67,22 +67,33 @@ class Objective:
         return f"{type(self).__name__}(metric={self.metric!r})"
 
 
+def _smoothing(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        raise ConfigError(f"task.objective.label_smoothing must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
 def _stack(*values: Tensor) -> Tensor:
     """Scalars as one float64 vector on their device (float64: sums over millions of tokens stay exact)."""
     return torch.stack([v.detach().double() for v in values])
 
 
 class Classification(Objective):
-    """Cross-entropy on one label per example: outputs (batch, classes), ``batch["target"]`` (batch,) long."""
+    """Cross-entropy on one label per example: outputs (batch, classes), ``batch["target"]`` (batch,) long.
+
+    ``label_smoothing`` (a regulariser: the target puts that much mass evenly on every class) changes the training
+    loss only; the reported ``loss`` is the true cross-entropy.
+    """
 
     name = "classification"
     stat_names = ("correct", "examples", "loss_sum")
 
-    def __init__(self) -> None:
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        self.label_smoothing = _smoothing(label_smoothing)
         self.metric, self.higher_is_better = "accuracy", True
 
     def loss(self, outputs: Tensor, batch: Batch) -> Tensor:
-        return F.cross_entropy(outputs.float(), batch["target"])
+        return F.cross_entropy(outputs.float(), batch["target"], label_smoothing=self.label_smoothing)
 
     def stats(self, outputs: Tensor, batch: Batch) -> Tensor:
         target, outputs = batch["target"], outputs.detach().float()
@@ -140,11 +151,9 @@ class TokenCrossEntropy(Objective):
     def __init__(self, ignore_index: int = -100, label_smoothing: float = 0.0, metric: str = "bpc") -> None:
         if not isinstance(ignore_index, int) or isinstance(ignore_index, bool):
             raise ConfigError(f"task.objective.ignore_index must be an integer, got {ignore_index!r}")
-        if not isinstance(label_smoothing, int | float) or not 0 <= label_smoothing < 1:
-            raise ConfigError(f"task.objective.label_smoothing must be in [0, 1), got {label_smoothing!r}")
         if metric not in self.METRICS:
             raise ConfigError(f"task.objective.metric must be one of {sorted(self.METRICS)}, got {metric!r}")
-        self.ignore_index, self.label_smoothing = ignore_index, float(label_smoothing)
+        self.ignore_index, self.label_smoothing = ignore_index, _smoothing(label_smoothing)
         self.metric, self.higher_is_better = metric, self.METRICS[metric]
 
     def loss(self, outputs: Tensor, batch: Batch) -> Tensor:

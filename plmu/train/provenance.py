@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import shlex
 import subprocess
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,66 @@ def environment(device: Any) -> dict[str, Any]:
 
 
 def command_line(overrides: list[str], run_dir: Path) -> str:
-    """The ``plmu-train`` command that runs (or resumes) this run: its overrides and its folder, shell-quoted."""
+    """The ``plmu-train`` command that runs (or resumes) this run: its overrides and its folder, shell-quoted.
+
+    The folder is written relative to the working directory when it lies below it (``hydra.run.dir=outputs/...``,
+    the same command from the same place on any machine), else in full."""
     kept = [o for o in overrides if not o.startswith(("hydra.run.dir=", "hydra.sweep.dir=", "hydra.job."))]
-    return shlex.join(["plmu-train", *kept, f"hydra.run.dir={run_dir.resolve()}"])
+    return shlex.join(["plmu-train", *kept, f"hydra.run.dir={shown_path(run_dir)}"])
+
+
+def shown_path(path: str | Path) -> str:
+    """``path`` relative to the working directory if it lies below it, else absolute: how a command names it."""
+    resolved, here = Path(path).expanduser().resolve(), Path.cwd().resolve()
+    return str(resolved.relative_to(here)) if resolved.is_relative_to(here) else str(resolved)
+
+
+def run_relative(path: str | Path | None, run_dir: str | Path) -> str | None:
+    """``path`` (a checkpoint, a data folder, a report) as a record writes it: relative to the run folder, so that a
+    record reads the same on any machine and after the whole tree is moved (``checkpoints/best.pt``,
+    ``../../data/mnist``). None stays None."""
+    if path is None:
+        return None
+    return os.path.relpath(Path(path).expanduser().resolve(), Path(run_dir).expanduser().resolve())
+
+
+def from_record(path: str | None, run_dir: str | Path) -> Path | None:
+    """A path a record wrote with :func:`run_relative` (or an absolute one, from an older record), as a Path."""
+    if path is None:
+        return None
+    given = Path(path).expanduser()
+    return given if given.is_absolute() else Path(run_dir) / given
+
+
+MACHINE_PATH_PREFIXES = ("/", "~")
+
+
+def is_machine_path(value: object) -> bool:
+    """Whether a record's value is a path that only means something on the machine that wrote it."""
+    return isinstance(value, str) and value.startswith(MACHINE_PATH_PREFIXES) and "\n" not in value
+
+
+def machine_paths(record: Any, skip: tuple[str, ...] = ("command", "overrides"), where: str = "") -> list[str]:
+    """The keys (dotted) of ``record`` whose values are machine paths; ``skip``: keys kept as typed (the exact
+    command and its overrides). What tests/test_experiments.py asks of every committed record."""
+    found: list[str] = []
+    if isinstance(record, Mapping):
+        for key, value in record.items():
+            if key not in skip:
+                found += machine_paths(value, skip, f"{where}.{key}" if where else str(key))
+    elif isinstance(record, list):
+        for index, value in enumerate(record):
+            found += machine_paths(value, skip, f"{where}[{index}]")
+    elif is_machine_path(record):
+        found.append(where)
+    return found
+
+
+def portable(record: Any, run_dir: str | Path, skip: tuple[str, ...] = ("command", "overrides")) -> Any:
+    """``record`` with every machine path (:func:`is_machine_path`) written relative to the run folder; the keys in
+    ``skip`` are kept as they are (the exact command and its overrides)."""
+    if isinstance(record, Mapping):
+        return {key: value if key in skip else portable(value, run_dir, skip) for key, value in record.items()}
+    if isinstance(record, list):
+        return [portable(value, run_dir, skip) for value in record]
+    return run_relative(record, run_dir) if is_machine_path(record) else record

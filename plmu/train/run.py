@@ -199,6 +199,7 @@ def build_logger(cfg: DictConfig) -> NullLogger:
 def trainer_settings(cfg: DictConfig) -> TrainerSettings:
     values = OmegaConf.to_container(cfg.trainer, resolve=True)
     values.pop("resume", None)
+    values.pop("test", None)  # the runner's (see train), not the loop's
     values["optimizer"] = instantiate(cfg.trainer.optimizer)
     values["scheduler"] = instantiate(cfg.trainer.scheduler) if cfg.trainer.get("scheduler") else None
     values["precision"] = str(values["precision"])
@@ -246,12 +247,15 @@ def init_from_checkpoint(cfg: DictConfig) -> tuple[Path, dict[str, Any]] | None:
 VOCABULARY_KEYS = ("tokenizer", "alphabet")  # data_info.json's keys that say what each token id means
 
 
-def _same_vocabulary(a: Any, b: Any) -> bool:
-    """Equal values, or two paths of tokenizer files with the same content (one tokenizer, cached in two places)."""
+def _same_vocabulary(a: Any, b: Any, a_run: Path) -> bool:
+    """Equal values, or two paths of tokenizer files with the same content (one tokenizer, cached in two places).
+    ``a`` comes from the data_info.json of the run folder ``a_run``, which writes paths relative to it."""
     if a == b:
         return True
-    if isinstance(a, str) and isinstance(b, str) and Path(a).is_file() and Path(b).is_file():
-        return Path(a).read_bytes() == Path(b).read_bytes()
+    if isinstance(a, str) and isinstance(b, str):
+        path_a, path_b = provenance.from_record(a, a_run), Path(b)
+        if path_a.is_file() and path_b.is_file():
+            return path_a.read_bytes() == path_b.read_bytes()
     return False
 
 
@@ -266,7 +270,7 @@ def check_same_vocabulary(source: Path, data_info: Mapping[str, Any]) -> None:
         log.warning("init_from: %s has no readable data_info.json: its vocabulary is not checked", source)
         return
     for key in VOCABULARY_KEYS:
-        if key in theirs and key in data_info and not _same_vocabulary(theirs[key], data_info[key]):
+        if key in theirs and key in data_info and not _same_vocabulary(theirs[key], data_info[key], info_path.parent):
             raise ConfigError(
                 f"init_from={str(source)!r} was trained with another {key} ({theirs[key]!r}, this run: "
                 f"{data_info[key]!r}): its token ids mean other tokens. Use the data settings of that run (for a "
@@ -394,16 +398,20 @@ def train(
                 logger.summary({"parameters": model.num_parameters})
                 try:
                     best_val = trainer.fit()
-                    test_metrics = trainer.test()
+                    # a selection run (trainer.test=false) never reads the test split: test is null
+                    test_metrics = trainer.test() if cfg.trainer.get("test", True) else None
                 except KeyboardInterrupt:
                     raise RunInterrupted(trainer.what_is_kept()) from None
                 results = {
                     "task": cfg.task.name,
-                    "dataset": data.info.get("dataset", cfg.task.name),
+                    "dataset": data.info.get("dataset", cfg.task.name),  # its name; a local copy: data_path
+                    **provenance.portable(
+                        {"data_path": data.info["path"]} if data.info.get("path") else {}, folder.path
+                    ),
                     "model": model_family(cfg),
                     "metric": trainer.objective.metric,
-                    "test": test_metrics[trainer.objective.metric],
-                    "test_metrics": test_metrics,
+                    "test": None if test_metrics is None else test_metrics[trainer.objective.metric],
+                    "test_metrics": test_metrics,  # null: not measured (trainer.test=false)
                     "best_val": best_val,
                     "best_epoch": trainer.state.best_epoch,
                     "best_step": trainer.state.best_step,
@@ -414,22 +422,23 @@ def train(
                     "seed": cfg.seed,
                     "overrides": overrides,
                     "command": provenance.command_line(overrides, folder.path),
-                    "resumed_from": None if resume is None else str(resume),
-                    "init_from": trainer.init_from,  # the checkpoint the weights started from (first attempt's)
+                    # paths relative to the run folder: the record reads the same on any machine
+                    "resumed_from": provenance.run_relative(resume, folder.path),
+                    # the checkpoint the weights started from (first attempt's)
+                    "init_from": provenance.run_relative(trainer.init_from, folder.path),
                     "epoch_seconds_total": round(trainer.state.seconds, 2),  # all attempts, if resumed
                     "wall_seconds": round(time.time() - started, 2),  # this attempt, data loading and test included
                     **environment,
                     **({"world_size": ctx.world_size} if ctx.enabled else {}),  # torchrun's processes
-                    "run_dir": str(folder.path.resolve()),
                 }
                 if ctx.is_main:
                     write_json_atomic(folder.results, results)
                 metric = trainer.objective.metric
                 logger.summary({f"test/{metric}": results["test"], f"best_val/{metric}": best_val, **results})
                 log.info(
-                    "done: test %s %.6g, best val %.6g (epoch %s), %d parameters, %.0f s -> %s",
+                    "done: test %s %s, best val %.6g (epoch %s), %d parameters, %.0f s -> %s",
                     metric,
-                    results["test"],
+                    "not measured (trainer.test=false)" if results["test"] is None else f"{results['test']:.6g}",
                     best_val,
                     trainer.state.best_epoch,
                     model.num_parameters,
@@ -475,7 +484,8 @@ def _write_records(
     else:
         trainer.metrics.truncate_after(trainer.state.step)
     write_text_atomic(folder.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    write_json_atomic(folder.path / "data_info.json", data_info)  # e.g. psMNIST's pixel order
+    # e.g. psMNIST's pixel order; paths (a local copy, a cached tokenizer) relative to the run folder
+    write_json_atomic(folder.path / "data_info.json", provenance.portable(data_info, folder.path))
     for name, text in (extra_records or {}).items():
         write_text_atomic(folder.path / name, text)
 

@@ -41,6 +41,7 @@ RESUME_MAY_CHANGE = (
     "trainer.progress",
     "trainer.log_every_n_steps",
     "trainer.eval_batch_size",
+    "trainer.test",  # whether the end reads the test split (a selection sweep does not)
     "logger",
 )
 

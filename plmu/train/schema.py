@@ -160,6 +160,7 @@ class TrainerSchema:
     limit_eval_batches: int | None = rule(_or_none(_positive_int), OPTIONAL_POSITIVE_INT, "null", None)
     log_every_n_steps: int = rule(_positive_int, POSITIVE_INT, "50", 50)
     progress: bool = rule(_isa(bool), BOOL, "false", True)
+    test: bool = rule(_isa(bool), BOOL, "false", True)
     resume: str | None = rule(_or_none(_is_str), "null, auto or a checkpoint path", "auto", "auto")
 
 

@@ -1,11 +1,12 @@
 """plmu-bench --text runs its three models and reports what it measured (tiny lengths: seconds)."""
 
-from plmu.bench.text import SIZES, report, step_latency, training_tokens_per_second
+from plmu.bench.text import POOLINGS, SIZES, report, step_latency, training_tokens_per_second
 
 
-def test_text_training_table_has_every_model_and_length():
+def test_text_training_table_has_every_model_pooling_and_length():
     rows = training_tokens_per_second(lengths=(8, 16), repeats=1, device="cpu")
-    assert {(r["model"], r["length"]) for r in rows} == {(m, n) for m in SIZES for n in (8, 16)}
+    expected = {(m, p, n) for m in SIZES for p in POOLINGS[m] for n in (8, 16)}
+    assert {(r["model"], r["pooling"], r["length"]) for r in rows} == expected
     assert all(r["tokens_per_second"] > 0 for r in rows)
     parameters = [r["parameters"] for r in rows if r["length"] == 8]
     assert max(parameters) / min(parameters) < 1.02  # equal parameter counts, besides the shared embedding
@@ -15,4 +16,9 @@ def test_step_latency_and_report():
     rows = step_latency(contexts=(4, 8), repeats=2)
     assert [r["context"] for r in rows] == [4, 8] and all(r["lmu_ms"] > 0 and r["transformer_ms"] > 0 for r in rows)
     text = report("cpu", quick=True)
-    assert "parallel LMU vs LSTM" in text and "transformer step with KV cache" in text and "device cpu" in text
+    assert (
+        "parallel LMU vs LSTM, both read by last" in text
+        and "both read by max" in text
+        and "transformer step with KV cache" in text
+        and "device cpu" in text
+    )

@@ -86,8 +86,9 @@ def test_data_root_points_at_the_data(trained_run, capsys):
     assert eval_cli.main([str(run_dir), "--mode", "parallel", "--data-root", str(data_dir)]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["value"] == pytest.approx(results["test"], rel=1e-5)
-    assert report["data_root"] == str(data_dir.resolve()) and report["data_root_from"] == "--data-root"
-    assert report["data"]["cache_dir"] == str(data_dir.resolve())
+    # records write paths relative to the run folder (tests/test_experiments.py): the same on any machine
+    assert report["data_root"] == "../data/mackey_glass" and report["data_root_from"] == "--data-root"
+    assert report["data"]["cache_dir"] == "../data/mackey_glass"
 
 
 # ------------------------------------------------------------------------------------------------ flags
@@ -212,13 +213,14 @@ def test_report_records_what_was_evaluated(trained_run, run_copy, capsys):
     assert eval_cli.main([str(run_copy), "--checkpoint", "last", "--limit-batches", "1", "--batch-size", "1"]) == 0
     out, err = capsys.readouterr()
     report = strict_loads(out)
-    assert report["checkpoint"] == str((run_copy / "checkpoints" / "last.pt").resolve())
+    assert report["checkpoint"] == "checkpoints/last.pt"  # relative to the run folder
     assert report["checkpoint_epoch"] == 2 and report["checkpoint_step"] == 2  # 2 epochs of 1 batch
     assert (report["batch_size"], report["limit_batches"], report["batches"], report["samples"]) == (1, 1, 1, 1)
-    assert report["data_root"] == str(trained_run[0].parent / "data" / "mackey_glass")  # the one training used
+    data_root = trained_run[0].parent / "data" / "mackey_glass"  # the one training used
+    assert (run_copy / report["data_root"]).resolve() == data_root.resolve()
     assert report["data_root_from"] == "checkpoint config" and report["data"]["n_series"] == 8
     assert report["torch_version"] == torch.__version__ and report["plmu_version"]
-    assert report["notes"] == [] and report["output"] == str(run_copy / "eval_recurrent_test_last_limit1.json")
+    assert report["notes"] == [] and report["output"] == "eval_recurrent_test_last_limit1.json"
     assert strict_loads((run_copy / "eval_recurrent_test_last_limit1.json").read_text()) == report
     assert err.strip().splitlines()[-1] == f"plmu-eval: wrote {run_copy / 'eval_recurrent_test_last_limit1.json'}"
 
@@ -240,7 +242,8 @@ def test_different_evaluations_get_different_files(run_copy, capsys):
 
 def test_output_flag(run_copy, tmp_path, capsys):
     assert eval_cli.main([str(run_copy), "--no-progress", "--output", str(tmp_path / "mine.json")]) == 0
-    assert strict_loads((tmp_path / "mine.json").read_text())["output"] == str(tmp_path / "mine.json")
+    output = strict_loads((tmp_path / "mine.json").read_text())["output"]
+    assert (run_copy / output).resolve() == (tmp_path / "mine.json").resolve()
     folder = tmp_path / "reports"
     folder.mkdir()
     assert eval_cli.main([str(run_copy), "--no-progress", "--output", str(folder)]) == 0

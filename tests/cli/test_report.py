@@ -51,16 +51,41 @@ def test_every_row_number_is_its_runs_results_json():
     for experiment in rows:
         for run in experiment.rows:
             line = next(row for row in table.splitlines() if f"({run.path.relative_to(ROOT).as_posix()})" in row)
-            if run.source == "results.json":
+            if run.seeds:  # one row over seeds: their mean
+                tests = [read_json(seed.path / "results.json")["test"] for seed in run.seeds]
+                assert run.value == pytest.approx(sum(tests) / len(tests), rel=1e-12)
+            elif run.source == "results.json":
                 assert run.value == read_json(run.path / "results.json")["test"]
-            assert (
-                f"| {format_value(run.metric, run.value)} |" in line
-                or f" {format_value(run.metric, run.value)} |" in line
-            )
+            shown = format_value(run.metric, run.value)
+            assert f"| {shown} ± " in line if run.seeds else (f"| {shown} |" in line or f" {shown} |" in line)
             assert PAPER[run.task].paper in line
     # every paper task has a row, measured or "not run yet"
     for paper in PAPER.values():
         assert f"| {paper.name} | {paper.metric} | {paper.paper} |" in table
+
+
+def test_a_row_over_seeds_is_their_mean_and_std_and_the_papers_data_comes_first(tmp_path, capsys):
+    stand_in, real = tmp_path / "exp" / "a_stand_in", tmp_path / "exp" / "b_real"
+    write_run(stand_in / "one", task="psmnist", metric="accuracy", test=0.88)
+    for seed, test in enumerate((0.985, 0.987, 0.986)):
+        write_run(real / f"seed{seed}", task="psmnist", metric="accuracy", test=test)
+    (stand_in / "results.yaml").write_text("task: psmnist\ndata: a stand-in\nruns:\n  - dir: one\n")
+    (real / "results.yaml").write_text(
+        "task: psmnist\ndata: MNIST\npaper_data: true\nruns:\n  - dirs: [seed0, seed1, seed2]\n    model: LMU\n"
+    )
+    assert report_cli.main([str(tmp_path / "exp")]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| psMNIST")]
+    assert "**the paper's data**: MNIST" in rows[0] and "a stand-in" in rows[1]  # the paper's data first
+    assert "| 98.60% ± 0.10 (3 seeds: 98.50%–98.70%) |" in rows[0]
+    for seed in ("seed0", "seed1", "seed2"):  # every seed is in the every-run table, listed
+        assert re.search(rf"\[b_real/{seed}\]\(.*\) \| yes \|", out), seed
+    (real / "results.yaml").write_text("task: psmnist\ndata: MNIST\nruns:\n  - dirs: [seed0, nope]\n")
+    assert report_cli.main([str(tmp_path / "exp")]) == 2
+    assert "names nope, but" in error_line(capsys)
+    (real / "results.yaml").write_text("task: psmnist\ndata: MNIST\nruns:\n  - dir: seed0\n    dirs: [seed1]\n")
+    assert report_cli.main([str(tmp_path / "exp")]) == 2
+    assert "dirs: [<run folder>, ...]" in error_line(capsys)
 
 
 # ------------------------------------------------------------------------------------------------ run folders
@@ -203,3 +228,29 @@ def test_without_matplotlib_the_tables_remain(tmp_path, capsys, monkeypatch):
     assert "| Mackey-Glass |" in (tmp_path / "out" / "report.md").read_text()
     assert not (tmp_path / "out" / "curves").exists()
     assert "matplotlib is not installed" in capsys.readouterr().err
+
+
+def test_a_seed_row_draws_every_seeds_curve_and_a_selection_run_says_not_measured(tmp_path, capsys, monkeypatch):
+    exp = tmp_path / "exp"
+    for seed in range(3):
+        write_run(exp / f"seed{seed}", task="psmnist", metric="accuracy", test=0.98, curve=(0.5, 0.9))
+    (exp / "results.yaml").write_text("task: psmnist\ndata: MNIST\nruns:\n  - dirs: [seed0, seed1, seed2]\n")
+    selection = write_run(exp / "sweep" / "0", task="psmnist", metric="accuracy", test=None)
+    results = json.loads((selection / "results.json").read_text())
+    (selection / "results.json").write_text(json.dumps({**results, "test_metrics": None}))  # trainer.test=false
+    drawn = []
+    real_plot_curves = report_cli.plot_curves
+
+    def spy(experiments, folder, warnings):
+        written = real_plot_curves(experiments, folder, warnings)
+        drawn.extend(line.get_label() for line in __import__("matplotlib.pyplot").pyplot.gcf().axes[0].lines)
+        return written
+
+    import matplotlib.pyplot as plt
+
+    monkeypatch.setattr(plt, "close", lambda figure=None: None)  # keep the figure to read its lines
+    monkeypatch.setattr(report_cli, "plot_curves", spy)
+    assert report_cli.main([str(exp), "--output", str(tmp_path / "out")]) == 0
+    assert sorted(label.rsplit("(", 1)[1] for label in drawn) == ["seed0)", "seed1)", "seed2)"]
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "not measured (selection run)" in report and "not finite" not in report

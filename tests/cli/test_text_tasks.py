@@ -34,7 +34,8 @@ def _config(task, tmp_path, *extra):
 def test_text_task_trains_and_runs_as_an_rnn(task, tmp_path, capsys):
     run = tmp_path / "run"
     results = train(_config(task, tmp_path), run)
-    assert results["dataset"].endswith(task) and 0 <= results["test"] <= 1  # the hub id, or the local folder
+    assert results["dataset"].startswith(f"local files ({task}) in the ") and 0 <= results["test"] <= 1
+    assert results["data_path"] == f"../{task}"  # relative to the run folder
     capsys.readouterr()
     assert eval_cli.main([str(run), "--no-progress"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -143,7 +143,10 @@ def test_a_run_folder_in_use_is_refused(tmp_path):
     # Ctrl-C: one line saying what the folder holds and the command that resumes it
     assert first.returncode == 130 and "Traceback" not in first_err
     line = first_err.strip().splitlines()[-1]
-    assert line.startswith("plmu-train: interrupted.") and f"hydra.run.dir={run_dir}" in line
+    # the folder as seen from the working directory (tmp_path): the same command from the same place anywhere
+    assert line.startswith("plmu-train: interrupted.") and line.endswith(
+        f"hydra.run.dir={run_dir.relative_to(tmp_path)}"
+    )
 
 
 def test_a_bad_job_does_not_stop_the_sweep(tmp_path):
@@ -162,6 +165,11 @@ def test_a_bad_job_does_not_stop_the_sweep(tmp_path):
     assert "| 0 | " in summary and "failed: model.theta must be" in summary
     assert "| 1 | " in summary and "| ok |" in summary
     assert "1 failed: jobs [0]" in result.stdout + result.stderr
+    # the jobs' records name their folders inside the sweep's, so a committed sweep reads the same anywhere
+    assert [json.loads(line)["run_dir"] for line in (tmp_path / "sweep" / "jobs.jsonl").read_text().splitlines()] == [
+        "0",
+        "1",
+    ]
 
 
 @pytest.mark.parametrize(

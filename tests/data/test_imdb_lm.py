@@ -144,7 +144,7 @@ def test_pretrain_then_fine_tune_through_plmu_train(imdb, tmp_path):
     fine_tuned = train(
         compose_config(["experiment=imdb_finetune", *common, f"init_from={tmp_path / 'lm'}"]), tmp_path / "ft"
     )
-    assert fine_tuned["init_from"] == str(tmp_path / "lm" / "checkpoints" / "best.pt")
+    assert fine_tuned["init_from"] == "../lm/checkpoints/best.pt"  # relative to the run folder
     log = (tmp_path / "ft" / "train.log").read_text()
     assert "0 new (not in the checkpoint), 2 skipped (shape differs: head.weight, head.bias)" in log
     infos = [json.loads((tmp_path / run / "data_info.json").read_text()) for run in ("lm", "ft")]

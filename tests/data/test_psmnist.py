@@ -169,8 +169,8 @@ def test_other_unusable_files(tmp_path, no_torchvision_read):
     images.write_bytes(header(2051, 40, 32, 32) + bytes(40 * 32 * 32))
     with pytest.raises(DataError, match=rf"{images} holds 32 x 32 images, psMNIST needs 28 x 28"):
         psmnist(tmp_path, download=False, val_size=20)
-    images.write_bytes(b"\x1f\x8b\x08" + bytes(100))
-    with pytest.raises(DataError, match=rf"{images} is gzip-compressed: gunzip it"):
+    images.write_bytes(b"\x1f\x8b\x08" + bytes(100))  # the gzip magic, then garbage
+    with pytest.raises(DataError, match=rf"{images} is corrupt or truncated \(not a whole gzip file: "):
         psmnist(tmp_path, download=False, val_size=20)
     images.unlink()
     images.mkdir()
@@ -256,3 +256,140 @@ def test_missing_files_are_listed_when_some_are_there(tmp_path):
     (raw / "t10k-labels-idx1-ubyte").unlink()
     with pytest.raises(DataNotFoundError, match=rf"in {raw} \(t10k-labels-idx1-ubyte missing\)"):
         psmnist(tmp_path, download=False)
+
+
+def test_the_published_gz_files_read_as_the_uncompressed_ones(tmp_path, no_torchvision_read):
+    write_idx_mnist(tmp_path / "plain")
+    raw = write_idx_mnist(tmp_path / "gz", gzipped=True)
+    assert sorted(p.name for p in raw.iterdir()) == sorted(f"{name}.gz" for name in psmnist_module.RAW_FILES)
+    plain, packed = (psmnist(tmp_path / name, download=False, val_size=20) for name in ("plain", "gz"))
+    for split in ("train", "val", "test"):
+        assert torch.equal(getattr(plain, split).x, getattr(packed, split).x)
+        assert torch.equal(getattr(plain, split).y, getattr(packed, split).y)
+        assert getattr(packed, split).y.dtype == torch.int64
+
+
+def test_a_mix_of_plain_and_gz_files_reads_and_plain_wins(tmp_path, no_torchvision_read):
+    raw = write_idx_mnist(tmp_path, gzipped=True)
+    write_idx_mnist(tmp_path / "other", seed=1)
+    # the plain train labels of another draw beside the .gz: the plain file is the one read
+    (raw / "t10k-labels-idx1-ubyte").write_bytes((tmp_path / "other/MNIST/raw/t10k-labels-idx1-ubyte").read_bytes())
+    other = load_images(tmp_path / "other", download=False)
+    assert torch.equal(load_images(tmp_path, download=False)[3], other[3])
+
+
+def test_a_gz_saved_under_the_plain_name_reads(tmp_path, no_torchvision_read):
+    raw = write_idx_mnist(tmp_path, gzipped=True)
+    (raw / "train-images-idx3-ubyte.gz").rename(raw / "train-images-idx3-ubyte")
+    assert len(psmnist(tmp_path, download=False, val_size=20).train) == 100
+
+
+GZ_CORRUPTIONS = {  # name: (how to change the .gz bytes, what the message says)
+    "cut stream": (lambda b: b[: len(b) // 2], r"not a whole gzip file: Compressed file ended before"),
+    "flipped byte": (lambda b: b[:20] + bytes([b[20] ^ 0xFF]) + b[21:], r"not a whole gzip file"),
+    "0 bytes": (lambda b: b"", r"0 bytes, shorter than the 16-byte IDX header"),
+}
+
+
+@pytest.mark.parametrize("name", GZ_CORRUPTIONS)
+def test_a_damaged_gz_is_named(name, tmp_path, no_torchvision_read):
+    raw = write_idx_mnist(tmp_path, gzipped=True)
+    file = raw / "train-images-idx3-ubyte.gz"
+    change, detail = GZ_CORRUPTIONS[name]
+    file.write_bytes(change(file.read_bytes()))
+    with pytest.raises(DataError, match=rf"^{file} is corrupt or truncated \({detail}"):
+        psmnist(tmp_path, download=True, val_size=20)
+
+
+def test_a_gz_whose_content_is_short_is_named(tmp_path, no_torchvision_read):
+    import gzip
+
+    raw = write_idx_mnist(tmp_path, gzipped=True)
+    file = raw / "t10k-labels-idx1-ubyte.gz"
+    file.write_bytes(gzip.compress(gzip.decompress(file.read_bytes())[:-3]))
+    with pytest.raises(
+        DataError, match=rf"{file} is corrupt .*\(45 bytes uncompressed, but its header \(40\) needs 48"
+    ):
+        psmnist(tmp_path, download=False, val_size=20)
+
+
+def test_val_size_is_checked_from_a_gz_header(tmp_path, no_torchvision_read):
+    write_idx_mnist(tmp_path, n_train=120, gzipped=True)
+    with pytest.raises(ConfigError, match=r"task.data.val_size must be between 1 and 119 .*idx3-ubyte.gz"):
+        psmnist(tmp_path, download=False, val_size=120)
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_a_read_only_data_folder_is_never_written(gzipped, tmp_path, monkeypatch):
+    """What a user holds (plain or .gz) in a folder nothing may be written to: read, nothing created or changed."""
+    raw = write_idx_mnist(tmp_path, gzipped=gzipped)
+    before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+    monkeypatch.setattr(psmnist_module, "_writable", lambda folder: False)
+    monkeypatch.setattr(os, "makedirs", lambda *args, **kwargs: pytest.fail("tried to create a folder"))
+    assert len(psmnist(tmp_path, download=True, val_size=20).train) == 100
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+    assert raw.exists()
+
+
+def test_augmented_training_batches_are_transformed_images_permuted_and_seeded(tmp_path):
+    from plmu.data.psmnist import AugmentedSplit, random_affine
+
+    write_idx_mnist(tmp_path)
+    plain = psmnist(tmp_path, download=False, val_size=20)
+    augment = {"rotate": 10, "scale": 0.1, "translate": 2}
+    moved = psmnist(tmp_path, download=False, val_size=20, augment=augment)
+    assert isinstance(moved.train, AugmentedSplit) and moved.info["augment"] == {
+        k: float(v) for k, v in augment.items()
+    }
+    for split in ("val", "test"):  # never augmented
+        a, b = (list(getattr(d, split).batches(16)) for d in (plain, moved))
+        assert all(torch.equal(x["inputs"], y["inputs"]) for x, y in zip(a, b, strict=True))
+    _, pixels = permutations(120)
+    image_of = torch.from_numpy(np.argsort(pixels))
+    batches = list(moved.train.batches(16, shuffle=True, seed=5))
+    originals = list(plain.train.batches(16, shuffle=True, seed=5))
+    for number, (batch, original) in enumerate(zip(batches, originals, strict=True)):
+        assert torch.equal(batch["target"], original["target"])
+        # the batch is its images, transformed by the draws of (seed, batch number), then permuted again
+        images = original["inputs"][..., 0][:, image_of].view(-1, 28, 28)
+        generator = torch.Generator().manual_seed((5 * 1_000_003 + number) % 2**63)
+        expected = random_affine(images, generator=generator, **augment).reshape(len(images), -1)[:, pixels]
+        torch.testing.assert_close(batch["inputs"][..., 0], expected, rtol=0, atol=0)
+        assert not torch.equal(batch["inputs"], original["inputs"])
+    again = list(moved.train.batches(16, shuffle=True, seed=5, start_batch=3))  # a resumed epoch: the same draws
+    assert all(torch.equal(a["inputs"], b["inputs"]) for a, b in zip(again, batches[3:], strict=True))
+    unshuffled = [next(moved.train.batches(16, seed=seed))["inputs"] for seed in (5, 5, 6)]  # the same rows
+    assert torch.equal(unshuffled[0], unshuffled[1]) and not torch.equal(unshuffled[0], unshuffled[2])
+
+
+def test_random_affine_moves_pixels_as_asked():
+    from plmu.data.psmnist import random_affine
+
+    image = torch.zeros(1, 28, 28)
+    image[0, 10:14, 10:14] = 1.0
+    generator = torch.Generator().manual_seed(0)
+    assert torch.equal(random_affine(image, 0, 0, 0, generator), image)  # nothing asked: exactly the image
+    shifted = random_affine(image.expand(200, 28, 28), 0, 0, 3, generator)
+    centres = [(s * torch.arange(28.0)[None, :]).sum() / s.sum() for s in shifted]  # the blob's column centre
+    offsets = torch.tensor(centres) - 11.5
+    assert offsets.abs().max() <= 3 + 1e-4 and offsets.std() > 1  # moved, within ±3 pixels
+    turned = random_affine(image.expand(50, 28, 28), 30, 0.2, 0, generator)
+    assert (turned.sum(dim=(1, 2)) - 16).abs().max() < 16 * 0.5  # rotated and scaled, not lost
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"rotate": -1}, r"task.data.augment.rotate must be a number from 0 to below 180 \(degrees\), got -1"),
+        ({"scale": 1.0}, r"task.data.augment.scale must be a number from 0 to below 1"),
+        ({"translate": "2"}, r"task.data.augment.translate must be a number .*, got '2'"),
+        ({"rotate": True}, r"task.data.augment.rotate must be a number"),
+        ({"shear": 5}, r"task.data.augment has unknown keys \['shear'\]: it takes rotate, scale, translate"),
+        ({}, r"task.data.augment must be null or a mapping of rotate, scale, translate"),
+        (2, r"task.data.augment must be null or a mapping"),
+    ],
+)
+def test_bad_augment_fails_before_any_file_is_read(value, message, tmp_path, no_torchvision_read):
+    write_idx_mnist(tmp_path)
+    with pytest.raises(ConfigError, match=message):
+        psmnist(tmp_path, download=False, val_size=20, augment=value)

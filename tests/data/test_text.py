@@ -32,7 +32,11 @@ def test_imdb_from_local_files_in_the_hub_layout(tmp_path):
     assert info["split_sizes"] == {"train": 180, "val": 20, "test": 80, "unsupervised": 40}
     assert info["num_classes"] == 2 and info["pad_id"] == 0 and info["keys"] == ["inputs"]
     assert 261 <= info["vocab_size"] <= 300 and info["max_length"] == 512 and info["truncation"] == "end"
-    assert info["tokenizer"].endswith("tokenizer.json") and info["dataset"] == str(root)
+    assert (
+        info["tokenizer"].endswith("tokenizer.json")
+        and info["dataset"] == "local files (imdb) in the stanfordnlp/imdb layout"
+    )
+    assert info["path"] == str(root.resolve())
     batch = next(data.train.batches(16, shuffle=True, seed=0))
     assert set(batch) == {"inputs", "mask", "target"}
     assert batch["inputs"].dtype == torch.long and batch["mask"].dtype == torch.bool
@@ -163,9 +167,21 @@ def test_unknown_dataset_and_bad_arguments_fail_before_reading(tmp_path):
             load_text_task("snli", tmp_path / "hf", path=tmp_path / "nowhere", **kwargs)
 
 
-def test_val_size_must_leave_training_rows(tmp_path):
-    with pytest.raises(ConfigError, match=r"val_size must be below the 200 training rows"):
+def test_val_size_must_leave_training_rows_and_the_error_gives_the_override(tmp_path):
+    with pytest.raises(
+        ConfigError, match=r"val_size must be below the 200 training rows .*: set task.data.val_size=20 "
+    ):
         load_text_task("imdb", tmp_path / "hf", path=write_imdb(tmp_path / "imdb"), val_size=200)
+
+
+@pytest.mark.parametrize(("task", "write", "rows"), [("imdb", write_imdb, 200), ("qqp", write_qqp, 300)])
+def test_a_small_local_folder_gets_a_default_validation_split_that_fits(task, write, rows, tmp_path, caplog):
+    """IMDB's default carves 2,500 and QQP's 10,000: a smaller folder gets a tenth, said in the log."""
+    root = write(tmp_path / task, n_train=rows)
+    with caplog.at_level(logging.WARNING):
+        data = load_text_task(task, tmp_path / "hf", path=root, **SMALL)
+    assert data.info["split_sizes"]["val"] == rows // 10 and len(data.train) + len(data.val) == rows
+    assert "carving" in caplog.text and "task.data.val_size" in caplog.text
 
 
 def test_missing_folder_or_split_file(tmp_path):

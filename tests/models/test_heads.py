@@ -6,12 +6,15 @@ from conftest import assert_close_to
 from plmu.memory import last_valid_index
 from plmu.models.heads import (
     LastStepHead,
+    MaxPoolHead,
     MeanPoolHead,
     PairHead,
     PerStepHead,
     last_valid,
+    masked_max,
     masked_mean,
     pair_features,
+    pool,
 )
 
 # Row 0 right-padded (3 real steps of 5), row 1 left-padded (2 real), row 2 unpadded, row 3 all padding.
@@ -45,6 +48,19 @@ def test_masked_mean_equals_mean_of_unpadded_example():
     assert_close_to(mean[2], h[2].mean(0), atol=1e-6)
     assert torch.equal(mean[3], torch.zeros(3))  # an all-padding row: zeros, not NaN
     assert_close_to(masked_mean(h[2:3]), h[2:3].mean(1), atol=0.0)
+
+
+def test_masked_max_is_the_max_of_the_unpadded_example():
+    h = torch.randn(4, 5, 3)
+    h[~MASK] = 1e9  # whatever a backbone leaves at padded steps must not win the max
+    pooled = masked_max(h, MASK)
+    assert torch.equal(pooled[0], h[0, :3].amax(0)) and torch.equal(pooled[1], h[1, 3:].amax(0))
+    assert torch.equal(pooled[2], h[2].amax(0))
+    assert torch.equal(pooled[3], torch.zeros(3))  # an all-padding row: zeros, not the dtype's lowest
+    assert torch.equal(masked_max(h[2:3]), h[2:3].amax(1))
+    head = MaxPoolHead(3, 2)
+    assert torch.equal(head(h, MASK), F.linear(pooled, head.weight, head.bias))
+    assert pool(h, MASK, "max").shape == (4, 3)
 
 
 def test_last_step_head_and_mean_pool_head_apply_their_linear():

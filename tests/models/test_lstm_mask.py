@@ -84,3 +84,21 @@ def test_mask_with_holes_or_wrong_shape_is_refused():
         encoder(x, mask=holes)
     with pytest.raises(ValueError, match="mask must be a bool tensor"):
         encoder(x, mask=torch.ones(2, 5, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("left", [True, False])
+@pytest.mark.parametrize("return_sequences", [True, False])
+def test_the_unpacked_path_equals_the_packed_one(left, return_sequences):
+    """Without a returned state the padded batch runs unpacked (faster on a CPU): the same outputs, padding zeroed,
+    the last real step read for return_sequences=False, an empty row zeros."""
+    encoder = LSTMEncoder(IN, HIDDEN, LAYERS, return_sequences=return_sequences).double()
+    x, mask, examples = padded_batch(left)
+    x = x.double()
+    fast = encoder(x, mask=mask)  # return_state defaults to False without a state: unpacked
+    packed, _ = encoder(x, encoder.initial_state(4), mask=mask)  # with a state: the packed path
+    assert_close_to(fast, packed, atol=1e-12)
+    for row, example in enumerate(examples):
+        if example.shape[1] == 0:
+            assert torch.equal(fast[row], torch.zeros_like(fast[row]))
+        elif not return_sequences:
+            assert_close_to(fast[row], encoder(example.double())[0], atol=1e-12)

@@ -26,7 +26,7 @@ def _ids(batch: int = 3, steps: int = 17, seed: int = 0) -> torch.Tensor:
 def test_shapes_of_the_language_model_classifier_and_backbone():
     lm = pretrain_language_model(VOCAB, **SMALL)
     assert lm({"inputs": _ids()}).shape == (3, 17, VOCAB)
-    for pooling in ("last", "mean"):
+    for pooling in ("last", "mean", "max"):
         classifier = pretrain_classifier(VOCAB, 2, pooling=pooling, **SMALL)
         assert classifier({"inputs": _ids()}).shape == (3, 2)
     backbone = PretrainBackbone(12, 2, 4, 6.0, return_sequences=False)
@@ -108,7 +108,7 @@ def test_one_builder_for_both_and_its_refusals():
     with pytest.raises(ValueError, match="norm must be null"):
         pretrain_model(VOCAB, False, norm="layer", **SMALL)
     with pytest.raises(ValueError, match="pooling must be one of"):
-        pretrain_model(VOCAB, False, pooling="max", **SMALL)
+        pretrain_model(VOCAB, False, pooling="min", **SMALL)
     with pytest.raises(ValueError, match="highway_layers must be a non-negative int"):
         pretrain_model(VOCAB, False, highway_layers=-1, **SMALL)
 

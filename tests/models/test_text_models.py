@@ -17,7 +17,7 @@ def _batch(vocab: int = 30) -> dict[str, torch.Tensor]:
 
 @pytest.mark.parametrize("backbone", ["plmu", "lstm"])
 @pytest.mark.parametrize("pair", [False, True])
-@pytest.mark.parametrize("pooling", ["last", "mean"])
+@pytest.mark.parametrize("pooling", ["last", "mean", "max"])
 def test_text_models_run_as_rnns_with_the_parallel_outputs(backbone, pair, pooling):
     options = LMU if backbone == "plmu" else {}
     model = text_classifier(30, 3, backbone, embed_dim=8, hidden_size=6, pooling=pooling, pair=pair, **options)
@@ -40,8 +40,8 @@ def test_pair_model_shares_one_encoder_and_pads_exactly():
 
 
 def test_text_classifier_refuses_bad_choices_by_name():
-    with pytest.raises(ValueError, match=r"pooling must be one of \['last', 'mean'\], got 'max'"):
-        text_classifier(30, 2, "plmu", pooling="max", **LMU)
+    with pytest.raises(ValueError, match=r"pooling must be one of \['last', 'mean', 'max'\], got 'min'"):
+        text_classifier(30, 2, "plmu", pooling="min", **LMU)
     with pytest.raises(ValueError, match="backbone must be one of"):
         text_classifier(30, 2, "gru")
     with pytest.raises(ValueError, match="embed_dim must equal hidden_size=16 for a transformer"):

@@ -65,7 +65,7 @@ def _must(key: str, allowed: str, got: str, example: str | None = None) -> str:
         (["model=lstm", "model.hidden_size=abc"], _must("model.hidden_size", "a positive int", "'abc'")),
         (["model=lstm", "model.num_layers=0"], _must("model.num_layers", "a positive int", "0", "1")),
         # text tasks: the text classifier, its backbone and its head
-        (["task=imdb", "model.pooling=max"], _must("model.pooling", "one of ['last', 'mean']", "'max'", "last")),
+        (["task=imdb", "model.pooling=min"], _must("model.pooling", "one of ['last', 'mean', 'max']", "'min'", "last")),
         (["task=imdb", "model.memory_d=0"], _must("model.memory_d", MEMORY_D, "0", "1")),
         (["task=imdb", "model=lstm", "model.hidden_size=0"], _must("model.hidden_size", "a positive int", "0", "128")),
         (
@@ -96,7 +96,7 @@ def test_bad_values_name_the_key(overrides, message):
         (
             ["task=imdb", "model=lstm", "+model.order=4"],
             "unknown key model.order (valid keys: _target_, backbone, embed_dim, hidden_size, num_layers, pooling, "
-            "pair, mlp_hidden, dropout)",
+            "pair, mlp_hidden, dropout, embed_dropout)",
         ),
     ],
 )
@@ -140,7 +140,7 @@ def test_accepted_spellings_build(overrides):
     ("overrides", "start"),
     [
         (["model.hidden_size=3.0"], "model.hidden_size must be a positive int, got 3.0"),
-        (["task=imdb", "model.pooling=max"], "model.pooling must be one of ['last', 'mean'], got 'max'"),
+        (["task=imdb", "model.pooling=min"], "model.pooling must be one of ['last', 'mean', 'max'], got 'min'"),
         (["task=qqp", "model=transformer", "model.num_heads=3"], "model.num_heads must divide d_model=128"),
         (["task=imdb", "+model.ordr=16"], "unknown key model.ordr"),
     ],

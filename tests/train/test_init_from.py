@@ -2,6 +2,7 @@
 match; bad paths fail before any data is read; a resumed run does not read it again."""
 
 import json
+import os
 import shutil
 
 import pytest
@@ -44,7 +45,7 @@ def test_a_run_starts_from_the_weights_of_another_runs_best_checkpoint(tmp_path,
     best = checkpoint.load(source / "checkpoints" / "best.pt")["model"]
     assert weights.keys() == best.keys()
     assert all(torch.equal(weights[k], best[k]) for k in best)
-    assert results["init_from"] == str(source / "checkpoints" / "best.pt")
+    assert results["init_from"] == os.path.relpath(source / "checkpoints" / "best.pt", tmp_path / "run")
     assert json.loads((tmp_path / "run" / "results.json").read_text())["init_from"] == results["init_from"]
     log = (tmp_path / "run" / "train.log").read_text()
     assert f"init_from {source / 'checkpoints' / 'best.pt'}: loaded {len(best)} tensors; 0 new" in log
@@ -117,7 +118,8 @@ def test_a_resumed_run_does_not_read_init_from_again(tmp_path, source, monkeypat
     shutil.rmtree(source)  # gone: the resume needs only the run's own last.pt
     results = train(cfg, tmp_path / "run")
     assert results["epochs"] == 2
-    assert results["init_from"] == str(source / "checkpoints" / "best.pt")  # recorded by the first attempt
+    first = os.path.relpath(source / "checkpoints" / "best.pt", tmp_path / "run")
+    assert results["init_from"] == first  # recorded by the first attempt
     assert "is not read again" in (tmp_path / "run" / "train.log").read_text()
 
 

@@ -72,6 +72,21 @@ def test_label_smoothing_changes_the_loss_not_the_reported_cross_entropy():
     )
 
 
+def test_classification_label_smoothing_changes_the_loss_not_the_reported_metrics():
+    logits, target = torch.randn(6, 4), torch.randint(0, 4, (6,))
+    plain, smooth = Classification(), Classification(label_smoothing=0.1)
+    expected = torch.nn.functional.cross_entropy(logits, target, label_smoothing=0.1)
+    torch.testing.assert_close(smooth.loss(logits, {"target": target}), expected)
+    assert smooth.loss(logits, {"target": target}) != plain.loss(logits, {"target": target})
+    batch = {"target": target}
+    assert smooth.reduce(smooth.stats(logits, batch)) == plain.reduce(plain.stats(logits, batch))
+    built = build_objective({"_target_": "plmu.train.objectives.Classification", "label_smoothing": 0.2})
+    assert built.label_smoothing == 0.2
+    for bad in (1, -0.1, "0.1", True):
+        with pytest.raises(ConfigError, match=r"task.objective.label_smoothing must be a number in \[0, 1\)"):
+            Classification(label_smoothing=bad)
+
+
 def test_objectives_by_target_and_by_name():
     assert isinstance(build_objective({"_target_": "plmu.train.objectives.Classification"}), Classification)
     built = build_objective({"_target_": "plmu.train.objectives.TokenCrossEntropy", "metric": "perplexity"})

@@ -27,6 +27,8 @@ def test_every_task_and_model_composes_resolves_and_builds(task, model):
 
 def test_paper_models_have_the_paper_sizes():
     assert build_model(compose_config(["task=psmnist"])).num_parameters == 166_092
+    # the LSTM baseline at the parallel LMU's count (the NRU paper's models, whose LSTM row the paper quotes)
+    assert build_model(compose_config(["task=psmnist", "model=lstm"])).num_parameters == 166_036
     assert build_model(compose_config(["experiment=psmnist_original_lmu"])).num_parameters == 102_027
     assert build_model(compose_config(["experiment=mackey_glass_lstm"])).num_parameters == 18_426
     assert build_model(compose_config(["task=mackey_glass", "model=original_lmu"])).num_parameters == 18_246
@@ -156,6 +158,20 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch
     last = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     assert last["train_state"]["epoch"] == 2
     assert torch.isfinite(torch.cat([p.flatten() for p in last["model"].values()])).all()
+
+
+def test_a_selection_run_never_reads_the_test_split(tmp_path, monkeypatch):
+    """trainer.test=false (a sweep choosing on validation): no test evaluation, test null, said in the log."""
+    evaluated = []
+    real = Trainer.evaluate
+    monkeypatch.setattr(Trainer, "evaluate", lambda self, split: evaluated.append(split) or real(self, split))
+    cfg = compose_config([*TINY_MACKEY_GLASS, "trainer.max_epochs=1", "trainer.test=false"])
+    results = train(cfg, tmp_path / "run")
+    assert results["test"] is None and results["test_metrics"] is None and results["best_val"] > 0
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["test"] is None
+    data = run_module.load_data(cfg)
+    assert len(evaluated) == 1 and len(evaluated[0]) == len(data.val)  # validation only
+    assert "test nrmse not measured (trainer.test=false)" in (tmp_path / "run" / "train.log").read_text()
 
 
 def test_bf16_precision_runs(tmp_path):
