@@ -21,6 +21,7 @@ program).
 
 from __future__ import annotations
 
+import io
 import json
 import statistics
 import time
@@ -36,6 +37,7 @@ from torch.utils._pytree import tree_flatten, tree_unflatten
 
 from plmu.errors import PlmuError
 from plmu.models.state import state_batch_dim
+from plmu.train.checkpoint import write_bytes_atomic
 
 FORMATS = ("export", "torchscript")
 SUFFIX = {"export": ".pt2", "torchscript": ".torchscript.pt"}
@@ -173,13 +175,16 @@ def save_step(program: Any, signature: StepSignature, path: str | Path, info: di
     path = Path(path)
     metadata = {"signature": signature.to_json(), "torch_version": torch.__version__, **(info or {})}
     extra = {METADATA_FILE: json.dumps(metadata, indent=1)}
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # Serialised in memory, then written atomically: a full disk is one clear error (torch's own writer aborted the
+    # process) and the previous export at ``path`` stays whole until the new one is complete.
+    buffer = io.BytesIO()
     if isinstance(program, torch.export.ExportedProgram):
-        torch.export.save(program, path, extra_files=extra)
+        torch.export.save(program, buffer, extra_files=extra)
     else:
         with warnings.catch_warnings():  # torch 2.9+ calls TorchScript deprecated; it is the format asked for
             warnings.simplefilter("ignore", FutureWarning)
-            torch.jit.save(program, str(path), _extra_files=extra)
+            torch.jit.save(program, buffer, _extra_files=extra)
+    write_bytes_atomic(path, buffer.getvalue(), "the export", "another --output")
     return path
 
 

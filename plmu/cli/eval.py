@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plmu.cli import fail
+from plmu.cli import fail, stop_on_sigterm
 from plmu.errors import CheckpointError, ConfigError, PlmuError
 from plmu.train.provenance import portable
 
@@ -45,7 +45,8 @@ if TYPE_CHECKING:  # torch and plmu.train load lazily: `plmu-eval --help` should
 
 PROG = "plmu-eval"
 DEVICE_TYPES = ("cpu", "cuda", "mps")  # what the model code is tested on; `meta` etc. would fail mid-evaluation
-DATA_KEYS = ("root", "cache_dir", "data_dir")  # the task.data key that names the data folder, per loader
+# the task.data key that names the data folder, per loader; a text task's local files (path) before its hub cache
+DATA_KEYS = ("path", "root", "cache_dir", "data_dir")
 # what rebuilding the model and the data reads from a checkpoint's config
 REQUIRED = ("task.name", "task.objective", "task.input_size", "task.output_size", "task.per_step", "task.data._target_")
 
@@ -207,7 +208,8 @@ def eval_batch_size(args: argparse.Namespace, cfg: DictConfig, path: Path) -> in
 
 def set_data_root(args: argparse.Namespace, cfg: DictConfig) -> str | None:
     """Apply ``--data-root``; returns the data folder the evaluation reads (None for loaders without one)."""
-    keys = [key for key in DATA_KEYS if key in cfg.task.data]
+    # path null: the hub's data, found through the cache (issue 16: --data-root moved the cache of local files)
+    keys = [key for key in DATA_KEYS if key in cfg.task.data and not (key == "path" and cfg.task.data.path is None)]
     if args.data_root is None:
         return str(Path(cfg.task.data[keys[0]]).expanduser().resolve()) if keys else None  # as the loader reads it
     if not keys:
@@ -220,7 +222,9 @@ def set_data_root(args: argparse.Namespace, cfg: DictConfig) -> str | None:
     return str(root.resolve())
 
 
-def load_split(args: argparse.Namespace, cfg: DictConfig, path: Path, data_root: str | None) -> TensorSplit:
+def load_split(
+    args: argparse.Namespace, cfg: DictConfig, path: Path, data_root: str | None, run_dir: Path
+) -> TensorSplit:
     """``args.split`` of the task; data errors are said in terms of ``--data-root``, the one data flag eval has."""
     from plmu.train.run import load_data
 
@@ -241,7 +245,20 @@ def load_split(args: argparse.Namespace, cfg: DictConfig, path: Path, data_root:
     split = getattr(data, args.split)
     if len(split) == 0:
         raise ConfigError(f"--split {args.split}: task {cfg.task.name} has no {args.split} data; use another split")
+    check_recorded_data(run_dir, args.split, split)
     return split
+
+
+def check_recorded_data(run_dir: Path, name: str, split: Any) -> None:
+    """The split read now is the one the run was trained on (its data_info.json's fingerprint), or a DataError."""
+    from plmu.data.fingerprint import check_same_data, split_fingerprint
+
+    try:
+        recorded = json.loads((run_dir / "data_info.json").read_text()).get("fingerprint") or {}
+    except (OSError, ValueError, AttributeError):
+        return  # no record to compare with (a run of an older plmu)
+    fix = "restore the files, tokenizer or vocabulary it was trained with (or point --data-root at them)"
+    check_same_data({name: recorded.get(name)}, {name: split_fingerprint(split)}, fix)
 
 
 # ------------------------------------------------------------------------------------------------ evaluation
@@ -265,7 +282,7 @@ def evaluate(args: argparse.Namespace, run_dir: Path, path: Path) -> dict[str, A
         raise CheckpointError(f"checkpoint {path}: its saved config does not build an objective: {error}") from None
     model = saved_model(payload, path, cfg)
     model.to(device).eval()
-    split = load_split(args, cfg, path, data_root)
+    split = load_split(args, cfg, path, data_root, run_dir)
 
     total = split.num_batches(batch_size, args.limit_batches)
     interactive = sys.stderr.isatty()
@@ -388,6 +405,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    stop_on_sigterm()
     report_file: ReportFile | None = None
     try:
         run_dir = Path(args.run_dir).expanduser()

@@ -28,7 +28,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from plmu.cli import fail
+from plmu.cli import fail, stop_on_sigterm
 from plmu.cli.eval import positive_int
 from plmu.errors import ConfigError, PlmuError
 
@@ -133,6 +133,7 @@ def export(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    stop_on_sigterm()
     try:
         with tempfile.TemporaryDirectory(prefix="plmu-export-") as workdir:
             report = export(args, Path(workdir))

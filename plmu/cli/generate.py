@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
 
-from plmu.cli import fail
+from plmu.cli import fail, stop_on_sigterm
 from plmu.errors import ConfigError, PlmuError
 
 PROG = "plmu-generate"
@@ -97,8 +98,8 @@ def _non_negative(kind: type):
             value = kind(text)
         except ValueError:
             value = -1
-        if value < 0:
-            raise argparse.ArgumentTypeError(f"must be a number >= 0, got {text!r}")
+        if not math.isfinite(value) or value < 0:  # nan and inf would reach torch.multinomial as NaN weights
+            raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
         return value
 
     return parse
@@ -118,6 +119,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    stop_on_sigterm()
     try:
         text, rate = generate(args)
     except PlmuError as error:

@@ -19,8 +19,8 @@ from __future__ import annotations
 import logging
 import math
 import os
-import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -29,10 +29,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from plmu.cli import stop_on_sigterm
 from plmu.cli.sweep import SweepSummary, record_job
 from plmu.errors import PlmuError
 
 log = logging.getLogger("plmu")
+
+# When this command started: a folder changed before it is not this command's to remove (RunFolder docs).
+COMMAND_STARTED_NS = time.time_ns()
 
 
 def _hydra_records(cfg: DictConfig, hydra_cfg: DictConfig) -> dict[str, str]:
@@ -69,12 +73,13 @@ def run(cfg: DictConfig) -> float | None:
         if getattr(interrupt, "kept", None) is None:  # stopped before training: leave no empty folder
             from plmu.train.run_folder import RunFolder
 
-            RunFolder(run_dir).remove_if_empty()
+            RunFolder(run_dir).remove_if_created_since(COMMAND_STARTED_NS)
         _interrupted(interrupt, overrides, run_dir)
     except (PlmuError, OSError) as error:
         from plmu.train.run_folder import RunFolder
 
-        RunFolder(run_dir).remove_if_empty()  # Hydra made the folder; a failed command leaves nothing behind
+        # Hydra made the folder for this command: a failed command leaves nothing behind (only its own folder)
+        RunFolder(run_dir).remove_if_created_since(COMMAND_STARTED_NS)
         message = _one_line(error)
         if sweep_dir is None:
             _fail(message)
@@ -107,7 +112,7 @@ def _join_processes(cfg: DictConfig, run_dir: Path, multirun: bool) -> Path:
     distributed.setup(cfg.trainer.get("device", "auto"))
     agreed = Path(distributed.agree_run_dir(str(run_dir)))
     if agreed != run_dir:
-        RunFolder(run_dir).remove_if_empty()
+        RunFolder(run_dir).remove_if_created_since(COMMAND_STARTED_NS)
     return agreed
 
 
@@ -135,13 +140,11 @@ def _interrupted(interrupt: KeyboardInterrupt, overrides: list[str], run_dir: Pa
     sys.exit(130)
 
 
-def _terminate(signum: int, frame: object) -> NoReturn:
-    raise KeyboardInterrupt  # SIGTERM (kill, a cluster's pre-emption) ends a run like Ctrl-C: recorded, resumable
-
-
 def main() -> None:
     """The ``plmu-train`` entry point: Hydra's command line, then the exit status of a sweep."""
-    signal.signal(signal.SIGTERM, _terminate)
+    global COMMAND_STARTED_NS
+    COMMAND_STARTED_NS = time.time_ns()
+    stop_on_sigterm()  # SIGTERM (kill, a cluster's pre-emption) ends a run like Ctrl-C: recorded, resumable
     if os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1") and {"-m", "--multirun"} & set(sys.argv[1:]):
         _fail(MULTIRUN_UNDER_TORCHRUN)  # before Hydra starts a sweep on every process
     SweepSummary.failed_jobs = []

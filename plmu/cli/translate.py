@@ -36,7 +36,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plmu.cli import fail
+from plmu.cli import fail, stop_on_sigterm
 from plmu.errors import ConfigError, PlmuError
 from plmu.train.provenance import portable
 
@@ -98,6 +98,11 @@ def translate_split(
     Sentences are decoded in batches of similar source length (less padding); returns (translations, {seconds,
     sentences_per_second, tokens_per_second} of the decoding alone).
     """
+    if beam_size > len(target_vocab):  # a wider beam only repeats hypotheses, at its full cost (issue 16)
+        raise ConfigError(
+            f"--beam {beam_size} is wider than the target vocabulary ({len(target_vocab)} words): a step can extend a "
+            f"hypothesis by at most that many words; use --beam {len(target_vocab)} or less (5 is usual)"
+        )
     import torch
     from tqdm import tqdm
 
@@ -241,7 +246,7 @@ def translate_report(args: argparse.Namespace) -> int:
     import torch
 
     import plmu
-    from plmu.cli.eval import ReportFile, checkpoint_path, strict_json
+    from plmu.cli.eval import ReportFile, check_recorded_data, checkpoint_path, strict_json
     from plmu.data.translation import TranslationSplits
     from plmu.train.run import load_data
 
@@ -262,6 +267,7 @@ def translate_report(args: argparse.Namespace) -> int:
             raise ConfigError(f"{run_dir}'s data ({cfg.task.data._target_}) is not a translation data set")
         _check_vocabularies(model, data.source_vocab, data.target_vocab, folder)
         split = getattr(data, args.split)
+        check_recorded_data(run_dir, args.split, split)  # the vocabularies' content too, not only their sizes
         indices = list(range(min(args.limit, len(split)) if args.limit is not None else len(split)))
         started = time.perf_counter()
         translations, speed = translate_split(
@@ -355,6 +361,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    stop_on_sigterm()
     try:
         if args.split is None:
             if args.limit is not None:

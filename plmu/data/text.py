@@ -94,15 +94,15 @@ def _digest(*parts: object) -> str:
 def split_files(root: Path, task: TextTask, split: str) -> list[Path]:
     """The files of ``split`` under ``root``, in the first layout that has any: ``<config>/``, ``data/`` or the
     folder itself, each as ``<split>.<ext>``, ``<split>-*.<ext>`` (the hub's ``train-00000-of-00001.parquet``) or
-    ``<split>/*.<ext>`` (the hub's parquet-converter branch)."""
+    ``<split>/*.<ext>`` (the hub's parquet-converter branch). Every format's files of that folder: shards in two
+    formats are refused by the caller, never half read."""
     for folder in (root / task.config, root / "data", root):
         if not folder.is_dir():
             continue
-        for ext in FORMATS:
-            patterns = (f"{split}{ext}", f"{split}-*{ext}", f"{split}/*{ext}")
-            files = sorted({file for pattern in patterns for file in folder.glob(pattern) if file.is_file()})
-            if files:
-                return files
+        patterns = [pattern for ext in FORMATS for pattern in (f"{split}{ext}", f"{split}-*{ext}", f"{split}/*{ext}")]
+        files = sorted({file for pattern in patterns for file in folder.glob(pattern) if file.is_file()})
+        if files:
+            return files
     return []
 
 
@@ -158,7 +158,11 @@ def load_raw(
             )
         builder = FORMATS[files[0].suffix]
         if any(FORMATS[file.suffix] != builder for file in files):
-            raise DataError(f"{task.name}'s {split!r} files in {root} mix formats: keep one of parquet, jsonl, csv")
+            found = ", ".join(file.name for file in files)
+            raise DataError(
+                f"{task.name}'s {split!r} files in {root} mix formats ({found}): keep one of parquet, jsonl, csv "
+                f"(convert the others), so that no shard is left out"
+            )
         try:
             raw[split] = datasets.load_dataset(
                 builder, data_files={split: [str(f) for f in files]}, split=split, cache_dir=str(cache)
@@ -226,6 +230,11 @@ def clean(table: datasets.Dataset, task: TextTask, split: str, labelled: bool) -
             )
     if counts["empty"]:
         log.warning("%s %s: dropped %d row(s) with an empty text", task.name, split, counts["empty"])
+    if not keep.any():  # nothing to train or score on: say so here, not as a missing column deep in batching
+        raise DataError(
+            f"{task.name}'s {split!r} split has no usable row: {len(table)} row(s), {counts['empty']} with an empty "
+            f"text, {counts['no_label']} without a label: fix or replace its file(s)"
+        )
     if keep.all():
         return table, counts
     kept = table.select(np.flatnonzero(keep), new_fingerprint=_digest(table._fingerprint, "clean", task.name))

@@ -49,16 +49,22 @@ FILE_MODE = 0o666 & ~_read_umask()
 _ORPHAN = re.compile(r"\..+\.\w+\.tmp", re.ASCII)
 
 
-def write_failure(path: str | Path, error: OSError, what: str = "") -> RunFolderError:
-    """The one-line error for an OSError while writing ``path`` (``what`` names the kind of file, e.g. "checkpoint")."""
+RUN_FOLDER_ELSEWHERE = "another run folder (hydra.run.dir=...)"
+
+
+def write_failure(
+    path: str | Path, error: OSError, what: str = "", elsewhere: str = RUN_FOLDER_ELSEWHERE
+) -> RunFolderError:
+    """The one-line error for an OSError while writing ``path`` (``what`` names the kind of file, e.g. "checkpoint";
+    ``elsewhere`` where else it could go)."""
     reason = error.strerror or str(error) or type(error).__name__
     code = errno.errorcode.get(error.errno) if error.errno is not None else None
     if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
-        fix = "make the folder writable or choose another run folder (hydra.run.dir=...)"
+        fix = f"make the folder writable or choose {elsewhere}"
     elif error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        fix = "free disk space or choose another run folder (hydra.run.dir=...)"
+        fix = f"free disk space or choose {elsewhere}"
     else:
-        fix = "check the disk, or choose another run folder (hydra.run.dir=...)"
+        fix = f"check the disk, or choose {elsewhere}"
     label = f"{what} " if what else ""
     return RunFolderError(f"could not write {label}{path}: {reason}{f' ({code})' if code else ''}; {fix}")
 
@@ -99,7 +105,9 @@ def _fsync_folder(folder: Path) -> None:
             os.close(fd)
 
 
-def _write_atomic(path: Path, write: Callable[[_Sink], None], what: str = "") -> None:
+def _write_atomic(
+    path: Path, write: Callable[[_Sink], None], what: str = "", elsewhere: str = RUN_FOLDER_ELSEWHERE
+) -> None:
     """Write ``path`` through ``write(sink)`` via a unique temp file; any OSError becomes :func:`write_failure`'s."""
     tmp: str | None = None
     sink: _Sink | None = None
@@ -119,7 +127,7 @@ def _write_atomic(path: Path, write: Callable[[_Sink], None], what: str = "") ->
         cause = error if isinstance(error, OSError) else sink.error if sink is not None else None
         if cause is None:
             raise
-        raise write_failure(path, cause, what) from None
+        raise write_failure(path, cause, what, elsewhere) from None
     finally:
         if tmp is not None:  # failed or interrupted (KeyboardInterrupt too): leave no temp file behind
             with contextlib.suppress(OSError):
@@ -127,9 +135,9 @@ def _write_atomic(path: Path, write: Callable[[_Sink], None], what: str = "") ->
     _fsync_folder(path.parent)
 
 
-def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+def write_bytes_atomic(path: str | Path, data: bytes, what: str = "", elsewhere: str = RUN_FOLDER_ELSEWHERE) -> None:
     """``path`` holds ``data`` or its previous content, never a mix; :class:`RunFolderError` if it cannot be written."""
-    _write_atomic(Path(path), lambda sink: sink.write(data))
+    _write_atomic(Path(path), lambda sink: sink.write(data), what, elsewhere)
 
 
 def save_atomic(payload: dict[str, Any], path: str | Path) -> None:

@@ -32,6 +32,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from plmu.data.fingerprint import check_same_data, fingerprint
 from plmu.data.splits import DataSplits
 from plmu.errors import CheckpointError, ConfigError, PlmuError, RunFolderError
 from plmu.train import checkpoint, distributed, provenance
@@ -305,6 +306,15 @@ def resume_path(cfg: DictConfig, folder: RunFolder) -> Path | None:
     path = Path(resume).expanduser()
     if not path.is_file():  # checked now, before any data is loaded
         raise CheckpointError(f"trainer.resume={resume!r}: no such checkpoint; give a last.pt a run wrote, or auto")
+    owner = path.resolve().parent.parent  # <run folder>/checkpoints/last.pt
+    if owner != folder.path.resolve():
+        # Resumed here, the run would go on without that run's best.pt and metrics: its test would score weights
+        # its record does not name (issue 16). A run continues in its own folder; a new one starts from weights.
+        raise CheckpointError(
+            f"trainer.resume={resume!r} is a checkpoint of the run in {owner}, not of this run folder "
+            f"({folder.path}): continue that run there (hydra.run.dir={owner} trainer.resume=auto), or start a new "
+            f"run from its weights with init_from={path}"
+        )
     return path
 
 
@@ -357,6 +367,9 @@ def train(
         # A resumed run's weights are in its checkpoint: init_from only starts a run (it is not read again).
         init = distributed.on_main(lambda: init_from_checkpoint(cfg)) if payload is None else None
         data = distributed.main_first(lambda: load_data(cfg))
+        data.info["fingerprint"] = fingerprint(data)  # the data is part of the run's identity (data_info.json)
+        if payload is not None:
+            distributed.on_main(lambda: _check_resumed_data(folder, data.info["fingerprint"], resume))
         shapes = model_args(cfg, data.info)
         if shapes != model_args(cfg):  # the data decides a shape (a vocabulary): build it for the data
             torch.manual_seed(cfg.seed)
@@ -465,6 +478,18 @@ def _read_folder(
     state = payload["train_state"]  # old checkpoints have no step: only max_epochs is checked against them
     check_resume(_with_later_keys(payload["config"]), config, state["epoch"], resume, step=state.get("step"))
     return resume, payload, _finished_results(folder, payload, settings)
+
+
+def _check_resumed_data(folder: RunFolder, current: dict[str, Any], resume: Path) -> None:
+    """A run resumes on the data it was trained on (its data_info.json's fingerprint), moved or not; before any
+    record is rewritten."""
+    try:
+        recorded = json.loads((folder.path / "data_info.json").read_text()).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    fix = f"a run resumes on its own data: start a new run from these weights with init_from={resume}"
+    if not check_same_data(recorded, current, fix):
+        log.info("no data fingerprint recorded (a run of an older plmu): the resumed data is not compared")
 
 
 def _write_records(

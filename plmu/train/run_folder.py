@@ -11,7 +11,6 @@ A run folder holds ``config.yaml``, ``metrics.jsonl``, ``checkpoints/{last,best}
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import functools
 import logging
@@ -100,10 +99,34 @@ class RunFolder:
         """True when the folder has a checkpoint or a result: records that a new run must not mix with."""
         return self.last_checkpoint.exists() or self.results.exists()
 
-    def remove_if_empty(self) -> None:
-        """Drop a folder this failed command created and left empty (Hydra creates run folders up front)."""
-        with contextlib.suppress(OSError):  # not empty (or gone): it holds something, so it stays
-            self.path.rmdir()
+    def remove_if_created_since(self, started_ns: int) -> bool:
+        """Drop this folder if the failed command that started at ``started_ns`` (``time.time_ns()``) made it and
+        left it empty (Hydra creates run folders up front); True if removed.
+
+        Never a folder another process holds (a live run's, still empty while it loads its data: removing it would
+        leave that run's lock on a deleted folder and let a third run take the path), nor one older than the
+        command (the user's own, empty before a bad config): its inode changed last before the command started.
+        """
+        try:
+            changed = self.path.stat().st_ctime_ns
+        except OSError:
+            return False
+        if changed < started_ns:
+            return False
+        owned = self._fd is not None
+        if not owned:
+            try:
+                self.lock()
+            except RunFolderError:  # a live run's folder: not ours to remove
+                return False
+        try:
+            self.path.rmdir()  # fails when not empty: it holds something, so it stays
+            return True
+        except OSError:
+            return False
+        finally:
+            if not owned:
+                self.unlock()
 
 
 def flatten(config: Any, prefix: str = "") -> dict[str, Any]:

@@ -329,6 +329,26 @@ def test_ctrl_c_exits_130_without_a_report(run_copy, monkeypatch, capsys):
     assert reports(run_copy) == []  # neither the report nor its temp file
 
 
+def test_sigterm_ends_it_as_ctrl_c_does(run_copy, monkeypatch, capsys):
+    """Issue 16: SIGTERM left 0-byte .eval_* temp files (its default handler ends the process on the spot)."""
+    import os
+    import signal
+
+    previous = signal.getsignal(signal.SIGTERM)
+
+    def terminated(self, x):
+        os.kill(os.getpid(), signal.SIGTERM)  # as `kill <pid>` mid-evaluation
+        pytest.fail("SIGTERM did not stop the evaluation")
+
+    monkeypatch.setattr(SequenceModel, "forward_recurrent", terminated)
+    try:
+        assert eval_cli.main([str(run_copy)]) == 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "plmu-eval: interrupted"
+    assert reports(run_copy) == []  # neither the report nor its temp file
+
+
 def test_out_of_memory_suggests_a_smaller_batch(run_copy, monkeypatch, capsys):
     def out_of_memory(self, x):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB\nSee documentation")

@@ -185,3 +185,26 @@ def test_a_file_plmu_did_not_write(tmp_path):
         ex.load_step(tmp_path / "x.pt2")
     with pytest.raises(ex.ExportError, match="no exported step at"):
         ex.load_step(tmp_path / "missing.pt2")
+
+
+@pytest.mark.parametrize("fmt", ["export", "torchscript"])
+def test_a_failed_write_keeps_the_previous_export_whole(lstm, tmp_path, fmt, monkeypatch):
+    """Issue 16: on a full disk the second export tore the first (and torch's writer aborted the process)."""
+    import errno
+
+    from plmu.errors import RunFolderError
+    from plmu.train import checkpoint
+
+    program, signature = ex.export_step(lstm, fmt)
+    path = ex.save_step(program, signature, tmp_path / "step.pt2", {"run": "first"})
+    before = path.read_bytes()
+
+    def full_disk(self, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint._Sink, "write", full_disk)
+    with pytest.raises(RunFolderError, match=r"could not write the export .*step.pt2: No space left on device "
+                       r"\(ENOSPC\); free disk space or choose another --output$"):  # fmt: skip
+        ex.save_step(program, signature, path, {"run": "second"})
+    assert path.read_bytes() == before and ex.read_metadata(path)[1]["run"] == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step.pt2"]  # no temp file left

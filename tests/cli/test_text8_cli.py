@@ -84,3 +84,12 @@ def test_generate_refuses_what_it_cannot_do(tmp_path, capsys):
     assert "does not know: ['H']" in capsys.readouterr().err
     assert generate_cli.main([str(tmp_path)]) == 2
     assert "error" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("temperature", ["nan", "inf", "-1", "hot"])
+def test_a_temperature_that_is_not_a_finite_number_is_a_usage_error(temperature, capsys):
+    """Issue 16: --temperature nan ended in a traceback from torch.multinomial; inf was accepted."""
+    with pytest.raises(SystemExit) as exit:
+        generate_cli.parse_args(["run", "--temperature", temperature])
+    assert exit.value.code == 2
+    assert f"--temperature: must be a finite number >= 0, got '{temperature}'" in capsys.readouterr().err

@@ -13,11 +13,15 @@ WRITERS = {"imdb": write_imdb, "qqp": write_qqp, "snli": write_snli}
 
 
 def _config(task, tmp_path, *extra):
-    data = WRITERS[task](tmp_path / task)
+    WRITERS[task](tmp_path / task)
+    return compose_config(_overrides(task, tmp_path, *extra))
+
+
+def _overrides(task, tmp_path, *extra):
     carve = [] if task == "snli" else ["task.data.val_size=20"]  # SNLI has its own validation split
-    overrides = [
+    return [
         f"task={task}",
-        f"task.data.path={data}",
+        f"task.data.path={tmp_path / task}",
         "task.data.vocab_size=300",
         *carve,
         f"data_dir={tmp_path / 'cache'}",
@@ -27,7 +31,6 @@ def _config(task, tmp_path, *extra):
         "trainer.progress=false",
         *extra,
     ]
-    return compose_config(overrides)
 
 
 @pytest.mark.parametrize("task", ["imdb", "qqp", "snli"])
@@ -53,3 +56,37 @@ def test_baselines_are_one_override_away(model, tmp_path, capsys):
     if model == "transformer":  # bidirectional: no RNN form, a clear line says so
         assert eval_cli.main([str(tmp_path / model), "--no-progress"]) == 2
         assert "--mode parallel" in capsys.readouterr().err
+
+
+def test_the_data_is_part_of_the_run(tmp_path, capsys):
+    """Issue 16: a resume and plmu-eval went on with other data (another file, another tokenizer) without a word;
+    the same data moved elsewhere stays allowed."""
+    import shutil
+
+    import pandas as pd
+
+    from plmu.errors import DataError
+
+    run = tmp_path / "run"
+    constant = "trainer.scheduler=null"  # a run's length may then grow on resume
+    train(_config("imdb", tmp_path, constant), run)
+    fingerprint = json.loads((run / "data_info.json").read_text())["fingerprint"]
+    assert set(fingerprint) == {"train", "val", "test"} and fingerprint["test"]["examples"] > 0
+    moved = tmp_path / "moved"
+    shutil.copytree(tmp_path / "imdb", moved)
+    capsys.readouterr()
+    assert eval_cli.main([str(run), "--no-progress", "--data-root", str(moved)]) == 0  # moved: the same data
+    test_file = next(moved.rglob("test-*.parquet"))
+    frame = pd.read_parquet(test_file)
+    frame["text"] = frame["text"].map(lambda text: " ".join(reversed(text.split())))  # other reviews
+    frame.to_parquet(test_file)
+    capsys.readouterr()
+    assert eval_cli.main([str(run), "--no-progress", "--data-root", str(moved)]) == 2
+    assert "the test split is not the data this run was trained on" in capsys.readouterr().err
+    resumed = compose_config(
+        [f"task.data.path={moved}" if o.startswith("task.data.path=") else o for o in _overrides("imdb", tmp_path)]
+        + [constant, "trainer.max_epochs=2"]
+    )
+    with pytest.raises(DataError, match=r"the test split is not the data .* start a new run from these weights"):
+        train(resumed, run)
+    assert json.loads((run / "results.json").read_text())["epochs"] == 1  # the record is untouched

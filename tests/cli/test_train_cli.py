@@ -149,6 +149,19 @@ def test_a_run_folder_in_use_is_refused(tmp_path):
     )
 
 
+def test_a_refusal_leaves_a_live_runs_folder_and_the_users_own_folder(tmp_path):
+    from plmu.train.run_folder import RunFolder
+
+    run_dir = tmp_path / "run"
+    args = (*TINY_MACKEY_GLASS, f"data_dir={tmp_path / 'data'}", f"hydra.run.dir={run_dir}")
+    with RunFolder(run_dir):  # another process's live run, still loading its data (the folder empty)
+        refused = plmu_train(*args, cwd=tmp_path)
+        assert refused.returncode == 2 and "is in use by another plmu-train process" in refused.stderr
+        assert run_dir.is_dir()  # issue 16: the refusal removed it, and a third run could then take the path
+    bad = plmu_train(*args, "model.theta=-1", cwd=tmp_path)  # the user made the (empty) folder before this
+    assert bad.returncode == 2 and run_dir.is_dir()
+
+
 def test_a_bad_job_does_not_stop_the_sweep(tmp_path):
     result = plmu_train(
         "-m",

@@ -76,9 +76,31 @@ def test_report_names_and_mistakes_are_one_line(trained_run, tmp_path, capsys):
     assert "is missing" in error_line(capsys) and not list(run.glob("*.tmp"))
     assert translate_cli.main([str(tmp_path / "nothing"), "--split", "test"]) == 2
     assert "does not exist" in error_line(capsys)
+    assert translate_cli.main([str(run), "--split", "test", "--beam", "100000", "--no-progress"]) == 2
+    assert "--beam 100000 is wider than the target vocabulary" in error_line(capsys)  # issue 16: a minute, no word
     with pytest.raises(SystemExit):
         translate_cli.main([str(run), "--beam", "0"])
     assert "--beam: must be a positive integer" in capsys.readouterr().err
+
+
+def test_an_edited_vocabulary_is_refused_by_translate_and_eval(trained_run, tmp_path, capsys):
+    """Issue 16: vocab.vi's lines reversed after training (specials kept first): BLEU fell from 98 to 0.45 and
+    plmu-eval's perplexity rose to 8,320, without a word."""
+    import shutil
+
+    run, _, data = trained_run
+    edited = tmp_path / "edited"
+    shutil.copytree(data, edited)
+    lines = (edited / "vocab.vi").read_text().splitlines()
+    specials = [line for line in lines if line.startswith("<")]
+    words = [line for line in lines if not line.startswith("<")]
+    (edited / "vocab.vi").write_text("\n".join(specials + words[::-1]) + "\n")
+    capsys.readouterr()
+    assert translate_cli.main([str(run), "--split", "test", "--data-root", str(edited), "--no-progress"]) == 2
+    assert "the test split is not the data this run was trained on" in error_line(capsys)
+    assert eval_cli.main([str(run), "--data-root", str(edited), "--no-progress"]) == 2
+    assert "the test split is not the data this run was trained on" in error_line(capsys)
+    assert not list(run.glob("*.tmp")) and not list(run.glob(".*.tmp"))
 
 
 def test_iwslt_offline_without_data_fails_in_one_line_before_writing(tmp_path, monkeypatch):

@@ -137,6 +137,31 @@ def test_jsonl_and_csv_files_load_the_same_way(tmp_path, suffix):
     assert data.info["split_sizes"] == {"train": 90, "val": 10, "test": 30}
 
 
+def test_shards_in_two_formats_are_refused_not_half_read(tmp_path):
+    """Issue 16: train.jsonl (120 rows) beside train-extra.csv (80) trained on 120 and said nothing."""
+    root = tmp_path / "flat"
+    root.mkdir()
+    pd.DataFrame(imdb_columns(120, 1)).to_json(root / "train.jsonl", orient="records", lines=True)
+    pd.DataFrame(imdb_columns(80, 2)).to_csv(root / "train-extra.csv", index=False)
+    pd.DataFrame(imdb_columns(30, 3)).to_json(root / "test.jsonl", orient="records", lines=True)
+    with pytest.raises(DataError, match=r"'train' files in .* mix formats \(train-extra.csv, train.jsonl\)"):
+        load_raw("imdb", tmp_path / "hf", path=root)
+
+
+@pytest.mark.parametrize("task", ["imdb", "snli"])
+def test_a_split_of_empty_texts_is_one_clear_line(task, tmp_path):
+    """Issue 16: whitespace-only texts crashed with KeyError('Field "inputs" does not exist in schema')."""
+    root = (write_imdb if task == "imdb" else write_snli)(tmp_path / task)
+    test_file = next(root.rglob("test-*.parquet"))
+    frame = pd.read_parquet(test_file)
+    for column in ("text", "premise", "hypothesis"):
+        if column in frame:
+            frame[column] = "   "
+    frame.to_parquet(test_file)
+    with pytest.raises(DataError, match=rf"^{task}'s 'test' split has no usable row: {len(frame)} row\(s\), "):
+        load_text_task(task, tmp_path / "hf", path=root, **({"val_size": 20} if task == "imdb" else {}), **SMALL)
+
+
 def test_offline_without_a_cache_is_one_clear_line(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

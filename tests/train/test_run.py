@@ -128,10 +128,18 @@ def test_a_killed_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     assert lines("b") == lines("a")
 
 
-def test_resume_from_an_explicit_checkpoint_path_and_a_corrupt_one(tmp_path):
+def test_resume_from_an_explicit_checkpoint_path_and_a_corrupt_one(tmp_path, monkeypatch):
     train(_run_config(tmp_path, "trainer.max_epochs=1"), tmp_path / "a")
     last = tmp_path / "a" / "checkpoints" / "last.pt"
-    results = train(_run_config(tmp_path, "trainer.max_epochs=2", f"trainer.resume={last}"), tmp_path / "b")
+    # Issue 16: resumed into a new folder, the run had no best.pt and its test scored the last weights.
+    with monkeypatch.context() as patch:
+        patch.setattr(run_module, "load_data", lambda cfg: pytest.fail("data was loaded"))
+        with pytest.raises(CheckpointError, match=r"is a checkpoint of the run in .*a, not of this run folder .*: "
+                           r"continue that run there \(hydra.run.dir=.*a trainer.resume=auto\), or start a new "
+                           r"run from its weights with init_from="):  # fmt: skip
+            train(_run_config(tmp_path, "trainer.max_epochs=2", f"trainer.resume={last}"), tmp_path / "b")
+    assert not (tmp_path / "b" / "checkpoints").exists()
+    results = train(_run_config(tmp_path, "trainer.max_epochs=2", f"trainer.resume={last}"), tmp_path / "a")
     assert results["epochs"] == 2
     last.write_bytes(last.read_bytes()[:-50])
     with pytest.raises(CheckpointError, match="is unreadable"):

@@ -214,3 +214,22 @@ def test_resume_may_find_local_text_files_elsewhere():
     check_resume(saved, {"task": {"data": {"path": "/new/imdb", "vocab_size": 300}}}, epoch=1, path="last.pt")
     with pytest.raises(ConfigError, match=r"task.data.vocab_size: 300 in the checkpoint, 500 now"):
         check_resume(saved, {"task": {"data": {"path": "/new/imdb", "vocab_size": 500}}}, epoch=1, path="last.pt")
+
+
+def test_a_failed_command_removes_only_the_empty_folder_it_made(tmp_path):
+    import time
+
+    older = tmp_path / "made_by_the_user"
+    older.mkdir()
+    started = time.time_ns()
+    time.sleep(0.05)  # the file system's clock may be coarse
+    assert not RunFolder(older).remove_if_created_since(started) and older.is_dir()  # the user's own: kept
+    live, ours = tmp_path / "live_run", tmp_path / "ours"
+    live.mkdir()
+    ours.mkdir()
+    with RunFolder(live):  # a live run holds it (still empty while it loads its data)
+        assert not RunFolder(live).remove_if_created_since(started) and live.is_dir()
+    (ours / "train.log").write_text("kept")
+    assert not RunFolder(ours).remove_if_created_since(started)  # not empty: it holds something
+    (ours / "train.log").unlink()
+    assert RunFolder(ours).remove_if_created_since(started) and not ours.exists()
