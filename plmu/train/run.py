@@ -222,6 +222,19 @@ def check_carry(cfg: DictConfig, model: torch.nn.Module) -> None:
         raise ConfigError(f"trainer.state=carry: {why}")
 
 
+def check_carry_data(cfg: DictConfig, data: Any) -> None:
+    """``trainer.state=carry`` needs batches that continue each other (a stream cut into chunks): with independent
+    sequences (Mackey-Glass series, reviews) the state would flow from one example into an unrelated one."""
+    from plmu.data.stream import StreamSplits
+
+    if cfg.trainer.get("state", "reset") == "carry" and not isinstance(data, StreamSplits):
+        raise ConfigError(
+            f"trainer.state=carry continues each stream's state into its next chunk, but task {cfg.task.name}'s "
+            f"batches are independent sequences ({type(data).__name__}): the state would carry from one example "
+            f"into an unrelated one; use trainer.state=reset"
+        )
+
+
 def model_family(cfg: DictConfig) -> str:
     """What results.json calls the model: its backbone (plmu, lstm, transformer) where the builder takes one (text,
     language, translation models), else the builder's name (plmu_model → plmu, original_lmu_model → original_lmu)."""
@@ -367,6 +380,7 @@ def train(
         # A resumed run's weights are in its checkpoint: init_from only starts a run (it is not read again).
         init = distributed.on_main(lambda: init_from_checkpoint(cfg)) if payload is None else None
         data = distributed.main_first(lambda: load_data(cfg))
+        check_carry_data(cfg, data)
         data.info["fingerprint"] = fingerprint(data)  # the data is part of the run's identity (data_info.json)
         if payload is not None:
             distributed.on_main(lambda: _check_resumed_data(folder, data.info["fingerprint"], resume))

@@ -119,6 +119,13 @@ def test_carry_with_a_transformer_fails_before_data(tmp_path, monkeypatch):
     assert not (tmp_path / "run").exists()
 
 
+def test_carry_over_independent_sequences_is_refused(tmp_path):
+    """Issue 16: Mackey-Glass took trainer.state=carry, its state flowing from one series into an unrelated one."""
+    with pytest.raises(ConfigError, match=r"^trainer.state=carry .* task mackey_glass's batches are independent "):
+        train(config(tmp_path, "trainer.state=carry"), tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
 def test_the_progress_bar_counts_to_max_steps(tmp_path, monkeypatch):
     totals = []
     real = run_module.Trainer._progress_bar
