@@ -116,6 +116,28 @@ def _join_processes(cfg: DictConfig, run_dir: Path, multirun: bool) -> Path:
     return agreed
 
 
+CONFIG_GROUPS = ("task", "model", "trainer", "logger", "experiment", "debug", "hparams_search", "task_model")
+
+
+def unknown_group_choice(arguments: list[str]) -> str | None:
+    """The error line for a command-line choice of a config group that has no file (``model=gru``), or None.
+
+    Plain names and comma lists (a sweep) are checked; sweep functions (``choice(...)``), interpolations and
+    ``null`` are left to Hydra."""
+    from importlib.resources import files
+
+    conf = Path(str(files("plmu.conf")))
+    for argument in arguments:
+        key, equals, value = argument.lstrip("+~").partition("=")
+        if not equals or key not in CONFIG_GROUPS or any(c in value for c in "()${}[]*"):
+            continue
+        choices = sorted(path.stem for path in (conf / key).glob("*.yaml"))
+        for name in (v.strip() for v in value.split(",")):
+            if name and name != "null" and name not in choices:
+                return f"{key}={name}: no such {key} config; choose one of: {', '.join(choices)} (conf/{key}/)"
+    return None
+
+
 def _one_line(error: BaseException) -> str:
     if isinstance(error, OSError) and not isinstance(error, PlmuError) and error.filename:
         return f"{error.strerror}: {error.filename}"  # e.g. a full disk while writing a record
@@ -147,6 +169,8 @@ def main() -> None:
     stop_on_sigterm()  # SIGTERM (kill, a cluster's pre-emption) ends a run like Ctrl-C: recorded, resumable
     if os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1") and {"-m", "--multirun"} & set(sys.argv[1:]):
         _fail(MULTIRUN_UNDER_TORCHRUN)  # before Hydra starts a sweep on every process
+    if (unknown := unknown_group_choice(sys.argv[1:])) is not None:
+        _fail(unknown)  # one line, where Hydra prints a multi-line error with a hint to set HYDRA_FULL_ERROR
     SweepSummary.failed_jobs = []
     try:
         run()

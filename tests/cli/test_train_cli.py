@@ -47,11 +47,13 @@ def test_multirun_runs_every_combination(tmp_path):
     assert [OmegaConf.load(r.parent / "config.yaml").model.order for r in runs] == [2, 3]
 
 
-def test_unknown_task_lists_the_tasks(tmp_path):
+def test_unknown_task_or_model_is_one_line_listing_the_choices(tmp_path):
     result = plmu_train("task=psmnits", cwd=tmp_path)
-    assert result.returncode != 0
-    assert "Could not find 'task/psmnits'" in result.stderr
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("plmu-train: error: task=psmnits: no such task config; choose one of: ")
     assert "mackey_glass" in result.stderr and "psmnist" in result.stderr
+    result = plmu_train("-m", "model=plmu,gru", cwd=tmp_path)  # issue 16: Hydra's multi-line error before
+    assert result.returncode == 2 and "model=gru: no such model config; choose one of: lstm, " in result.stderr
 
 
 def test_typo_key_is_named(tmp_path):
