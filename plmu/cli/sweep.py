@@ -147,7 +147,7 @@ class SweepSummary(Callback):
                 sweep_dir,
                 {
                     "job": OmegaConf.select(hydra_cfg, "job.num"),
-                    "overrides": list(hydra_cfg.overrides.task),
+                    "overrides": OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False),
                     "run_dir": os.path.relpath(hydra_cfg.runtime.output_dir, sweep_dir),  # portable record
                     "status": "crashed",
                     "error": f"{type(error).__name__}: {' '.join(str(error).split())[:300]}",  # one table row

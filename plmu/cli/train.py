@@ -28,6 +28,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from plmu.cli import stop_on_sigterm
 from plmu.cli.sweep import SweepSummary, record_job
@@ -52,7 +53,8 @@ def _hydra_records(cfg: DictConfig, hydra_cfg: DictConfig) -> dict[str, str]:
 def run(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
-    overrides = list(hydra_cfg.overrides.task)
+    # as typed: an override like seed=${oc.env:SEED} is a string here, not resolved (it may not resolve at all)
+    overrides = [str(o) for o in OmegaConf.to_container(hydra_cfg.overrides.task, resolve=False)]
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     sweep_dir = Path(hydra_cfg.sweep.dir) if multirun else None
     job: dict[str, Any] = {
@@ -75,7 +77,7 @@ def run(cfg: DictConfig) -> float | None:
 
             RunFolder(run_dir).remove_if_created_since(COMMAND_STARTED_NS)
         _interrupted(interrupt, overrides, run_dir)
-    except (PlmuError, OSError) as error:
+    except (PlmuError, OSError, OmegaConfBaseException) as error:
         from plmu.train.run_folder import RunFolder
 
         # Hydra made the folder for this command: a failed command leaves nothing behind (only its own folder)
@@ -139,6 +141,9 @@ def unknown_group_choice(arguments: list[str]) -> str | None:
 
 
 def _one_line(error: BaseException) -> str:
+    if isinstance(error, OmegaConfBaseException):  # e.g. ${nonexist}, ${oc.env:NOPE}: the first line says which
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        return f"the config does not resolve: {first}; fix or remove that interpolation"
     if isinstance(error, OSError) and not isinstance(error, PlmuError) and error.filename:
         return f"{error.strerror}: {error.filename}"  # e.g. a full disk while writing a record
     return str(error)

@@ -56,6 +56,17 @@ def test_unknown_task_or_model_is_one_line_listing_the_choices(tmp_path):
     assert result.returncode == 2 and "model=gru: no such model config; choose one of: lstm, " in result.stderr
 
 
+def test_an_interpolation_that_does_not_resolve_is_one_line(tmp_path):
+    """Issue 16: Hydra's traceback (8 lines; 69 for oc.env), raised while reading the overrides themselves."""
+    for override, line in (
+        ("seed=${oc.env:PLMU_NO_SUCH_VARIABLE}", "seed cannot be resolved: "),
+        ("trainer.batch_size=${nonexist}", "trainer.batch_size cannot be resolved: Interpolation key 'nonexist'"),
+    ):
+        result = plmu_train("task=mackey_glass", override, cwd=tmp_path)
+        assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert result.stderr.startswith(f"plmu-train: error: {line}")
+
+
 def test_typo_key_is_named(tmp_path):
     result = plmu_train("task=mackey_glass", "model.ordr=4", cwd=tmp_path)
     assert result.returncode != 0
