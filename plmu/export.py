@@ -238,7 +238,10 @@ def read_metadata(path: str | Path) -> tuple[str, dict[str, Any]]:
         raise ExportError(f"no exported step at {path}: give the file plmu-export wrote")
     extra: dict[str, Any] = {METADATA_FILE: ""}
     errors = []
-    for format, read in (("export", torch.export.load), ("torchscript", torch.jit.load)):
+    readers = [("export", torch.export.load), ("torchscript", torch.jit.load)]
+    if _archive_records(path) and not any(name.endswith("archive_format") for name in _archive_records(path)):
+        readers.reverse()  # a TorchScript zip: torch.export.load would log its failure (20 lines) before the fallback
+    for format, read in readers:
         try:
             if format == "export":
                 program = read(path, extra_files=extra)
@@ -255,6 +258,17 @@ def read_metadata(path: str | Path) -> tuple[str, dict[str, Any]]:
         metadata["_program"] = program
         return format, metadata
     raise ExportError(f"{path} is neither a torch.export .pt2 nor a TorchScript file ({'; '.join(errors)})")
+
+
+def _archive_records(path: Path) -> list[str]:
+    """The record names of a zip archive (both formats are zips), or [] for anything else."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return []
 
 
 def load_step(path: str | Path) -> LoadedStep:

@@ -208,3 +208,14 @@ def test_a_failed_write_keeps_the_previous_export_whole(lstm, tmp_path, fmt, mon
         ex.save_step(program, signature, path, {"run": "second"})
     assert path.read_bytes() == before and ex.read_metadata(path)[1]["run"] == "first"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["step.pt2"]  # no temp file left
+
+
+def test_a_torchscript_file_loads_without_torch_exports_complaints(lstm, tmp_path, capfd, caplog):
+    """Issue 16: loading a TorchScript step tried torch.export.load first, which logged 20 lines ending in "your
+    checkpoint file is corrupted" before the fallback found the right format."""
+    program, signature = ex.export_step(lstm, "torchscript")
+    path = ex.save_step(program, signature, tmp_path / "step.pt")
+    capfd.readouterr()
+    assert ex.read_metadata(path)[0] == "torchscript"
+    captured = capfd.readouterr()
+    assert "corrupted" not in captured.err + captured.out + caplog.text
