@@ -11,9 +11,11 @@ The JSON report goes to stdout (progress and messages go to stderr) and to a fil
     eval_<mode>_<split>[_<checkpoint>][_limit<N>].json
 
 ``_<checkpoint>`` is left out for the run's own best.pt (the default) and is otherwise ``last`` or the stem of the
-``--checkpoint`` file; ``_limit<N>`` is added with ``--limit-batches N``. Evaluations that differ in what they measure
-thus get different files; repeating one replaces its file (stderr says so), and the report records what was used:
-checkpoint and its epoch, data folder and data config, batch size, batch limit, device, torch and plmu versions.
+``--checkpoint`` file, with ``-<8 hex digits of its path's digest>`` for a file outside the run's checkpoints/
+(another run's last.pt never replaces this run's report); ``_limit<N>`` is added with ``--limit-batches N``.
+Evaluations that differ in what they measure thus get different files; repeating one replaces its file (stderr says
+so), and the report records what was used: checkpoint and its epoch, data folder and data config, batch size, batch
+limit, device, torch and plmu versions.
 ``--output PATH`` writes elsewhere (into PATH/<default name> when PATH is a folder). The file is written atomically
 (temp file, then rename), strict JSON: a non-finite number is written as null, with a line in ``notes``.
 
@@ -23,6 +25,7 @@ Errors are one line on stderr (``plmu-eval: error: ...``), exit code 2; Ctrl-C e
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import os
@@ -88,11 +91,24 @@ def checkpoint_path(run_dir: Path, which: str) -> Path:
     return path
 
 
+def checkpoint_label(run_dir: Path, path: Path) -> str | None:
+    """The report name's part for a checkpoint other than the run's best.pt: its stem (``last``), and for a file
+    outside this run's checkpoints/ a digest of its place too, so that another run's last.pt never overwrites the
+    report of this run's own."""
+    own = (run_dir / "checkpoints").resolve()
+    resolved = path.resolve()
+    if resolved == own / "best.pt":
+        return None
+    if resolved.parent == own:
+        return path.stem
+    return f"{path.stem}-{hashlib.sha256(str(resolved).encode()).hexdigest()[:8]}"
+
+
 def output_path(args: argparse.Namespace, run_dir: Path, path: Path) -> Path:
     """Where the report goes (see the module docstring for the name)."""
     parts = [f"eval_{args.mode}_{args.split}"]
-    if path.resolve() != (run_dir / "checkpoints" / "best.pt").resolve():
-        parts.append(path.stem)
+    if (label := checkpoint_label(run_dir, path)) is not None:
+        parts.append(label)
     if args.limit_batches is not None:
         parts.append(f"limit{args.limit_batches}")
     name = "_".join(parts) + ".json"

@@ -227,6 +227,8 @@ def translate_stdin(args: argparse.Namespace) -> int:
 
 def report_name(args: argparse.Namespace, run_dir: Path, path: Path) -> str:
     """``translate_<split>`` and a suffix for each setting that is not the default (module docstring)."""
+    from plmu.cli.eval import checkpoint_label
+
     parts = [f"translate_{args.split}"]
     if args.beam != DEFAULT_BEAM:
         parts.append("greedy" if args.beam == 1 else f"beam{args.beam}")
@@ -234,8 +236,8 @@ def report_name(args: argparse.Namespace, run_dir: Path, path: Path) -> str:
         parts.append(f"lp{args.length_penalty:g}")
     if args.max_length is not None:
         parts.append(f"max{args.max_length}")
-    if path.resolve() != (run_dir / "checkpoints" / "best.pt").resolve():
-        parts.append(path.stem)
+    if (label := checkpoint_label(run_dir, path)) is not None:
+        parts.append(label)
     if args.limit is not None:
         parts.append(f"limit{args.limit}")
     return "_".join(parts)

@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -68,6 +69,17 @@ def test_eval_last_checkpoint_and_validation_split(trained_run, capsys):
     run_dir, _ = trained_run
     assert eval_cli.main([str(run_dir), "--checkpoint", "last", "--split", "val", "--mode", "parallel"]) == 0
     assert json.loads(capsys.readouterr().out)["split"] == "val"
+
+
+def test_another_runs_checkpoint_gets_its_own_report(trained_run, run_copy, capsys):
+    """Issue 16: --checkpoint <another run>/checkpoints/last.pt wrote eval_..._last.json, replacing the report of
+    this run's own last.pt."""
+    assert eval_cli.main([str(run_copy), "--checkpoint", "last", "--mode", "parallel", "--no-progress"]) == 0
+    foreign = trained_run[0] / "checkpoints" / "last.pt"
+    assert eval_cli.main([str(run_copy), "--checkpoint", str(foreign), "--mode", "parallel", "--no-progress"]) == 0
+    names = reports(run_copy)
+    assert "eval_parallel_test_last.json" in names and len(names) == 2
+    assert re.fullmatch(r"eval_parallel_test_last-[0-9a-f]{8}\.json", next(n for n in names if "-" in n))
 
 
 def test_corrupt_checkpoint_is_a_clear_error(trained_run, tmp_path, capsys):
