@@ -140,6 +140,26 @@ def unknown_group_choice(arguments: list[str]) -> str | None:
     return None
 
 
+def unusable_output_folder(arguments: list[str]) -> str | None:
+    """The error line for a literal ``hydra.run.dir`` / ``hydra.sweep.dir`` that Hydra could not create (a file, or
+    below a folder this process cannot write), or None; interpolated ones are left to Hydra."""
+    for argument in arguments:
+        key, equals, value = argument.partition("=")
+        if not equals or key not in ("hydra.run.dir", "hydra.sweep.dir") or not value or "$" in value:
+            continue
+        folder = Path(value).expanduser()
+        if folder.exists() and not folder.is_dir():
+            return f"{key}={value} is a file, not a folder: choose a folder for the run"
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if existing is not None and not existing.is_dir():
+            return f"{key}={value}: cannot create it, {existing} is a file; choose a folder for the run"
+        if existing is not None and existing != folder and not os.access(existing, os.W_OK | os.X_OK):
+            return f"{key}={value}: cannot create it, {existing} is not writable; choose a folder you can write"
+        if existing == folder and not os.access(folder, os.W_OK | os.X_OK):
+            return f"{key}={value} is not writable; choose a folder you can write"
+    return None
+
+
 def _one_line(error: BaseException) -> str:
     if isinstance(error, OmegaConfBaseException):  # e.g. ${nonexist}, ${oc.env:NOPE}: the first line says which
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -174,8 +194,9 @@ def main() -> None:
     stop_on_sigterm()  # SIGTERM (kill, a cluster's pre-emption) ends a run like Ctrl-C: recorded, resumable
     if os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1") and {"-m", "--multirun"} & set(sys.argv[1:]):
         _fail(MULTIRUN_UNDER_TORCHRUN)  # before Hydra starts a sweep on every process
-    if (unknown := unknown_group_choice(sys.argv[1:])) is not None:
-        _fail(unknown)  # one line, where Hydra prints a multi-line error with a hint to set HYDRA_FULL_ERROR
+    for problem in (unknown_group_choice(sys.argv[1:]), unusable_output_folder(sys.argv[1:])):
+        if problem is not None:
+            _fail(problem)  # one line, where Hydra prints a traceback or a hint to set HYDRA_FULL_ERROR
     SweepSummary.failed_jobs = []
     try:
         run()

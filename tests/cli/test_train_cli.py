@@ -224,3 +224,16 @@ def test_help_does_not_import_torch(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert "Usage:" in result.stdout and "plmu-train -m" in result.stdout
+
+
+def test_a_run_folder_hydra_could_not_create_is_one_line(tmp_path):
+    """Issue 16: hydra.run.dir=<a file> ended in Hydra's mkdir traceback, before plmu's checks."""
+    from plmu.cli.train import unusable_output_folder
+
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert unusable_output_folder([f"hydra.run.dir={afile}"]) == (
+        f"hydra.run.dir={afile} is a file, not a folder: choose a folder for the run"
+    )
+    assert f"{afile} is a file" in unusable_output_folder([f"hydra.sweep.dir={afile}/sweep"])
+    assert unusable_output_folder([f"hydra.run.dir={tmp_path}/new/run", "hydra.run.dir=${now:%H}"]) is None
