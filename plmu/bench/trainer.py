@@ -71,23 +71,28 @@ def trainer_epoch(args, data: DataSplits) -> dict[str, float]:
     settings = TrainerSettings(
         max_epochs=1, batch_size=args.batch, optimizer=partial(torch.optim.Adam, lr=1e-3), device="cpu"
     )
+    trainer_log = logging.getLogger("plmu.train.trainer")
+    level = trainer_log.level
     with (
         tempfile.TemporaryDirectory() as folder,
         open(os.devnull, "w") as null,
         contextlib.redirect_stderr(null),  # the progress bar: drawn (its cost counts), not shown
     ):
-        logging.getLogger("plmu.train.trainer").setLevel(logging.WARNING)
-        trainer = Trainer(_model(args), data, Classification(), settings, Path(folder))
-        start = time.perf_counter()
-        trainer.fit()
-        epoch = time.perf_counter() - start
-        start = time.perf_counter()
-        trainer.evaluate(data.val)
-        validation = time.perf_counter() - start
-        start = time.perf_counter()
-        trainer._save("best.pt")
-        trainer._save("last.pt")
-        checkpoints = time.perf_counter() - start
+        trainer_log.setLevel(logging.WARNING)  # the epoch's log lines: not shown; restored below
+        try:
+            trainer = Trainer(_model(args), data, Classification(), settings, Path(folder))
+            start = time.perf_counter()
+            trainer.fit()
+            epoch = time.perf_counter() - start
+            start = time.perf_counter()
+            trainer.evaluate(data.val)
+            validation = time.perf_counter() - start
+            start = time.perf_counter()
+            trainer._save("best.pt")
+            trainer._save("last.pt")
+            checkpoints = time.perf_counter() - start
+        finally:
+            trainer_log.setLevel(level)
     return {"epoch": epoch, "validation": validation, "checkpoints": checkpoints}
 
 

@@ -16,3 +16,17 @@ def test_trainer_report_measures_both_and_states_the_overhead(capsys):
     assert len(parts) == 3 and bare > 0 and min(seconds.values()) >= 0
     assert abs(whole - sum(parts)) < 0.1 * whole  # medians of parts: nearly additive
     assert re.search(r"Trainer overhead on the training part: [+-]\d+\.\d% of the bare loop \((within|ABOVE)", out)
+
+
+def test_the_benchmark_leaves_the_trainers_log_level_as_it_found_it():
+    """It quiets the trainer's epoch lines while it times: a later run in the same process must log them again."""
+    import argparse
+    import logging
+
+    from plmu.bench import trainer as bench_trainer
+
+    log = logging.getLogger("plmu.train.trainer")
+    before = log.level
+    args = argparse.Namespace(batch=3, steps=20, order=8, theta=10.0, hidden=4, quick=True)
+    bench_trainer.report(args, repeats=1)
+    assert log.level == before
