@@ -23,7 +23,7 @@ from typing import Any
 
 from plmu.train.provenance import is_machine_path, machine_paths
 
-RECORDS = ("results.json", "data_info.json", "eval_*.json", "translate_*.json")
+RECORDS = ("*results.json", "data_info.json", "eval_*.json", "translate_*.json")  # *: a results.json kept renamed
 NOTE = (
     "machine paths rewritten by scripts/portable_records.py relative to the run folder where it ran ({where}); the "
     "folder was moved afterwards, so paths outside it (data, caches) no longer resolve"

@@ -11,7 +11,7 @@ import pytest
 from plmu.train.provenance import machine_paths
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-RECORDS = ("results.json", "data_info.json", "eval_*.json", "translate_*.json", "metrics.jsonl", "jobs.jsonl")
+RECORDS = ("*results.json", "data_info.json", "eval_*.json", "translate_*.json", "metrics.jsonl", "jobs.jsonl")
 
 
 def records() -> list[Path]:
