@@ -64,26 +64,13 @@ class LSTMEncoder(nn.Module):
     def _outputs_masked(self, x: Tensor, state: LSTMState | None, mask: Tensor) -> Tensor:
         """The outputs of the masked forward without its final state: every row left-aligned, run unpacked (the
         padding after a row's real steps cannot reach them), zeroed at padding and rolled back."""
-        batch, time = x.shape[:2]
-        check_mask(mask, batch, time)
-        lengths = mask.sum(dim=1)
-        start = _block_start(mask, lengths)
-        steps = torch.arange(time, device=x.device)
-        gather = ((steps + start[:, None]) % time)[..., None].expand_as(x)
-        out, _ = self.lstm(x.gather(1, gather), state)
-        out = out.masked_fill(~(steps < lengths[:, None])[..., None], 0.0)
-        scatter = ((steps - start[:, None]) % time)[..., None].expand_as(out)
-        return out.gather(1, scatter)
+        aligned, lengths, start, steps = _left_aligned(x, mask)
+        out, _ = self.lstm(aligned, state)
+        return _roll_back(out.masked_fill(~(steps < lengths[:, None])[..., None], 0.0), start, steps)
 
     def _forward_masked(self, x: Tensor, state: LSTMState | None, mask: Tensor) -> tuple[Tensor, LSTMState]:
         batch, time = x.shape[:2]
-        check_mask(mask, batch, time)
-        lengths = mask.sum(dim=1)
-        start = _block_start(mask, lengths)
-        # Left-align every row: row b rolled left by start[b] (a right-padded row has start 0 and stays put).
-        steps = torch.arange(time, device=x.device)
-        gather = ((steps + start[:, None]) % time)[..., None].expand_as(x)
-        aligned = x.gather(1, gather)
+        aligned, lengths, start, steps = _left_aligned(x, mask)
         state = self.initial_state(batch) if state is None else state
         # pack_padded_sequence refuses empty rows: an all-padding row runs one step, undone below.
         packed = pack_padded_sequence(aligned, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
@@ -91,9 +78,7 @@ class LSTMEncoder(nn.Module):
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=time)  # zeros after each row's length
         new_state = where_state(lengths > 0, new_state, state, batch_dim=self.state_batch_dim)
         out = out.masked_fill(~(steps < lengths[:, None])[..., None], 0.0)  # the empty rows' one step
-        # Roll back: output step t of row b is aligned step t − start[b]; the zeros land on the padding.
-        scatter = ((steps - start[:, None]) % time)[..., None].expand_as(out)
-        return out.gather(1, scatter), new_state
+        return _roll_back(out, start, steps), new_state
 
     def initial_state(self, batch: int) -> LSTMState:
         weight = self.lstm.weight_hh_l0
@@ -131,3 +116,22 @@ def _block_start(mask: Tensor, lengths: Tensor) -> Tensor:
     if not torch.equal(block, mask):
         raise ValueError("mask must have one block of real steps per row (left or right padding), not holes")
     return start
+
+
+def _left_aligned(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """(x with every row rolled left by its first real step, lengths (batch,), those starts (batch,), arange(T)).
+
+    A right-padded row has start 0 and stays put; :func:`_roll_back` is the inverse."""
+    batch, time = x.shape[:2]
+    check_mask(mask, batch, time)
+    lengths = mask.sum(dim=1)
+    start = _block_start(mask, lengths)
+    steps = torch.arange(time, device=x.device)
+    gather = ((steps + start[:, None]) % time)[..., None].expand_as(x)
+    return x.gather(1, gather), lengths, start, steps
+
+
+def _roll_back(out: Tensor, start: Tensor, steps: Tensor) -> Tensor:
+    """Output step t of row b is aligned step t − start[b]: the rows back in place (zeros land on the padding)."""
+    scatter = ((steps - start[:, None]) % len(steps))[..., None].expand_as(out)
+    return out.gather(1, scatter)
