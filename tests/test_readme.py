@@ -1,7 +1,10 @@
 """The README's Python examples run as written, so the README cannot drift from the code."""
 
 import re
+import shlex
 from pathlib import Path
+
+import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -18,3 +21,55 @@ def test_readme_python_blocks_run(capsys):
     for block in python_blocks():
         exec(compile(block, str(README), "exec"), {})
     assert capsys.readouterr().out.strip().splitlines()[-1] == "True"
+
+
+ROOT = README.parent
+
+
+def shell_blocks(markdown: str) -> list[str]:
+    """The fenced blocks marked bash/sh/shell/console or unmarked."""
+    blocks, current = [], None
+    for line in markdown.splitlines():
+        if line.lstrip().startswith("```"):
+            if current is None:
+                language = line.strip().strip("`").strip()
+                current = [] if language in ("", "bash", "sh", "shell", "console") else ["<other>"]
+            else:
+                if current[:1] != ["<other>"]:
+                    blocks.append("\n".join(current))
+                current = None
+        elif current is not None:
+            current.append(line)
+    return blocks
+
+
+def documented_train_commands() -> list[tuple[str, list[str]]]:
+    """Every ``plmu-train`` command in the shell blocks of the README and the experiments' READMEs, as (where,
+    overrides); arguments holding shell variables or ``<placeholders>`` are left out (they are the user's)."""
+    commands = []
+    for path in [README, *sorted((ROOT / "experiments").glob("**/README.md"))]:
+        for block in shell_blocks(path.read_text()):
+            joined = re.sub(r"\\\n\s*", " ", block)
+            for number, line in enumerate(joined.splitlines(), start=1):
+                for match in re.finditer(r"(?:^|[\s;&|(])plmu-train\s+([^;|&#\n]*)", line):
+                    arguments = [
+                        argument
+                        for argument in shlex.split(match.group(1))
+                        if argument in ("-m", "--multirun")
+                        or ("=" in argument and "<" not in argument and "$" not in argument.replace("${now:", ""))
+                    ]
+                    if arguments:
+                        commands.append((f"{path.relative_to(ROOT)}:{number}", arguments))
+    return commands
+
+
+def test_there_are_documented_commands():
+    assert len(documented_train_commands()) >= 40
+
+
+@pytest.mark.parametrize(("where", "arguments"), documented_train_commands(), ids=lambda value: str(value)[:60])
+def test_documented_train_commands_compose(where, arguments):
+    """Issue 16: a config key that moved or a `+` for a key the config now has (Hydra refuses both) shows up here."""
+    from plmu.cli.preflight import command_line_problem
+
+    assert command_line_problem(arguments) is None, f"{where}: plmu-train {' '.join(arguments)}"

@@ -182,8 +182,9 @@ def resolve_eval_device(name: str) -> torch.device:
 
 
 # ------------------------------------------------------------------------------------------------ config and data
-def saved_config(payload: dict[str, Any], path: Path) -> DictConfig:
-    """The checkpoint's config, with the keys evaluation needs checked (hand-made or old checkpoints may lack them)."""
+def saved_config(payload: dict[str, Any], path: Path, run_dir: Path | None = None) -> DictConfig:
+    """The checkpoint's config, with the keys evaluation needs checked (hand-made or old checkpoints may lack them);
+    with ``run_dir``, a checkpoint from outside it must be of the same task as the run (its config.yaml)."""
     from omegaconf import OmegaConf
 
     config = payload.get("config")
@@ -193,7 +194,27 @@ def saved_config(payload: dict[str, Any], path: Path) -> DictConfig:
     missing = [key for key in (*REQUIRED, "model._target_") if OmegaConf.select(cfg, key) is None]
     if missing:
         raise CheckpointError(f"checkpoint {path}: its config lacks {', '.join(missing)}; use one plmu-train wrote")
+    if run_dir is not None:
+        _check_same_task(cfg, path, run_dir)
     return cfg
+
+
+def _check_same_task(cfg: DictConfig, path: Path, run_dir: Path) -> None:
+    """A ``--checkpoint`` of another task's run is named as such (not blamed on the run folder, nor found out later
+    as changed data or a shape error)."""
+    from omegaconf import OmegaConf
+
+    if path.resolve().parent == (run_dir / "checkpoints").resolve():
+        return
+    try:
+        run_task = OmegaConf.select(OmegaConf.load(run_dir / "config.yaml"), "task.name")
+    except Exception:  # no readable config.yaml: nothing to compare with (the checkpoint's config is used)
+        return
+    if run_task is not None and run_task != cfg.task.name:
+        raise CheckpointError(
+            f"--checkpoint {path} is from a {cfg.task.name} run, but run folder {run_dir} is a {run_task} run: give "
+            f"the checkpoint's own run folder ({path.parent.parent}), or this run's best or last"
+        )
 
 
 def saved_model(payload: dict[str, Any], path: Path, cfg: DictConfig | None = None) -> torch.nn.Module:
@@ -289,7 +310,7 @@ def evaluate(args: argparse.Namespace, run_dir: Path, path: Path) -> dict[str, A
 
     device = resolve_eval_device(args.device)  # before the checkpoint: a wrong flag fails at once
     payload = checkpoint.load(path)
-    cfg = saved_config(payload, path)
+    cfg = saved_config(payload, path, run_dir)
     batch_size = eval_batch_size(args, cfg, path)
     data_root = set_data_root(args, cfg)
     try:

@@ -54,12 +54,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def model_from_run(run_dir: Path, which: str) -> tuple[Any, dict[str, Any]]:
     """The run's model with its checkpoint's weights, in eval mode, and where it came from."""
-    from plmu.cli.eval import checkpoint_path, saved_model
+    from plmu.cli.eval import checkpoint_path, saved_config, saved_model
     from plmu.train import checkpoint
 
     path = checkpoint_path(run_dir, which)
     payload = checkpoint.load(path)
-    model = saved_model(payload, path)
+    model = saved_model(payload, path, saved_config(payload, path, run_dir))
     epoch = (payload.get("train_state") or {}).get("epoch")
     return model.eval(), {"run_dir": str(run_dir.resolve()), "checkpoint": str(path.resolve()), "epoch": epoch}
 
@@ -83,10 +83,33 @@ def model_from_config(overrides: list[str], vocab_size: int | None) -> tuple[Any
     return model.eval(), {"config": list(overrides), "weights": f"untrained (seed {cfg.seed})", "vocab_size": vocab}
 
 
+def _check_one_stream(model: Any) -> None:
+    """The families plmu-export cannot write, named in the command line's terms (plmu.export's own messages speak
+    to Python callers: ``example_input=``, ``encode_recurrent``)."""
+    from plmu.models.seq2seq import Seq2Seq
+    from plmu.models.sequence import PairModel
+
+    if isinstance(model, Seq2Seq):
+        raise ConfigError(
+            "a translation model reads its whole source before it writes: it has no one-input step to export; "
+            "translate with plmu-translate (plmu-export takes a model of one input stream: psmnist, mackey_glass, "
+            "imdb, text8)"
+        )
+    if isinstance(model, PairModel):
+        raise ConfigError(
+            "a sentence-pair classifier (qqp, snli) reads two whole sequences: it has no one-input step to export "
+            "(plmu-export takes a model of one input stream: psmnist, mackey_glass, imdb, text8)"
+        )
+
+
 def default_output(args: argparse.Namespace, run_dir: Path) -> Path:
+    from plmu.cli.eval import checkpoint_label
     from plmu.export import SUFFIX
 
-    name = args.checkpoint if args.checkpoint in ("best", "last") else Path(args.checkpoint).stem
+    if args.checkpoint in ("best", "last"):
+        name = args.checkpoint
+    else:  # another run's best.pt must not take the name (and the file) of this run's own export
+        name = checkpoint_label(run_dir, Path(args.checkpoint).expanduser()) or "best"
     return run_dir / f"step_{name}{SUFFIX[args.format]}"
 
 
@@ -106,6 +129,7 @@ def export(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         output = Path(args.output).expanduser() if args.output else workdir / f"step{ex.SUFFIX[args.format]}"
     if output.is_dir():
         raise ConfigError(f"--output {output} is a folder: give a file name, e.g. {output / 'step.pt2'}")
+    _check_one_stream(model)
     program, signature = ex.export_step(model, args.format)
     info = {"format": args.format, "model": type(model).__name__, "plmu_version": plmu.__version__, **source}
     ex.save_step(program, signature, output, info)

@@ -58,7 +58,7 @@ def generate(args: argparse.Namespace) -> tuple[str, float]:
         raise ConfigError(f"--prompt has characters the model does not know: {unknown}; use only {alphabet!r}")
     device = resolve_eval_device(args.device)
     payload = checkpoint.load(path)
-    cfg = saved_config(payload, path)
+    cfg = saved_config(payload, path, run_dir)
     if not cfg.task.per_step:
         raise ConfigError(f"{run_dir} is a {cfg.task.name} run, not a language model: nothing to generate")
     model = saved_model(payload, path, cfg)

@@ -5,8 +5,10 @@ fails (bad config, diverged) is a line in that table, not the end of the sweep; 
 plmu does not expect) is recorded too, though Hydra's sweepers then stop the sweep.
 
 Files, not memory: with a launcher that runs jobs elsewhere (Slurm, joblib), jobs and summary share only the folder.
-After an Optuna search (``hparams_search=...``) the table also names the job of the sweeper's best trial
-(``optimization_results.yaml``).
+Each sweep writes its id to ``<sweep dir>/sweep.json`` when it starts and each job's line carries it: a sweep dir used
+again (a killed sweep started again, whose jobs resume; or another sweep) appends to jobs.jsonl, and the table shows
+the current sweep's jobs only. After an Optuna search (``hparams_search=...``) the table also names the job of the
+sweeper's best trial (``optimization_results.yaml``).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import json
 import logging
 import math
 import os
+import time
+import uuid
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,6 +33,32 @@ log = logging.getLogger("plmu")
 JOBS_FILE = "jobs.jsonl"
 SUMMARY_FILE = "summary.md"
 OPTUNA_RESULTS = "optimization_results.yaml"  # written by hydra-optuna-sweeper when its search ends
+SWEEP_FILE = "sweep.json"  # {"sweep": id, "started": unix time}: the sweep now using the folder
+
+
+class NoTrialCompleted(BaseException):
+    """An Optuna search whose every trial failed: a BaseException, so that Hydra's report (a traceback for any
+    Exception) lets it through to plmu-train's entry point, which prints its one line."""
+
+
+def start_sweep(sweep_dir: str | Path) -> str:
+    """Give the sweep starting in ``sweep_dir`` a new id (sweep.json, atomically); the id."""
+    sweep_dir = Path(sweep_dir)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    sweep_id = f"{time.strftime('%Y-%m-%d_%H-%M-%S')}-{uuid.uuid4().hex[:8]}"
+    tmp = sweep_dir / f".{SWEEP_FILE}.{os.getpid()}.tmp"
+    tmp.write_text(json.dumps({"sweep": sweep_id, "started": time.time()}) + "\n")
+    os.replace(tmp, sweep_dir / SWEEP_FILE)
+    return sweep_id
+
+
+def current_sweep(sweep_dir: str | Path) -> dict[str, Any] | None:
+    """The folder's sweep.json (the sweep now using it), or None (none written, or unreadable)."""
+    try:
+        current = json.loads((Path(sweep_dir) / SWEEP_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+    return current if isinstance(current, dict) and isinstance(current.get("sweep"), str) else None
 
 
 def _finite(value: Any) -> Any:
@@ -40,6 +70,9 @@ def record_job(sweep_dir: str | Path, entry: dict[str, Any]) -> None:
     """Append one job's line: one ``write`` of a short line with O_APPEND, so parallel jobs on one machine do not
     interleave, under a POSIX lock, which NFS clients honour where O_APPEND alone is not atomic (Slurm jobs on
     several nodes)."""
+    current = current_sweep(sweep_dir)
+    if current is not None and "sweep" not in entry:
+        entry = {"sweep": current["sweep"], **entry}
     line = (json.dumps({k: _finite(v) for k, v in entry.items()}, allow_nan=False, default=str) + "\n").encode()
     path = Path(sweep_dir) / JOBS_FILE
     try:
@@ -54,19 +87,37 @@ def record_job(sweep_dir: str | Path, entry: dict[str, Any]) -> None:
         log.error("could not record job %s in %s: %s", entry.get("job"), path, error.strerror)
 
 
-def read_jobs(sweep_dir: str | Path) -> dict[int, dict[str, Any]]:
-    """The last line per job number (a re-run job's newer line wins); a torn or foreign line is skipped."""
+def read_jobs(sweep_dir: str | Path, every_sweep: bool = False) -> dict[int, dict[str, Any]]:
+    """The last line per job number (a re-run job's newer line wins) of the folder's current sweep (sweep.json;
+    all lines when there is none, or with ``every_sweep``); a torn or foreign line is skipped."""
     jobs: dict[int, dict[str, Any]] = {}
     path = Path(sweep_dir) / JOBS_FILE
     if not path.exists():
         return jobs
+    current = None if every_sweep else current_sweep(sweep_dir)
     for line in path.read_text().splitlines():
         try:
             entry = json.loads(line)
+            if current is not None and entry.get("sweep") != current["sweep"]:
+                continue
             jobs[int(entry["job"])] = entry
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, AttributeError):
             continue
     return jobs
+
+
+def _lines_of_other_sweeps(sweep_dir: Path, sweep_id: str) -> int:
+    try:
+        lines = (sweep_dir / JOBS_FILE).read_text().splitlines()
+    except OSError:
+        return 0
+    count = 0
+    for line in lines:
+        try:
+            count += json.loads(line).get("sweep") != sweep_id
+        except (ValueError, AttributeError):
+            continue
+    return count
 
 
 def _number(value: Any) -> str:
@@ -78,11 +129,22 @@ def summary_table(sweep_dir: str | Path, unrecorded: str = "no record (killed?)"
     status of a job folder without a line (while the sweep runs, that job may still be running)."""
     sweep_dir = Path(sweep_dir)
     jobs = read_jobs(sweep_dir)
-    numbers = sorted(set(jobs) | {int(p.name) for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit()})
+    current = current_sweep(sweep_dir)
+    started = current.get("started", 0) if current is not None else 0
+    started = started if isinstance(started, int | float) else 0
+    # a job folder without a line counts if this sweep changed it (an earlier sweep's folders are not its jobs)
+    folders = {
+        int(p.name) for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit() and p.stat().st_mtime >= started
+    }
+    numbers = sorted(set(jobs) | folders)
     # The overrides every job shares go above the table; each row shows what its job varies.
     lists = [jobs[n].get("overrides", []) for n in numbers if n in jobs]
     common = [o for o in lists[0] if all(o in other for other in lists)] if len(lists) > 1 else []
     rows = [f"Overrides of every job: {' '.join(common) or '(none)'}", ""] if common else []
+    if current is not None:
+        earlier = _lines_of_other_sweeps(sweep_dir, current["sweep"])
+        note = f" ({earlier} lines of earlier sweeps in this folder's {JOBS_FILE})" if earlier else ""
+        rows = [f"Sweep {current['sweep']}{note}", "", *rows]
     rows += [
         "| job | overrides | status | metric | best val | test | run folder (in the sweep's) |",
         "|---|---|---|---|---|---|---|",
@@ -136,6 +198,11 @@ class SweepSummary(Callback):
 
     failed_jobs: ClassVar[list[int]] = []  # read by plmu-train's entry point to set its exit status
 
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        start_sweep(config.hydra.sweep.dir)
+        if "optuna" in str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).lower():
+            _one_line_when_no_trial_completes()
+
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         hydra_cfg = config.get("hydra")
         if hydra_cfg is None or hydra_cfg.get("mode") != RunMode.MULTIRUN:
@@ -165,3 +232,28 @@ class SweepSummary(Callback):
         write_summary(sweep_dir, table)
         verdict = f"{len(failed)} failed: jobs {failed}" if failed else "all jobs finished"
         log.info("sweep %s (%s):\n%s", sweep_dir, verdict, table)
+
+
+def _one_line_when_no_trial_completes() -> None:
+    """hydra-optuna-sweeper ends a search whose every trial failed with optuna's ValueError ("No trials are completed
+    yet"), which Hydra prints as a 20-line traceback: make it :class:`NoTrialCompleted`, one line from plmu-train."""
+    from hydra_plugins.hydra_optuna_sweeper._impl import OptunaSweeperImpl
+
+    original = OptunaSweeperImpl.sweep
+    if getattr(original, "plmu_guarded", False):
+        return
+
+    def sweep(self: Any, arguments: list[str]) -> None:
+        try:
+            original(self, arguments)
+        except ValueError as error:
+            if "No trials are completed" not in str(error):
+                raise
+            sweep_dir = self.config.hydra.sweep.dir
+            raise NoTrialCompleted(
+                f"no trial of the Optuna search completed: every job failed; {sweep_dir}/{SUMMARY_FILE} gives "
+                "each job's error"
+            ) from None
+
+    sweep.plmu_guarded = True  # type: ignore[attr-defined]
+    OptunaSweeperImpl.sweep = sweep  # type: ignore[method-assign]

@@ -31,13 +31,49 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from plmu.cli import stop_on_sigterm
-from plmu.cli.sweep import SweepSummary, record_job
+from plmu.cli.preflight import command_line_problem, output_folders
+from plmu.cli.sweep import NoTrialCompleted, SweepSummary, record_job
 from plmu.errors import PlmuError
 
 log = logging.getLogger("plmu")
 
 # When this command started: a folder changed before it is not this command's to remove (RunFolder docs).
 COMMAND_STARTED_NS = time.time_ns()
+
+
+# The output folders this command may create (hydra.run.dir / sweep.dir, as typed or the default outputs/) and the
+# folders among them and their parents that existed before it (main() fills both): a failed command removes the
+# empty folders it made (outputs/<task>/<model>/ of a bad config), never one of these.
+OUTPUT_ROOTS: list[Path] = []
+FOLDERS_BEFORE: set[Path] = set()
+
+
+def _existing_output_folders(roots: list[Path]) -> set[Path]:
+    found: set[Path] = set()
+    for root in roots:
+        found.update(folder for folder in (root, *root.parents) if folder.is_dir())
+        if root.is_dir():  # outputs/<task>/<model>: two levels (runs are the third)
+            found.update(folder.resolve() for folder in (*root.glob("*"), *root.glob("*/*")) if folder.is_dir())
+    return found
+
+
+def _remove_failed_run_folder(run_dir: Path) -> None:
+    """Drop the run folder Hydra made for this failed command if it is empty (RunFolder.remove_if_created_since),
+    then the empty parents this command made on the way (never one that existed before it)."""
+    from plmu.train.run_folder import RunFolder
+
+    if not RunFolder(run_dir).remove_if_created_since(COMMAND_STARTED_NS):
+        return
+    run_dir = run_dir.resolve()
+    if not any(run_dir.is_relative_to(root) for root in OUTPUT_ROOTS):
+        return  # an interpolated folder: which of its parents existed before is not known
+    for parent in run_dir.parents:  # every existing one up to the root was recorded (_existing_output_folders)
+        if parent in FOLDERS_BEFORE:
+            return
+        try:
+            parent.rmdir()  # fails when not empty (another run's folder appeared): it stays
+        except OSError:
+            return
 
 
 def _hydra_records(cfg: DictConfig, hydra_cfg: DictConfig) -> dict[str, str]:
@@ -73,15 +109,11 @@ def run(cfg: DictConfig) -> float | None:
         results = train(cfg, run_dir, overrides, group, _hydra_records(cfg, hydra_cfg))
     except KeyboardInterrupt as interrupt:
         if getattr(interrupt, "kept", None) is None:  # stopped before training: leave no empty folder
-            from plmu.train.run_folder import RunFolder
-
-            RunFolder(run_dir).remove_if_created_since(COMMAND_STARTED_NS)
+            _remove_failed_run_folder(run_dir)
         _interrupted(interrupt, overrides, run_dir)
     except (PlmuError, OSError, OmegaConfBaseException) as error:
-        from plmu.train.run_folder import RunFolder
-
-        # Hydra made the folder for this command: a failed command leaves nothing behind (only its own folder)
-        RunFolder(run_dir).remove_if_created_since(COMMAND_STARTED_NS)
+        # Hydra made the folder for this command: a failed command leaves nothing behind (only its own folders)
+        _remove_failed_run_folder(run_dir)
         message = _one_line(error)
         if sweep_dir is None:
             _fail(message)
@@ -118,48 +150,6 @@ def _join_processes(cfg: DictConfig, run_dir: Path, multirun: bool) -> Path:
     return agreed
 
 
-CONFIG_GROUPS = ("task", "model", "trainer", "logger", "experiment", "debug", "hparams_search", "task_model")
-
-
-def unknown_group_choice(arguments: list[str]) -> str | None:
-    """The error line for a command-line choice of a config group that has no file (``model=gru``), or None.
-
-    Plain names and comma lists (a sweep) are checked; sweep functions (``choice(...)``), interpolations and
-    ``null`` are left to Hydra."""
-    from importlib.resources import files
-
-    conf = Path(str(files("plmu.conf")))
-    for argument in arguments:
-        key, equals, value = argument.lstrip("+~").partition("=")
-        if not equals or key not in CONFIG_GROUPS or any(c in value for c in "()${}[]*"):
-            continue
-        choices = sorted(path.stem for path in (conf / key).glob("*.yaml"))
-        for name in (v.strip() for v in value.split(",")):
-            if name and name != "null" and name not in choices:
-                return f"{key}={name}: no such {key} config; choose one of: {', '.join(choices)} (conf/{key}/)"
-    return None
-
-
-def unusable_output_folder(arguments: list[str]) -> str | None:
-    """The error line for a literal ``hydra.run.dir`` / ``hydra.sweep.dir`` that Hydra could not create (a file, or
-    below a folder this process cannot write), or None; interpolated ones are left to Hydra."""
-    for argument in arguments:
-        key, equals, value = argument.partition("=")
-        if not equals or key not in ("hydra.run.dir", "hydra.sweep.dir") or not value or "$" in value:
-            continue
-        folder = Path(value).expanduser()
-        if folder.exists() and not folder.is_dir():
-            return f"{key}={value} is a file, not a folder: choose a folder for the run"
-        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
-        if existing is not None and not existing.is_dir():
-            return f"{key}={value}: cannot create it, {existing} is a file; choose a folder for the run"
-        if existing is not None and existing != folder and not os.access(existing, os.W_OK | os.X_OK):
-            return f"{key}={value}: cannot create it, {existing} is not writable; choose a folder you can write"
-        if existing == folder and not os.access(folder, os.W_OK | os.X_OK):
-            return f"{key}={value} is not writable; choose a folder you can write"
-    return None
-
-
 def _one_line(error: BaseException) -> str:
     if isinstance(error, OmegaConfBaseException):  # e.g. ${nonexist}, ${oc.env:NOPE}: the first line says which
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
@@ -194,12 +184,17 @@ def main() -> None:
     stop_on_sigterm()  # SIGTERM (kill, a cluster's pre-emption) ends a run like Ctrl-C: recorded, resumable
     if os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1") and {"-m", "--multirun"} & set(sys.argv[1:]):
         _fail(MULTIRUN_UNDER_TORCHRUN)  # before Hydra starts a sweep on every process
-    for problem in (unknown_group_choice(sys.argv[1:]), unusable_output_folder(sys.argv[1:])):
-        if problem is not None:
-            _fail(problem)  # one line, where Hydra prints a traceback or a hint to set HYDRA_FULL_ERROR
+    problem = command_line_problem(sys.argv[1:])
+    if problem is not None:
+        _fail(problem)  # one line, where Hydra prints a traceback or a hint to set HYDRA_FULL_ERROR
+    OUTPUT_ROOTS[:] = [Path(folder).expanduser().resolve() for folder in output_folders(sys.argv[1:]).values()]
+    FOLDERS_BEFORE.clear()
+    FOLDERS_BEFORE.update(_existing_output_folders(OUTPUT_ROOTS))
     SweepSummary.failed_jobs = []
     try:
         run()
+    except NoTrialCompleted as nothing:
+        _fail(str(nothing))
     finally:
         if "plmu.train.distributed" in sys.modules:  # a torchrun process leaves its process group
             sys.modules["plmu.train.distributed"].teardown()

@@ -170,7 +170,7 @@ def load_run(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict]:
     path = checkpoint_path(run_dir, args.checkpoint)
     device = resolve_eval_device(args.device)
     payload = checkpoint.load(path)
-    cfg = saved_config(payload, path)
+    cfg = saved_config(payload, path, run_dir)
     model = saved_model(payload, path, cfg)
     if not isinstance(model, Seq2Seq):
         raise ConfigError(

@@ -13,8 +13,10 @@ import importlib
 import os
 import random
 import re
+import signal
 import tempfile
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -105,10 +107,40 @@ def _fsync_folder(folder: Path) -> None:
             os.close(fd)
 
 
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM until the block ends, then deliver them to the handlers they had.
+
+    A KeyboardInterrupt raised inside ``torch.save`` makes its zip writer's ``__exit__`` fail with a RuntimeError
+    ("unexpected pos") that replaces the interrupt: the run then ended in a traceback (exit 1) instead of its
+    "interrupted, resume with" line. A write takes milliseconds, so the signal waits that long. Signal handlers can
+    only be changed in the main thread; elsewhere the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received: list[int] = []
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum)) for signum in handled}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)  # None: one set outside Python
+        for signum in dict.fromkeys(received):
+            signal.raise_signal(signum)  # the restored handler runs now: KeyboardInterrupt, or the default action
+
+
 def _write_atomic(
     path: Path, write: Callable[[_Sink], None], what: str = "", elsewhere: str = RUN_FOLDER_ELSEWHERE
 ) -> None:
-    """Write ``path`` through ``write(sink)`` via a unique temp file; any OSError becomes :func:`write_failure`'s."""
+    """Write ``path`` through ``write(sink)`` via a unique temp file; any OSError becomes :func:`write_failure`'s.
+    Ctrl-C and SIGTERM wait for the write (:func:`interrupts_deferred`)."""
+    with interrupts_deferred():
+        _write_atomic_now(path, write, what, elsewhere)
+
+
+def _write_atomic_now(path: Path, write: Callable[[_Sink], None], what: str, elsewhere: str) -> None:
     tmp: str | None = None
     sink: _Sink | None = None
     try:

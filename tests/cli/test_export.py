@@ -111,7 +111,11 @@ def test_no_checkpoint(tmp_path, capsys):
 
 def test_model_without_a_fixed_step(capsys):
     assert export_cli.main(["--config", "task=qqp"]) == 2  # a pair model classifies two whole sequences
-    assert "PairModel cannot step" in error_line(capsys)
+    assert "a sentence-pair classifier (qqp, snli) reads two whole sequences" in error_line(capsys)
+    # issue 16: "pass example_input=a (batch, features) tensor", a Python argument, to a command-line user
+    assert export_cli.main(["--config", "task=iwslt15_en_vi"]) == 2
+    message = error_line(capsys)
+    assert "translate with plmu-translate" in message and "example_input" not in message
     assert export_cli.main(["--config", "task=text8", "model=transformer"]) == 2  # its key/value cache grows
     assert "changes shape from step to step" in error_line(capsys)
     assert export_cli.main(["--config", "task=psmnist", "model=transformer"]) == 2  # not causal: no stream

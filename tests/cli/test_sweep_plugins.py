@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -201,3 +202,42 @@ def test_single_runs_leave_no_sweep_files(tmp_path):
     config = OmegaConf.create({"hydra": {"mode": RunMode.RUN, "sweep": {"dir": str(tmp_path)}}})
     SweepSummary().on_job_end(config, JobReturn(status=JobStatus.COMPLETED, _return_value=0.5))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_reused_sweep_dir_shows_the_current_sweeps_jobs(tmp_path):
+    """Issue 16: a second sweep in the same folder appended to jobs.jsonl without an id; job 0 showed as both ok
+    (the first sweep) and failed (the second), and the table mixed the two."""
+    config = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}, "sweeper": {"_target_": "basic"}}})
+    SweepSummary().on_multirun_start(config)
+    first = json.loads((tmp_path / "sweep.json").read_text())["sweep"]
+    for job in (0, 1):
+        (tmp_path / str(job)).mkdir()
+        record_job(tmp_path, {"job": job, "overrides": [f"seed={job}"], "status": "ok", "best_val": 0.5})
+    time.sleep(0.01)
+    SweepSummary().on_multirun_start(config)  # the same folder again
+    second = json.loads((tmp_path / "sweep.json").read_text())["sweep"]
+    assert second != first
+    record_job(tmp_path, {"job": 0, "overrides": ["seed=7"], "status": "failed", "error": "run folder 0 holds ..."})
+    lines = [json.loads(line) for line in (tmp_path / "jobs.jsonl").read_text().splitlines()]
+    assert [line["sweep"] for line in lines] == [first, first, second]
+    assert sorted(read_jobs(tmp_path)) == [0] and read_jobs(tmp_path)[0]["status"] == "failed"
+    assert read_jobs(tmp_path, every_sweep=True)[1]["status"] == "ok"
+    table, failed = summary_table(tmp_path)
+    assert failed == [0] and "| 1 |" not in table  # job 1's folder is the first sweep's
+    assert table.startswith(f"Sweep {second} (2 lines of earlier sweeps in this folder's jobs.jsonl)")
+
+
+def test_an_optuna_search_whose_every_trial_fails_is_one_line(tmp_path):
+    """Issue 16: a 20-line "No trials are completed yet" traceback from the sweeper."""
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    args = ("-m", "hparams_search=mackey_glass", "hydra.sweeper.n_trials=2", "model.theta=-1")
+    result = plmu_train(*args, *tiny(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (
+        "plmu-train: error: no trial of the Optuna search completed: every job failed; "
+        f"{tmp_path / 'sweep'}/summary.md gives each job's error"
+    )
+    summary = (tmp_path / "sweep" / "summary.md").read_text()
+    assert summary.count("failed: model.theta must be") == 2

@@ -4,10 +4,12 @@ plmu-generate from the run."""
 import json
 
 import pytest
-from conftest import compose_config
+from conftest import TINY_MACKEY_GLASS, compose_config
 
 from plmu.cli import eval as eval_cli
+from plmu.cli import export as export_cli
 from plmu.cli import generate as generate_cli
+from plmu.cli import translate as translate_cli
 from plmu.models.sequence import SequenceModel
 from plmu.train.run import train
 
@@ -93,3 +95,26 @@ def test_a_temperature_that_is_not_a_finite_number_is_a_usage_error(temperature,
         generate_cli.parse_args(["run", "--temperature", temperature])
     assert exit.value.code == 2
     assert f"--temperature: must be a finite number >= 0, got '{temperature}'" in capsys.readouterr().err
+
+
+def test_another_tasks_checkpoint_is_named_as_such_by_every_tool(tmp_path, capsys):
+    """Issue 16: plmu-generate with a Mackey-Glass --checkpoint ended in a shape traceback, plmu-eval blamed changed
+    data, plmu-translate the run folder, and plmu-export wrote the other model over this run's step_best.pt2."""
+    text8_run, other = tmp_path / "text8", tmp_path / "mackey_glass"
+    train(_config(tmp_path, "trainer.max_epochs=1"), text8_run)
+    mackey_glass = [*TINY_MACKEY_GLASS, f"data_dir={tmp_path / 'mg'}", "trainer.max_epochs=1", "logger=none"]
+    train(compose_config(mackey_glass), other)
+    foreign = str(other / "checkpoints" / "best.pt")
+    line = f"--checkpoint {foreign} is from a mackey_glass run, but run folder {text8_run} is a text8 run: give "
+    capsys.readouterr()
+    for tool, extra in ((generate_cli, []), (eval_cli, ["--no-progress"]), (translate_cli, []), (export_cli, [])):
+        assert tool.main([str(text8_run), "--checkpoint", foreign, *extra]) == 2, tool.__name__
+        assert line in capsys.readouterr().err, tool.__name__
+    assert not list(text8_run.glob("step_*"))
+    # a checkpoint of the same task from another run: exported, under a name of its own
+    second = tmp_path / "text8_b"
+    train(_config(tmp_path, "trainer.max_epochs=1", "seed=1"), second)
+    assert export_cli.main([str(text8_run), "--checkpoint", str(second / "checkpoints" / "best.pt")]) == 0
+    assert export_cli.main([str(text8_run)]) == 0
+    names = sorted(path.name for path in text8_run.glob("step_*.pt2"))
+    assert len(names) == 2 and "step_best.pt2" in names and names[0].startswith("step_best-")

@@ -67,10 +67,12 @@ def test_an_interpolation_that_does_not_resolve_is_one_line(tmp_path):
         assert result.stderr.startswith(f"plmu-train: error: {line}")
 
 
-def test_typo_key_is_named(tmp_path):
+def test_typo_key_is_one_line_with_did_you_mean(tmp_path):
+    """Issue 16: Hydra's 6-line "Could not override", no suggestion; the other cases: tests/cli/test_preflight.py."""
     result = plmu_train("task=mackey_glass", "model.ordr=4", cwd=tmp_path)
-    assert result.returncode != 0
-    assert "Could not override 'model.ordr'" in result.stderr
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("plmu-train: error: unknown key model.ordr: did you mean model.order?")
+    assert not (tmp_path / "outputs").exists()  # refused before Hydra made a folder
 
 
 def test_negative_theta_is_a_one_line_error(tmp_path):
@@ -215,7 +217,21 @@ def test_bad_types_and_keys_are_one_line_before_data(override, message, tmp_path
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("plmu-train: error: ") and message in last
     assert not (tmp_path / "data").exists()
-    assert not list((tmp_path / "outputs").rglob("*.*"))  # no run folder, no record: nothing was written
+    assert not (tmp_path / "outputs").exists()  # issue 16: not even the empty outputs/mackey_glass/plmu/ tree
+
+
+def test_a_failed_command_keeps_the_output_folders_that_were_there(tmp_path):
+    """Issue 16: the empty parents a failed command made go; those that existed before it (empty or not) stay."""
+    mine = tmp_path / "outputs" / "mackey_glass" / "plmu"
+    mine.mkdir(parents=True)
+    result = plmu_train("task=mackey_glass", "seed=abc", f"data_dir={tmp_path / 'data'}", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert mine.is_dir() and not list(mine.iterdir())
+    result = plmu_train("task=mackey_glass", "seed=abc", f"hydra.run.dir={tmp_path}/a/b/run", cwd=tmp_path)
+    assert result.returncode == 2 and not (tmp_path / "a").exists(), result.stderr
+    (tmp_path / "a").mkdir()
+    result = plmu_train("task=mackey_glass", "seed=abc", f"hydra.run.dir={tmp_path}/a/b/run", cwd=tmp_path)
+    assert result.returncode == 2 and (tmp_path / "a").is_dir() and not (tmp_path / "a" / "b").exists()
 
 
 def test_help_does_not_import_torch(tmp_path):
@@ -228,7 +244,7 @@ def test_help_does_not_import_torch(tmp_path):
 
 def test_a_run_folder_hydra_could_not_create_is_one_line(tmp_path):
     """Issue 16: hydra.run.dir=<a file> ended in Hydra's mkdir traceback, before plmu's checks."""
-    from plmu.cli.train import unusable_output_folder
+    from plmu.cli.preflight import unusable_output_folder
 
     afile = tmp_path / "afile"
     afile.write_text("")

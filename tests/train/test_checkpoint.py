@@ -150,3 +150,24 @@ def test_remove_orphans_deletes_only_temp_files_of_killed_writes(tmp_path):
     assert sorted(checkpoint.remove_orphans(tmp_path)) == sorted(orphans)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(keep)
     assert checkpoint.remove_orphans(tmp_path / "missing") == []
+
+
+def test_an_interrupt_during_a_checkpoint_write_waits_for_the_write(tmp_path, monkeypatch):
+    """Issue 16 (found while testing it): SIGTERM inside torch.save turned the interrupt into torch's RuntimeError
+    ("unexpected pos"), a traceback and exit 1 instead of the resumable Ctrl-C path; now the write completes first."""
+    import signal
+
+    real_save = torch.save
+
+    def save_then_interrupted(obj, sink):
+        real_save(obj, sink)
+        os.kill(os.getpid(), signal.SIGINT)  # arrives mid-write: Python runs the handler at the next bytecode
+        sink.write(b"")
+
+    monkeypatch.setattr(checkpoint.torch, "save", save_then_interrupted)
+    target = tmp_path / "last.pt"
+    with pytest.raises(KeyboardInterrupt):
+        checkpoint.save_atomic({"model": {"w": torch.ones(2)}}, target)
+    assert torch.load(target, weights_only=False)["model"]["w"].tolist() == [1.0, 1.0]  # whole: written, then raised
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
