@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from plmu.lti import discretize, impulse_response, legendre_delay_system
     from plmu.memory import LegendreMemory
     from plmu.original import OriginalLMU, OriginalLMUCell, OriginalLMUStack
+    from plmu.runs import TrainedRun, load_run
 
 # The one place the version is written: pyproject.toml reads it from here (tool.setuptools.dynamic).
 __version__ = "0.1.0"
@@ -26,9 +27,11 @@ __all__ = [
     "ParallelLMU",
     "ParallelLMUStack",
     "SequenceStack",
+    "TrainedRun",
     "discretize",
     "impulse_response",
     "legendre_delay_system",
+    "load_run",
 ]
 
 # public name -> the module that defines it
@@ -43,6 +46,8 @@ _SOURCES = {
     "discretize": "plmu.lti",
     "impulse_response": "plmu.lti",
     "legendre_delay_system": "plmu.lti",
+    "TrainedRun": "plmu.runs",
+    "load_run": "plmu.runs",  # a trained run folder: model, config, data info
 }
 
 

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 
 from plmu.cli import fail, stop_on_sigterm
 from plmu.errors import CheckpointError, ConfigError, PlmuError
+from plmu.runs import checkpoint_path, saved_config, saved_model
 from plmu.train.provenance import portable
 
 if TYPE_CHECKING:  # torch and plmu.train load lazily: `plmu-eval --help` should not wait seconds for torch
@@ -50,8 +51,6 @@ PROG = "plmu-eval"
 DEVICE_TYPES = ("cpu", "cuda", "mps")  # what the model code is tested on; `meta` etc. would fail mid-evaluation
 # the task.data key that names the data folder, per loader; a text task's local files (path) before its hub cache
 DATA_KEYS = ("path", "root", "cache_dir", "data_dir")
-# what rebuilding the model and the data reads from a checkpoint's config
-REQUIRED = ("task.name", "task.objective", "task.input_size", "task.output_size", "task.per_step", "task.data._target_")
 
 
 def positive_int(text: str) -> int:
@@ -66,31 +65,6 @@ def positive_int(text: str) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ cheap checks
-def checkpoint_path(run_dir: Path, which: str) -> Path:
-    """best / last of the run, or a path; checked here so that each mistake gets a message naming the flag."""
-    if not run_dir.is_dir():
-        what = "is not a folder" if run_dir.exists() else "does not exist"
-        raise ConfigError(f"run directory {run_dir} {what}: give the folder plmu-train wrote")
-    if which in ("best", "last"):
-        if not (run_dir / "checkpoints").is_dir():
-            raise CheckpointError(
-                f"{run_dir} is not a plmu-train run (it has no checkpoints/ folder): give the folder a training run "
-                f"wrote, or --checkpoint PATH"
-            )
-        path = run_dir / "checkpoints" / f"{which}.pt"
-        if not path.is_file():
-            other = "last" if which == "best" else "best"
-            hint = f"use --checkpoint {other}" if (run_dir / "checkpoints" / f"{other}.pt").is_file() else "train it"
-            raise CheckpointError(f"run {run_dir} has no checkpoints/{which}.pt (no epoch finished yet?): {hint}")
-        return path
-    path = Path(which).expanduser()
-    if path.is_dir():
-        raise CheckpointError(f"--checkpoint {which} is a folder: give a .pt file in it, or best or last")
-    if not path.is_file():
-        raise CheckpointError(f"--checkpoint {which}: no such file; give best, last, or the path of a .pt a run wrote")
-    return path
-
-
 def checkpoint_label(run_dir: Path, path: Path) -> str | None:
     """The report name's part for a checkpoint other than the run's best.pt: its stem (``last``), and for a file
     outside this run's checkpoints/ a digest of its place too, so that another run's last.pt never overwrites the
@@ -182,56 +156,6 @@ def resolve_eval_device(name: str) -> torch.device:
 
 
 # ------------------------------------------------------------------------------------------------ config and data
-def saved_config(payload: dict[str, Any], path: Path, run_dir: Path | None = None) -> DictConfig:
-    """The checkpoint's config, with the keys evaluation needs checked (hand-made or old checkpoints may lack them);
-    with ``run_dir``, a checkpoint from outside it must be of the same task as the run (its config.yaml)."""
-    from omegaconf import OmegaConf
-
-    config = payload.get("config")
-    if not isinstance(config, dict) or "model" not in payload:
-        raise CheckpointError(f"checkpoint {path} has no saved config or model weights: evaluate one plmu-train wrote")
-    cfg = OmegaConf.create(config)
-    missing = [key for key in (*REQUIRED, "model._target_") if OmegaConf.select(cfg, key) is None]
-    if missing:
-        raise CheckpointError(f"checkpoint {path}: its config lacks {', '.join(missing)}; use one plmu-train wrote")
-    if run_dir is not None:
-        _check_same_task(cfg, path, run_dir)
-    return cfg
-
-
-def _check_same_task(cfg: DictConfig, path: Path, run_dir: Path) -> None:
-    """A ``--checkpoint`` of another task's run is named as such (not blamed on the run folder, nor found out later
-    as changed data or a shape error)."""
-    from omegaconf import OmegaConf
-
-    if path.resolve().parent == (run_dir / "checkpoints").resolve():
-        return
-    try:
-        run_task = OmegaConf.select(OmegaConf.load(run_dir / "config.yaml"), "task.name")
-    except Exception:  # no readable config.yaml: nothing to compare with (the checkpoint's config is used)
-        return
-    if run_task is not None and run_task != cfg.task.name:
-        raise CheckpointError(
-            f"--checkpoint {path} is from a {cfg.task.name} run, but run folder {run_dir} is a {run_task} run: give "
-            f"the checkpoint's own run folder ({path.parent.parent}), or this run's best or last"
-        )
-
-
-def saved_model(payload: dict[str, Any], path: Path, cfg: DictConfig | None = None) -> torch.nn.Module:
-    """The model a checkpoint describes (its config, ``cfg`` if already read), with its weights: plmu-eval's,
-    plmu-generate's, plmu-translate's and plmu-export's one way to rebuild a trained model."""
-    from plmu.train import checkpoint
-    from plmu.train.run import build_model
-
-    cfg = saved_config(payload, path) if cfg is None else cfg
-    try:
-        model = build_model(cfg, payload.get("model_args") or None)
-    except ConfigError as error:
-        raise CheckpointError(f"checkpoint {path}: its saved config does not build a model: {error}") from None
-    checkpoint.load_model_state(model, payload["model"], path)
-    return model
-
-
 def eval_batch_size(args: argparse.Namespace, cfg: DictConfig, path: Path) -> int:
     if args.batch_size is not None:
         return args.batch_size

@@ -54,7 +54,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def model_from_run(run_dir: Path, which: str) -> tuple[Any, dict[str, Any]]:
     """The run's model with its checkpoint's weights, in eval mode, and where it came from."""
-    from plmu.cli.eval import checkpoint_path, saved_config, saved_model
+    from plmu.runs import checkpoint_path, saved_config, saved_model
     from plmu.train import checkpoint
 
     path = checkpoint_path(run_dir, which)

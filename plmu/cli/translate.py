@@ -162,8 +162,9 @@ def _said_with_data_root(error: PlmuError, args: argparse.Namespace) -> PlmuErro
 
 def load_run(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict]:
     """(model on its device, its config, the device, the checkpoint path, the checkpoint payload)."""
-    from plmu.cli.eval import checkpoint_path, resolve_eval_device, saved_config, saved_model
+    from plmu.cli.eval import resolve_eval_device
     from plmu.models.seq2seq import Seq2Seq
+    from plmu.runs import checkpoint_path, saved_config, saved_model
     from plmu.train import checkpoint
 
     run_dir = Path(args.run_dir).expanduser()
@@ -248,8 +249,9 @@ def translate_report(args: argparse.Namespace) -> int:
     import torch
 
     import plmu
-    from plmu.cli.eval import ReportFile, check_recorded_data, checkpoint_path, strict_json
+    from plmu.cli.eval import ReportFile, check_recorded_data, strict_json
     from plmu.data.translation import TranslationSplits
+    from plmu.runs import checkpoint_path
     from plmu.train.run import load_data
 
     run_dir = Path(args.run_dir).expanduser()
