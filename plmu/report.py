@@ -61,9 +61,6 @@ PAPER: dict[str, PaperRow] = {
     "text8": PaperRow("text8", "test bpc", "1.61"),
     "iwslt15_en_vi": PaperRow("IWSLT'15 En-Vi", "tst2013 BLEU", "(not readable); Luong & Manning 2015: 23.3"),
 }
-BACKBONE_NAMES = {"plmu": "parallel LMU", "lstm": "LSTM", "transformer": "transformer", "original_lmu": "original LMU"}
-BUILDER_NAMES = {"plmu_model": "plmu", "lstm_model": "lstm", "transformer_model": "transformer",
-                 "original_lmu_model": "original_lmu", "pretrain_model": "plmu"}  # fmt: skip
 
 
 @dataclass
@@ -152,9 +149,10 @@ def read_curve(path: Path, metric: str, warnings: list[str]) -> list[tuple[int, 
 
 
 def model_label(config: dict[str, Any]) -> str:
+    from plmu.models.backbones import family_label, model_family  # the registry (plmu.models imports torch)
+
     model = config.get("model") if isinstance(config.get("model"), dict) else {}
-    family = model.get("backbone") or BUILDER_NAMES.get(str(model.get("_target_", "")).rsplit(".", 1)[-1])
-    return BACKBONE_NAMES.get(str(family), str(family or "?"))
+    return family_label(model_family(model)) if model else "?"
 
 
 def load_run(path: Path, entry: dict[str, Any] | None = None) -> Run:

@@ -34,8 +34,9 @@ from torch import Tensor, nn
 
 from plmu.checks import optional_positive_int, positive_int, probability
 from plmu.models.adapters import TokenEmbedding
+from plmu.models.backbones import backbone as registered
+from plmu.models.backbones import build_backbone
 from plmu.models.sizing import count_parameters
-from plmu.models.text import BACKBONES, build_backbone
 
 
 class Memory(NamedTuple):
@@ -198,8 +199,7 @@ def translation_model(
     ``dim_feedforward``). ``causal`` and ``pooling`` must stay null: the encoder reads the whole source (the
     transformer's both ways), the decoder is causal, and every step is predicted.
     """
-    if backbone not in BACKBONES:
-        raise ValueError(f"backbone must be one of {list(BACKBONES)}, got {backbone!r}")
+    entry = registered(backbone, masked=True)
     if causal is not None:
         raise ValueError(
             f"causal must be null for a translation model (the encoder reads the whole source, the decoder is "
@@ -211,7 +211,7 @@ def translation_model(
         )
     decoder_layers = num_layers if decoder_layers is None else optional_positive_int("decoder_layers", decoder_layers)
     probability("dropout", dropout)
-    if backbone == "transformer":
+    if entry.causal_option:  # a transformer: the encoder reads both ways, the decoder is causal
         encoder = build_backbone(backbone, embed_dim, hidden_size, num_layers, causal=False, dropout=dropout,
                                  **backbone_options)  # fmt: skip
         decoder = build_backbone(backbone, embed_dim, hidden_size, decoder_layers, causal=True, dropout=dropout,

@@ -4,7 +4,8 @@
         → last real step or masked mean → (batch, hidden) → Linear → (batch, classes)
     pairs: a, b encoded by the same embedding and backbone → PairHead([a, b, |a−b|, a·b]) → (batch, classes)
 
-The backbone is the parallel LMU stack, the LSTM or a transformer (``backbone=plmu|lstm|transformer``); the
+The backbone is any registered family that takes a padding mask (:mod:`plmu.models.backbones`: the parallel LMU
+stack, the LSTM, a transformer: ``backbone=plmu|lstm|transformer``); the
 vocabulary size and the number of classes come from the data (``plmu-train`` passes them in). ``forward_recurrent``
 runs the same weights one token at a time (``step`` with the padding mask), as a deployed streaming model would.
 The models are :class:`~plmu.models.sequence.SequenceModel` (one text) and :class:`~plmu.models.sequence.PairModel`.
@@ -14,36 +15,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from torch import nn
-
 from plmu.checks import flag, one_of
-from plmu.layers import ParallelLMUStack
 from plmu.models.adapters import TokenEmbedding
-from plmu.models.encoders import LSTMEncoder
+from plmu.models.backbones import BACKBONES as REGISTRY
+from plmu.models.backbones import backbone as registered
+from plmu.models.backbones import build_backbone
 from plmu.models.heads import POOLINGS, PairHead, PerStepHead
 from plmu.models.sequence import PairModel, SequenceModel, head_for
-from plmu.models.transformer import TransformerBackbone
 
-BACKBONES = ("plmu", "lstm", "transformer")
-
-
-def build_backbone(
-    kind: str, input_size: int, hidden_size: int, num_layers: int, last_only: bool = False, **options: Any
-) -> nn.Module:
-    """A sequence backbone (batch, time, input_size) → (batch, time, hidden_size) with ``forward(x, mask=...)``;
-    ``last_only``: (batch, hidden_size), the last real step only (the parallel LMU then computes m_T alone, one
-    matmul: the paper's eq. 25, exact for left and right padding)."""
-    if kind == "plmu":
-        return ParallelLMUStack(input_size, hidden_size, num_layers, return_sequences=not last_only, **options)
-    if kind == "lstm":
-        return LSTMEncoder(input_size, hidden_size, num_layers, return_sequences=not last_only, **options)
-    if kind == "transformer":
-        if input_size != hidden_size:
-            raise ValueError(
-                f"embed_dim must equal hidden_size={hidden_size} for a transformer (its width), got {input_size}"
-            )
-        return TransformerBackbone(hidden_size, num_layers, **options)
-    raise ValueError(f"backbone must be one of {list(BACKBONES)}, got {kind!r}")
+# the families a token model can use (those that take a padding mask), in the registry's order
+BACKBONES = tuple(name for name, entry in REGISTRY.items() if entry.masks)
 
 
 def text_classifier(
@@ -64,7 +45,7 @@ def text_classifier(
     backbone (e.g. the LMU's ``order`` and ``theta``, the transformer's ``num_heads``). ``dropout`` is the head's
     (on the pooled features), ``embed_dropout`` the embedding's."""
     one_of("pooling", pooling, POOLINGS)
-    last_only = pooling == "last" and backbone in ("plmu", "lstm")
+    last_only = pooling == "last" and registered(backbone, masked=True).last_alone
     encoder = build_backbone(backbone, embed_dim, hidden_size, num_layers, last_only, **backbone_options)
     # after the backbone: the initialisation of v0.1
     adapter = TokenEmbedding(vocab_size, embed_dim, padding_idx=0, dropout=embed_dropout)
@@ -92,7 +73,7 @@ def language_model(
     """
     if pooling is not None:
         raise ValueError(f"pooling must be null for a language model (it predicts every step), got {pooling!r}")
-    if backbone == "transformer":
+    if registered(backbone, masked=True).causal_option:  # a transformer: causal, and the model's dropout
         if backbone_options.setdefault("causal", True) is not True:
             raise ValueError("causal must be true for a language model (each prediction would see the future)")
         backbone_options.setdefault("dropout", dropout)

@@ -96,27 +96,22 @@ def _one_line(error: BaseException) -> str:
 
 
 def _forwarded(builder: Any, model: DictConfig) -> list[Any]:
-    """The classes a builder of plmu's passes its options to (``**kwargs``) or builds from them: their parameters
-    are model.* keys too. Generous: every backbone a builder may build, unless ``model.backbone`` picks one."""
-    from plmu.layers import ParallelLMU, ParallelLMUStack
-    from plmu.models import lstm_model, original_lmu_model, plmu_model, text_classifier, transformer_model
-    from plmu.models.encoders import LSTMEncoder
-    from plmu.models.transformer import TransformerBackbone
-    from plmu.original import OriginalLMU, OriginalLMUCell, OriginalLMUStack
+    """The classes a builder passes its options to (``**kwargs``) or builds from them: their parameters are model.*
+    keys too. From the backbone registry: the family ``model.backbone`` names (every one that takes a mask while it
+    is unset or unknown), or the one a real-valued builder is named after (``lstm_model`` → lstm)."""
+    from plmu.models.backbones import BACKBONES
 
-    backbones = {
-        "plmu": [ParallelLMUStack, ParallelLMU],
-        "lstm": [LSTMEncoder],
-        "transformer": [TransformerBackbone],
-    }
-    forwarded = {
-        plmu_model: backbones["plmu"],
-        original_lmu_model: [OriginalLMUStack, OriginalLMU, OriginalLMUCell],
-        lstm_model: backbones["lstm"],
-        transformer_model: backbones["transformer"],
-        text_classifier: backbones.get(model.get("backbone"), [c for classes in backbones.values() for c in classes]),
-    }
-    return forwarded.get(builder, [])
+    try:
+        parameters = inspect.signature(builder).parameters
+    except (TypeError, ValueError):
+        return []
+    if "backbone" in parameters:
+        chosen = BACKBONES.get(str(model.get("backbone")))
+        entries = [chosen] if chosen is not None else [entry for entry in BACKBONES.values() if entry.masks]
+    else:
+        family = BACKBONES.get(getattr(builder, "__name__", "").removesuffix("_model"))
+        entries = [] if family is None else [family]
+    return [cls for entry in entries for cls in entry.option_classes()]
 
 
 def _model_keys(builder: Any, model: DictConfig) -> dict[str, Any]:
@@ -236,12 +231,10 @@ def check_carry_data(cfg: DictConfig, data: Any) -> None:
 
 
 def model_family(cfg: DictConfig) -> str:
-    """What results.json calls the model: its backbone (plmu, lstm, transformer) where the builder takes one (text,
-    language, translation models), else the builder's name (plmu_model → plmu, original_lmu_model → original_lmu)."""
-    backbone = cfg.model.get("backbone")
-    if isinstance(backbone, str):
-        return backbone
-    return cfg.model._target_.rsplit(".", 1)[-1].removesuffix("_model")
+    """What results.json calls the model (:func:`plmu.models.backbones.model_family`)."""
+    from plmu.models.backbones import model_family as family
+
+    return family(cfg.model)
 
 
 def init_from_checkpoint(cfg: DictConfig) -> tuple[Path, dict[str, Any]] | None:

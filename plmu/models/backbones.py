@@ -1,0 +1,128 @@
+"""The backbone registry: each model family's name → how to build it, which classes its options reach, its label.
+
+A backbone maps (batch, time, input_size) → (batch, time, hidden_size), or (batch, hidden_size) when it reads the
+last real step alone, and streams (``initial_state``, ``step``; :mod:`plmu.models`). The builders that take a family
+by name (``backbone=plmu|lstm|transformer`` of the text classifier, language and translation models) build it here;
+the model-key check (:func:`plmu.train.run.build_model`: which ``model.*`` keys exist, "did you mean"), results.json's
+``model`` and the report's labels read the same entries. Classes are named by import path and imported on use: an
+entry is a line of names, and reading labels needs no model code.
+
+Adding a family: its module, one :class:`Backbone` line in ``BACKBONES``, its configs.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Backbone:
+    """One family. ``build`` (``"module:attribute"``) is called as ``build(input_size, hidden_size, num_layers,
+    return_sequences=..., **options)``; ``options`` (import paths too) are the classes its options reach: their
+    parameters are ``model.*`` keys. ``last_alone``: it can return the last real step alone
+    (``return_sequences=False``); ``masks``: it takes a padding mask (text); ``causal_option``: it has both ways
+    (the transformer)."""
+
+    name: str
+    label: str
+    build: str
+    options: tuple[str, ...]
+    last_alone: bool = True
+    masks: bool = True
+    causal_option: bool = False
+
+    def builder(self) -> Any:
+        return _resolve(self.build)
+
+    def option_classes(self) -> list[Any]:
+        return [_resolve(path) for path in self.options]
+
+
+def _resolve(path: str) -> Any:
+    module, _, attribute = path.partition(":")
+    return getattr(importlib.import_module(module), attribute)
+
+
+BACKBONES: dict[str, Backbone] = {
+    entry.name: entry
+    for entry in (
+        Backbone(
+            "plmu",
+            "parallel LMU",
+            "plmu.layers:ParallelLMUStack",
+            ("plmu.layers:ParallelLMUStack", "plmu.layers:ParallelLMU"),
+        ),
+        Backbone("lstm", "LSTM", "plmu.models.encoders:LSTMEncoder", ("plmu.models.encoders:LSTMEncoder",)),
+        Backbone(
+            "transformer",
+            "transformer",
+            "plmu.models.backbones:transformer_backbone",
+            ("plmu.models.transformer:TransformerBackbone",),
+            last_alone=False,
+            causal_option=True,
+        ),
+        Backbone(
+            "original_lmu",
+            "original LMU",
+            "plmu.original:OriginalLMUStack",
+            ("plmu.original:OriginalLMUStack", "plmu.original:OriginalLMU", "plmu.original:OriginalLMUCell"),
+            masks=False,
+        ),
+    )
+}
+
+
+def backbone(name: str, masked: bool = False) -> Backbone:
+    """The registry's entry for ``name``; ``masked``: it must take a padding mask (token sequences)."""
+    names = [key for key, entry in BACKBONES.items() if entry.masks or not masked]
+    if name not in names:
+        raise ValueError(f"backbone must be one of {names}, got {name!r}")
+    return BACKBONES[name]
+
+
+def transformer_backbone(
+    input_size: int, hidden_size: int, num_layers: int, return_sequences: bool = True, **options: Any
+) -> Any:
+    """The transformer in the registry's constructor shape (it always returns every step; its width is
+    ``hidden_size``, which the input must already have)."""
+    from plmu.models.transformer import TransformerBackbone
+
+    if input_size != hidden_size:
+        raise ValueError(
+            f"embed_dim must equal hidden_size={hidden_size} for a transformer (its width), got {input_size}"
+        )
+    if not return_sequences:
+        raise ValueError("a transformer returns every step: pool its output (return_sequences must be true)")
+    return TransformerBackbone(hidden_size, num_layers, **options)
+
+
+def build_backbone(
+    kind: str, input_size: int, hidden_size: int, num_layers: int, last_only: bool = False, **options: Any
+) -> Any:
+    """A token-sequence backbone (batch, time, input_size) → (batch, time, hidden_size) with ``forward(x,
+    mask=...)``; ``last_only``: (batch, hidden_size), the last real step only (the parallel LMU then computes m_T
+    alone, one matmul: the paper's eq. 25, exact for left and right padding)."""
+    entry = backbone(kind, masked=True)
+    return entry.builder()(input_size, hidden_size, num_layers, return_sequences=not last_only, **options)
+
+
+# Families recorded under another name: the pre-training model (results.json's model "pretrain") is an LMU
+ALIASES = {"pretrain": "plmu"}
+
+
+def model_family(model: dict[str, Any] | Any) -> str:
+    """What a run's record calls its model (``model`` is the run's ``model`` config): its ``backbone`` where the
+    builder takes one (text, language, translation models), else the builder's name without ``_model``
+    (``plmu_model`` → plmu, ``original_lmu_model`` → original_lmu, ``pretrain_model`` → pretrain)."""
+    backbone = model.get("backbone")
+    if isinstance(backbone, str):
+        return backbone
+    return str(model.get("_target_", "")).rsplit(".", 1)[-1].removesuffix("_model")
+
+
+def family_label(family: str) -> str:
+    """The family's label in reports and tables (``plmu`` → parallel LMU); the name itself if unknown."""
+    entry = BACKBONES.get(ALIASES.get(family, family))
+    return entry.label if entry is not None else family
