@@ -5,8 +5,9 @@ Every backbone follows one protocol, so training, evaluation and streaming treat
 ``step(x_t, state, mask_t=None)``;
 ``state_batch_dim`` says where the batch is in its state (``plmu.models.state`` detaches and reorders any of them).
 Builders (``_target_`` of ``conf/model/*.yaml`` and ``conf/task_model/*.yaml``): ``plmu_model``,
-``original_lmu_model``, ``lstm_model``, ``transformer_model`` (real-valued sequences) and ``text_classifier`` (token
-ids, single texts or pairs). Each builds a ``SequenceModel`` (adapter → backbone → head) or a ``PairModel``.
+``original_lmu_model``, ``lstm_model``, ``transformer_model``, ``sequence_model`` (any registered family,
+:mod:`plmu.models.backbones`; real-valued sequences) and ``text_classifier`` (token ids, single texts or pairs).
+Each builds a ``SequenceModel`` (adapter → backbone → head) or a ``PairModel``.
 """
 
 from plmu.models.adapters import IdentityAdapter, LinearAdapter, TokenEmbedding, padding_mask
@@ -30,6 +31,7 @@ from plmu.models.sequence import (
     lstm_model,
     original_lmu_model,
     plmu_model,
+    sequence_model,
     transformer_model,
 )
 from plmu.models.sizing import count_parameters, match_parameters
@@ -66,6 +68,7 @@ __all__ = [
     "plmu_model",
     "pool",
     "select_state",
+    "sequence_model",
     "state_batch_dim",
     "text_classifier",
     "transformer_model",

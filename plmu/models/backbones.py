@@ -55,6 +55,7 @@ BACKBONES: dict[str, Backbone] = {
             ("plmu.layers:ParallelLMUStack", "plmu.layers:ParallelLMU"),
         ),
         Backbone("lstm", "LSTM", "plmu.models.encoders:LSTMEncoder", ("plmu.models.encoders:LSTMEncoder",)),
+        Backbone("gru", "GRU", "plmu.models.gru:GRUEncoder", ("plmu.models.gru:GRUEncoder",)),
         Backbone(
             "transformer",
             "transformer",

@@ -1,4 +1,6 @@
-"""An LSTM encoder with the streaming protocol of ``ParallelLMUStack`` (the 2019 LMU's is ``OriginalLMUStack``).
+"""Recurrent encoders (``nn.LSTM``; ``nn.GRU`` in :mod:`plmu.models.gru`) with the streaming protocol of
+``ParallelLMUStack`` (the 2019 LMU's is ``OriginalLMUStack``). :class:`RecurrentEncoder` holds the masking; a family
+names its torch module and its state's layout.
 
 Padding (``mask`` (batch, time) bool, True at real steps): padded steps do not touch the state, so a padded batch gives
 each example's unpadded result. Each row's real steps must be one block; left and right padding both work:
@@ -7,12 +9,14 @@ each example's unpadded result. Each row's real steps must be one block; left an
     left padding    . . x x x   rolled left to x x x . . first, run the same way, and the outputs rolled back
 
 Once every row's real steps come first, the outputs at real steps do not depend on the padding after them, so the
-sequence runs unpacked through nn.LSTM's fused loop (on a CPU several times faster than a packed sequence, whose
+sequence runs unpacked through the module's fused loop (on a CPU several times faster than a packed sequence, whose
 batch shrinks step by step). Only the final state, which must stop at each row's last real step, needs the packed
 run: with ``return_state`` (a carried state). Outputs at padded steps are zero.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -25,10 +29,14 @@ from plmu.models.state import where_state
 LSTMState = tuple[Tensor, Tensor]
 
 
-class LSTMEncoder(nn.Module):
-    """``nn.LSTM`` (batch first) with the same protocol; the state is (h, c), each (layers, batch, hidden)."""
+class RecurrentEncoder(nn.Module):
+    """A batch-first ``torch.nn`` RNN (class attribute ``rnn_class``, kept as the attribute ``rnn_name``: its
+    tensors' names) with the streaming protocol; subclasses say how their state is laid out (``initial_state``,
+    ``top_hidden``)."""
 
-    state_batch_dim = 1  # nn.LSTM's state layout; see plmu.models.state
+    state_batch_dim = 1  # torch's RNN state layout (layers, batch, hidden); see plmu.models.state
+    rnn_class: type[nn.RNNBase] = nn.LSTM
+    rnn_name = "lstm"
 
     def __init__(
         self, input_size: int, hidden_size: int, num_layers: int = 1, *, return_sequences: bool = True
@@ -38,63 +46,84 @@ class LSTMEncoder(nn.Module):
         positive_int("hidden_size", hidden_size)
         positive_int("num_layers", num_layers)
         flag("return_sequences", return_sequences)
-        self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True)
+        setattr(self, self.rnn_name, self.rnn_class(input_size, hidden_size, num_layers, batch_first=True))
         self.return_sequences = return_sequences
 
+    @property
+    def rnn(self) -> nn.RNNBase:
+        return getattr(self, self.rnn_name)
+
+    def top_hidden(self, state: Any) -> Tensor:
+        """The top layer's hidden output (batch, hidden) held in ``state``."""
+        raise NotImplementedError
+
+    def initial_state(self, batch: int) -> Any:
+        raise NotImplementedError
+
     def forward(
-        self, x: Tensor, state: LSTMState | None = None, return_state: bool | None = None, mask: Tensor | None = None
-    ) -> Tensor | tuple[Tensor, LSTMState]:
+        self, x: Tensor, state: Any = None, return_state: bool | None = None, mask: Tensor | None = None
+    ) -> Tensor | tuple[Tensor, Any]:
         """x (batch, time, input) → (batch, time, hidden), or the last real step's (batch, hidden).
 
-        ``state``: (h, c) before the first step, see ``initial_state``; the final one is returned with
-        ``return_state`` (default: when a state is given). ``mask`` (batch, time) bool: see the module docstring.
+        ``state``: before the first step, see ``initial_state``; the final one is returned with ``return_state``
+        (default: when a state is given). ``mask`` (batch, time) bool: see the module docstring.
         """
         return_state = state is not None if return_state is None else return_state
         if mask is None:
-            out, state = self.lstm(x, state)
+            out, state = self.rnn(x, state)
             out = out if self.return_sequences else out[:, -1]
         elif return_state:
             out, state = self._forward_masked(x, state, mask)
-            out = out if self.return_sequences else state[0][-1]  # the top layer's h after the last real step
+            out = out if self.return_sequences else self.top_hidden(state)  # after the last real step
         else:
             out = self._outputs_masked(x, state, mask)
             out = out if self.return_sequences else _last_real(out, mask)
         return (out, state) if return_state else out
 
-    def _outputs_masked(self, x: Tensor, state: LSTMState | None, mask: Tensor) -> Tensor:
+    def _outputs_masked(self, x: Tensor, state: Any, mask: Tensor) -> Tensor:
         """The outputs of the masked forward without its final state: every row left-aligned, run unpacked (the
         padding after a row's real steps cannot reach them), zeroed at padding and rolled back."""
         aligned, lengths, start, steps = _left_aligned(x, mask)
-        out, _ = self.lstm(aligned, state)
+        out, _ = self.rnn(aligned, state)
         return _roll_back(out.masked_fill(~(steps < lengths[:, None])[..., None], 0.0), start, steps)
 
-    def _forward_masked(self, x: Tensor, state: LSTMState | None, mask: Tensor) -> tuple[Tensor, LSTMState]:
+    def _forward_masked(self, x: Tensor, state: Any, mask: Tensor) -> tuple[Tensor, Any]:
         batch, time = x.shape[:2]
         aligned, lengths, start, steps = _left_aligned(x, mask)
         state = self.initial_state(batch) if state is None else state
         # pack_padded_sequence refuses empty rows: an all-padding row runs one step, undone below.
         packed = pack_padded_sequence(aligned, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
-        out, new_state = self.lstm(packed, state)
+        out, new_state = self.rnn(packed, state)
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=time)  # zeros after each row's length
         new_state = where_state(lengths > 0, new_state, state, batch_dim=self.state_batch_dim)
         out = out.masked_fill(~(steps < lengths[:, None])[..., None], 0.0)  # the empty rows' one step
         return _roll_back(out, start, steps), new_state
 
-    def initial_state(self, batch: int) -> LSTMState:
-        weight = self.lstm.weight_hh_l0
-        zeros = weight.new_zeros(self.lstm.num_layers, batch, self.lstm.hidden_size)
-        return zeros, zeros.clone()
-
-    def step(self, x_t: Tensor, state: LSTMState, mask_t: Tensor | None = None) -> tuple[Tensor, LSTMState]:
+    def step(self, x_t: Tensor, state: Any, mask_t: Tensor | None = None) -> tuple[Tensor, Any]:
         """One step: x_t (batch, input), mask_t (batch,) bool or None → (h_t (batch, hidden), new state).
 
         Where mask_t is False the state is carried unchanged and the output is zero, as in the masked ``forward``.
         """
-        out, new_state = self.lstm(x_t[:, None], state)
+        out, new_state = self.rnn(x_t[:, None], state)
         if mask_t is None:
             return out[:, 0], new_state
         new_state = where_state(mask_t, new_state, state, batch_dim=self.state_batch_dim)
         return out[:, 0].masked_fill(~mask_t[:, None], 0.0), new_state
+
+
+class LSTMEncoder(RecurrentEncoder):
+    """``nn.LSTM`` (batch first) with the same protocol; the state is (h, c), each (layers, batch, hidden)."""
+
+    rnn_class = nn.LSTM
+    rnn_name = "lstm"
+
+    def top_hidden(self, state: LSTMState) -> Tensor:
+        return state[0][-1]
+
+    def initial_state(self, batch: int) -> LSTMState:
+        weight = self.lstm.weight_hh_l0
+        zeros = weight.new_zeros(self.lstm.num_layers, batch, self.lstm.hidden_size)
+        return zeros, zeros.clone()
 
 
 def _last_real(out: Tensor, mask: Tensor) -> Tensor:

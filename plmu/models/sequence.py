@@ -243,3 +243,30 @@ def transformer_model(
     backbone = TransformerBackbone(hidden_size, num_layers, num_heads, dim_feedforward, dropout, causal)
     head = head_for(per_step, hidden_size, output_size, pooling)
     return SequenceModel(LinearAdapter(input_size, hidden_size), backbone, head)
+
+
+def sequence_model(
+    input_size: int,
+    output_size: int,
+    per_step: bool,
+    hidden_size: int,
+    num_layers: int = 1,
+    backbone: str = "plmu",
+    pooling: str = "last",
+    dropout: float = 0.0,
+    **backbone_options: Any,
+) -> SequenceModel:
+    """Any registered family (:mod:`plmu.models.backbones`) on real-valued sequences: the input as it is, the
+    family's backbone over it (options not named here go to it), and the task's head (``pooling`` for a
+    whole-sequence label). A new family runs on psMNIST and Mackey-Glass with ``_target_: plmu.models.sequence_model``
+    and ``backbone: <name>`` (conf/model/gru.yaml); the families of the paper keep their own builders above."""
+    from plmu.models.backbones import backbone as registered
+
+    entry = registered(backbone)
+    if entry.causal_option:
+        raise ValueError(f"backbone {backbone!r} has a builder of its own: use model={backbone}")
+    last_alone = not flag("per_step", per_step) and one_of("pooling", pooling, POOLINGS) == "last" and entry.last_alone
+    module = entry.builder()(input_size, hidden_size, num_layers, return_sequences=not last_alone, **backbone_options)
+    return SequenceModel(
+        IdentityAdapter(input_size), module, head_for(per_step, hidden_size, output_size, pooling, dropout)
+    )

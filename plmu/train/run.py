@@ -558,11 +558,15 @@ def _run_name(cfg: DictConfig, folder: RunFolder, overrides: list[str], group: s
 
 
 def _banner(cfg, folder, model, data, environment, resume, trainer) -> None:
+    from plmu.models.backbones import family_label
+
+    family = model_family(cfg)
+    label = family_label(family)
     log.info(
         "plmu-train %s: task %s, model %s, %d parameters, run folder %s",
         environment["plmu_version"],
         cfg.task.name,
-        cfg.model._target_.rsplit(".", 1)[-1].removesuffix("_model"),
+        family if label == family else f"{label} ({family})",  # the registry's label, results.json's name
         model.num_parameters,
         folder.path.resolve(),
     )

@@ -22,7 +22,7 @@ from plmu.cli.preflight import command_line_problem, malformed_override, unknown
         (["+trainer.max_epochs=3"], "Could not append to config. An item is already at 'trainer.max_epochs'."),
         (["trainer.batch_size={a"], "trainer.batch_size={a: not a valid override (no viable alternative at input"),
         (["trainer.batch_size=[1,2"], "trainer.batch_size=[1,2: not a valid override ("),
-        (["model=gru"], "model=gru: no such model config; choose one of: "),
+        (["model=mamba"], "model=mamba: no such model config; choose one of: "),
     ],
 )
 def test_each_problem_is_one_line(arguments, line):

@@ -34,7 +34,7 @@ def _config(tmp_path, *extra):
     return compose_config(overrides)
 
 
-@pytest.mark.parametrize("model", ["plmu", "lstm"])
+@pytest.mark.parametrize("model", ["plmu", "lstm", "gru"])
 def test_text8_trains_with_carried_state_and_evaluates_as_an_rnn(model, tmp_path, capsys):
     # On the CPU: 1e-5 is a float32 CPU claim (on an H100, cuDNN's LSTM, which may use TF32, missed it)
     run = tmp_path / model

@@ -52,8 +52,8 @@ def test_unknown_task_or_model_is_one_line_listing_the_choices(tmp_path):
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
     assert result.stderr.startswith("plmu-train: error: task=psmnits: no such task config; choose one of: ")
     assert "mackey_glass" in result.stderr and "psmnist" in result.stderr
-    result = plmu_train("-m", "model=plmu,gru", cwd=tmp_path)  # issue 16: Hydra's multi-line error before
-    assert result.returncode == 2 and "model=gru: no such model config; choose one of: lstm, " in result.stderr
+    result = plmu_train("-m", "model=plmu,mamba", cwd=tmp_path)  # issue 16: Hydra's multi-line error before
+    assert result.returncode == 2 and "model=mamba: no such model config; choose one of: gru, lstm, " in result.stderr
 
 
 def test_an_interpolation_that_does_not_resolve_is_one_line(tmp_path):

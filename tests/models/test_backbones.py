@@ -44,8 +44,8 @@ def test_every_family_that_takes_a_mask_serves_every_token_model(name):
 
 
 def test_unknown_or_maskless_families_are_refused_naming_the_choices():
-    with pytest.raises(ValueError, match=r"backbone must be one of \['plmu', 'lstm', 'transformer'\], got 'gru'"):
-        build_backbone("gru", 8, 8, 1)
+    with pytest.raises(ValueError, match=r"backbone must be one of \['plmu', 'lstm', 'gru', 'transformer'\], got 'x'"):
+        build_backbone("x", 8, 8, 1)
     with pytest.raises(ValueError, match="got 'original_lmu'"):
         backbone("original_lmu", masked=True)  # no padding mask: not for token sequences
     assert backbone("original_lmu").label == "original LMU"

@@ -43,7 +43,7 @@ def test_text_classifier_refuses_bad_choices_by_name():
     with pytest.raises(ValueError, match=r"pooling must be one of \['last', 'mean', 'max'\], got 'min'"):
         text_classifier(30, 2, "plmu", pooling="min", **LMU)
     with pytest.raises(ValueError, match="backbone must be one of"):
-        text_classifier(30, 2, "gru")
+        text_classifier(30, 2, "mamba")
     with pytest.raises(ValueError, match="embed_dim must equal hidden_size=16 for a transformer"):
         text_classifier(30, 2, "transformer", embed_dim=8, hidden_size=16)
     with pytest.raises(ValueError, match="pair must be true or false, got 'yes'"):
