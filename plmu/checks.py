@@ -2,7 +2,8 @@
 
 Every check returns the value it accepted, or raises ``ValueError("<name> must be <what is allowed>, got <value!r>")``.
 The message starts with the argument's name on purpose: ``plmu-train`` builds the model from ``model.*`` before any
-data is read, and turns such an error into ``model.<name> must be ...`` for the user (``plmu.train.run.build_model``).
+data is read, and turns such an error into ``model.<name> must be ...`` for the user
+(``plmu.models.build.build_model``).
 
 A bool is never accepted as a number (``True`` is no size), and only a real bool is a flag: a config's ``off`` or
 ``"no"`` would otherwise be a truthy string.

@@ -122,8 +122,8 @@ def _check_same_task(cfg: DictConfig, path: Path, run_dir: Path) -> None:
 def saved_model(payload: dict[str, Any], path: Path, cfg: DictConfig | None = None) -> torch.nn.Module:
     """The model a checkpoint describes (its config, ``cfg`` if already read), with its weights: plmu-eval's,
     plmu-generate's, plmu-translate's and plmu-export's one way to rebuild a trained model."""
+    from plmu.models.build import build_model
     from plmu.train import checkpoint
-    from plmu.train.run import build_model
 
     cfg = saved_config(payload, path) if cfg is None else cfg
     try:

@@ -45,7 +45,7 @@ def _compose(overrides: list[str]):
 
 def build(family: str, compile_original: bool = True) -> torch.nn.Module:
     """The model ``plmu-train task=mackey_glass model=<family>`` trains."""
-    from plmu.train.run import build_model
+    from plmu.models.build import build_model
 
     model = build_model(_compose(["task=mackey_glass", f"model={family}"]))
     if family == "original_lmu" and compile_original:

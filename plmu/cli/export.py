@@ -69,7 +69,7 @@ def model_from_config(overrides: list[str], vocab_size: int | None) -> tuple[Any
     import torch
     from hydra import compose, initialize_config_module
 
-    from plmu.train.run import build_model, model_args
+    from plmu.models.build import build_model, model_args
 
     try:
         with initialize_config_module(config_module="plmu.conf", version_base="1.3"):

@@ -5,7 +5,7 @@ picked by ``_target_``; ``task`` is open. Merging a group into its schema finds 
 cannot convert; each field's :class:`Rule` then checks the exact type and range of the value the run will receive
 (``off`` is a bool to OmegaConf but a truthy string to the run, so booleans must be ``true``/``false``).
 Of ``model`` only ``_target_`` is checked here: the model's constructors check their own arguments
-(:mod:`plmu.checks`) when ``plmu.train.run.build_model`` builds it, also before any data is read, and that turns
+(:mod:`plmu.checks`) when ``plmu.models.build.build_model`` builds it, also before any data is read, and that turns
 their errors into the same one-line ``model.<key> must be ...``.
 Then the device is parsed, the optimiser and scheduler are built on a dummy parameter and stepped once, the
 loader's arguments are bound to its signature, and the logger's class is imported. Every problem is one
@@ -167,7 +167,7 @@ class TrainerSchema:
 @dataclass
 class ModelSchema:
     """``conf/model/*.yaml``: only ``_target_`` is checked here (open). The builder and the constructors it calls
-    check their own arguments when ``plmu.train.run.build_model`` builds the model, still before any data is read."""
+    check their own arguments when ``plmu.models.build.build_model`` builds the model, still before any data is read."""
 
     _target_: str = rule(_dotted, "a dotted import path", "plmu.models.plmu_model")
 
@@ -368,7 +368,7 @@ def _resolved(cfg: DictConfig) -> tuple[dict, dict]:
 
 def check_config(cfg: DictConfig) -> None:
     """Check the composed ``cfg`` (types, ranges, unknown keys, devices, optimiser) before anything is loaded; the
-    model's keys are left to its constructors (``plmu.train.run.build_model``).
+    model's keys are left to its constructors (``plmu.models.build.build_model``).
 
     Raises:
         ConfigError: one line naming the key, the bad value, what is allowed, and a fix.

@@ -14,7 +14,8 @@ from torch.utils._pytree import tree_flatten
 from plmu import export as ex
 from plmu.cli import export as export_cli
 from plmu.cli.export import model_from_run
-from plmu.train.run import build_model, train
+from plmu.models.build import build_model
+from plmu.train.run import train
 
 # Runs in a fresh interpreter where importing plmu fails: the file must load and run with torch alone.
 WITHOUT_PLMU = """

@@ -12,7 +12,7 @@ from omegaconf import OmegaConf
 from plmu.errors import ConfigError
 from plmu.models import language_model, text_classifier, translation_model
 from plmu.models.backbones import BACKBONES, backbone, build_backbone, family_label, model_family
-from plmu.train.run import build_model, model_args
+from plmu.models.build import build_model, model_args
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 

@@ -8,8 +8,9 @@ import torch
 from conftest import TINY_MACKEY_GLASS, assert_close_to, compose_config
 
 from plmu.cli import eval as eval_cli
+from plmu.models.build import build_model, model_args
 from plmu.models.gru import GRUEncoder
-from plmu.train.run import build_model, model_args, train
+from plmu.train.run import train
 
 IN, HIDDEN, LAYERS, T = 3, 5, 2, 7
 

@@ -4,6 +4,7 @@ import pytest
 import torch
 from conftest import compose_config
 
+from plmu.models.build import build_model, model_args
 from plmu.models.pretrain import (
     Highway,
     PretrainBackbone,
@@ -13,7 +14,6 @@ from plmu.models.pretrain import (
 )
 from plmu.models.sizing import count_parameters
 from plmu.train.checkpoint import load_matching
-from plmu.train.run import build_model, model_args
 
 SMALL = {"hidden_size": 12, "num_layers": 3, "order": 4, "theta": 6.0, "memory_d": 2}
 VOCAB = 40

@@ -4,8 +4,8 @@ import pytest
 import torch
 from conftest import assert_close_to, compose_config
 
+from plmu.models.build import build_model, model_args
 from plmu.models.seq2seq import Seq2Seq, translation_model
-from plmu.train.run import build_model, model_args
 
 BACKBONES = {
     "plmu": {"order": 4, "theta": 6.0, "memory_d": 3},

@@ -8,8 +8,9 @@ from conftest import TINY_MACKEY_GLASS, compose_config, config_names, nan_loss_o
 from omegaconf import OmegaConf
 
 from plmu.errors import CheckpointError, ConfigError, NonFiniteLossError
+from plmu.models.build import build_model
 from plmu.train import run as run_module
-from plmu.train.run import build_model, train
+from plmu.train.run import train
 from plmu.train.schema import check_config
 from plmu.train.trainer import Trainer
 

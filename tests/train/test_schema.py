@@ -300,7 +300,7 @@ def test_a_bad_environment_value_names_its_source(monkeypatch):
     ],
 )
 def test_the_model_keys_are_left_to_its_constructors(overrides):
-    """Checked once, by the constructors, when plmu.train.run.build_model builds the model (test_build_model.py)."""
+    """Checked once, by the constructors, when plmu.models.build.build_model builds the model (test_build_model.py)."""
     check_config(compose_config(["task=mackey_glass", *overrides]))
 
 

@@ -3,7 +3,7 @@
 import pytest
 from conftest import compose_config
 
-from plmu.train.run import build_model, model_args
+from plmu.models.build import build_model, model_args
 
 VOCAB = 8000
 

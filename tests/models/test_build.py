@@ -1,11 +1,12 @@
-"""plmu.train.run.build_model: the constructors check the model's keys; their errors are the user's one line."""
+"""plmu.models.build.build_model: the constructors check the model's keys; their errors are the user's one line."""
 
 import pytest
 from conftest import TINY_MACKEY_GLASS, compose_config
 
 from plmu.errors import ConfigError
+from plmu.models.build import build_model
 from plmu.train import run as run_module
-from plmu.train.run import build_model, train
+from plmu.train.run import train
 
 ACTIVATIONS = "['gelu', 'identity', 'relu', 'sigmoid', 'tanh']"
 THETA = "a positive number (time steps: the memory window)"
