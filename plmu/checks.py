@@ -1,6 +1,7 @@
 """Argument checks for constructors: each module checks its own arguments, once, with these.
 
-Every check returns the value it accepted, or raises ``ValueError("<name> must be <what is allowed>, got <value!r>")``.
+Every check returns the value it accepted, or raises :class:`ArgumentError` (a ValueError:
+``<name> must be <what is allowed>, got <value!r>``, with the name as data).
 The message starts with the argument's name on purpose: ``plmu-train`` builds the model from ``model.*`` before any
 data is read, and turns such an error into ``model.<name> must be ...`` for the user
 (``plmu.models.build.build_model``).
@@ -26,8 +27,18 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _fail(name: str, allowed: str, value: Any, why: str = "") -> ValueError:
-    return ValueError(f"{name} must be {allowed}{f' ({why})' if why else ''}, got {value!r}")
+class ArgumentError(ValueError):
+    """A constructor's argument outside what it allows, said as ``<argument> must <requirement>``; the argument's
+    name travels as data (``argument``), so that ``plmu.models.build`` names the ``model.*`` key without reading
+    the message."""
+
+    def __init__(self, argument: str, requirement: str) -> None:
+        self.argument, self.requirement = argument, requirement
+        super().__init__(f"{argument} must {requirement}")
+
+
+def _fail(name: str, allowed: str, value: Any, why: str = "") -> ArgumentError:
+    return ArgumentError(name, f"be {allowed}{f' ({why})' if why else ''}, got {value!r}")
 
 
 def positive_int(name: str, value: Any, why: str = "") -> int:

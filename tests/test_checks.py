@@ -85,3 +85,17 @@ def test_one_of_compares_type_and_value():
         one_of("mode", True, iter(["a", "b"]))  # any iterable of choices
     with pytest.raises(ValueError, match=r"got 1$"):
         one_of("x", 1, (True, 2))  # 1 == True, but an int is not a bool
+
+
+def test_a_refusal_carries_the_arguments_name_as_data():
+    """Issue 17: plmu.models.build names the model.* key from ``argument``, not by parsing the message."""
+    from plmu.checks import ArgumentError, positive_int
+
+    with pytest.raises(ArgumentError) as refused:
+        positive_int("order", 0, "the memory's size")
+    assert isinstance(refused.value, ValueError)
+    assert (refused.value.argument, refused.value.requirement) == (
+        "order",
+        "be a positive int (the memory's size), got 0",
+    )
+    assert str(refused.value) == "order must be a positive int (the memory's size), got 0"

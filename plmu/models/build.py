@@ -21,6 +21,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from plmu.checks import ArgumentError
 from plmu.errors import ConfigError
 
 
@@ -129,14 +130,18 @@ def _model_error(model: DictConfig, builder: Any, cause: BaseException, args: Ma
         return None
     message = _one_line(cause)
     keys = _model_keys(builder, model)
-    if isinstance(cause, ValueError) and (must := _MUST.fullmatch(message)) and must[1] in model:
-        name, default = must[1], keys.get(must[1], inspect.Parameter.empty)
+    if isinstance(cause, ArgumentError):  # plmu.checks: the argument's name is data
+        named: tuple[str, str] | None = (cause.argument, cause.requirement)
+    else:  # a constructor's own ValueError("<name> must ...")
+        named = (must[1], must[2]) if (must := _MUST.fullmatch(message)) else None
+    if isinstance(cause, ValueError) and named is not None and named[0] in model:
+        (name, requirement), default = named, keys.get(named[0], inspect.Parameter.empty)
         fix = (
             f"override it: model.{name}=..."
             if default is inspect.Parameter.empty
             else f"override it, e.g. model.{name}={_example(default)}"
         )
-        return f"model.{name} must {must[2]} ({fix})"
+        return f"model.{name} must {requirement} ({fix})"
     if isinstance(cause, TypeError) and (unknown := _UNKNOWN.search(message)) and unknown[1] in model:
         name, valid = unknown[1], [key for key in keys if key not in args]
         close = difflib.get_close_matches(name, valid, n=1)
