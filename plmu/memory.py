@@ -28,7 +28,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from plmu.checks import flag, one_of, positive_int, positive_number
+from plmu.checks import ArgumentError, flag, one_of, positive_int, positive_number
 from plmu.conv import CONV_MODES, causal_conv, choose_conv
 from plmu.lti import DISCRETIZERS, discretize, impulse_response, krylov, legendre_delay_system, spectral_radius
 
@@ -228,7 +228,7 @@ class LegendreMemory(nn.Module):
                 example's last real step (see the module docstring).
         """
         if mode not in MEMORY_MODES:
-            raise ValueError(f"mode must be one of {MEMORY_MODES}, got {mode!r}")
+            raise ArgumentError("mode", f"be one of {MEMORY_MODES}, got {mode!r}")
         self._check_input(u, state)
         return_state = state is not None if return_state is None else return_state
         batch, steps, channels = u.shape

@@ -17,6 +17,8 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
+from plmu.checks import ArgumentError
+
 
 @dataclass(frozen=True)
 class Backbone:
@@ -80,7 +82,7 @@ def backbone(name: str, masked: bool = False) -> Backbone:
     """The registry's entry for ``name``; ``masked``: it must take a padding mask (token sequences)."""
     names = [key for key, entry in BACKBONES.items() if entry.masks or not masked]
     if name not in names:
-        raise ValueError(f"backbone must be one of {names}, got {name!r}")
+        raise ArgumentError("backbone", f"be one of {names}, got {name!r}")
     return BACKBONES[name]
 
 
@@ -92,8 +94,8 @@ def transformer_backbone(
     from plmu.models.transformer import TransformerBackbone
 
     if input_size != hidden_size:
-        raise ValueError(
-            f"embed_dim must equal hidden_size={hidden_size} for a transformer (its width), got {input_size}"
+        raise ArgumentError(
+            "embed_dim", f"equal hidden_size={hidden_size} for a transformer (its width), got {input_size}"
         )
     if not return_sequences:
         raise ValueError("a transformer returns every step: pool its output (return_sequences must be true)")

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from plmu.checks import positive_int
+from plmu.checks import ArgumentError, positive_int
 from plmu.models.state import select_state
 
 
@@ -91,7 +91,7 @@ def beam_search(
     """The best hypothesis of a beam search of ``beam_size`` (module docstring) for each source of ``batch``."""
     k = positive_int("beam_size", beam_size)
     if not isinstance(length_penalty_alpha, int | float) or length_penalty_alpha < 0:
-        raise ValueError(f"length_penalty must be a number >= 0, got {length_penalty_alpha!r}")
+        raise ArgumentError("length_penalty", f"be a number >= 0, got {length_penalty_alpha!r}")
     memory = model.encode(batch)
     steps, rows = _max_steps(memory.mask, max_length), memory.mask.shape[0]
     device = memory.mask.device

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from plmu.checks import positive_int, probability
+from plmu.checks import ArgumentError, positive_int, probability
 from plmu.layers import activation
 from plmu.memory import check_mask
 from plmu.memory import last_valid as last_valid_step
@@ -61,7 +61,7 @@ def pool(h: Tensor, mask: Tensor | None, pooling: str) -> Tensor:
     """One vector per sequence: h (batch, time, hidden) → (batch, hidden) by ``pooling`` ("last" real step, "mean"
     or "max" over real steps); h (batch, hidden), from a backbone that returned its last step only, passes through."""
     if pooling not in POOLINGS:
-        raise ValueError(f"pooling must be one of {list(POOLINGS)}, got {pooling!r}")
+        raise ArgumentError("pooling", f"be one of {list(POOLINGS)}, got {pooling!r}")
     if h.dim() == 2:
         return h
     if pooling == "last":

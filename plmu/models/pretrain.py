@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from plmu.checks import flag, one_of, positive_int, probability
+from plmu.checks import ArgumentError, flag, one_of, positive_int, probability
 from plmu.layers import ParallelLMU, last_valid
 from plmu.memory import check_mask
 from plmu.models.adapters import TokenEmbedding
@@ -96,7 +96,7 @@ class PretrainBlock(nn.Module):
     ) -> None:
         super().__init__()
         if not (isinstance(highway_layers, int) and not isinstance(highway_layers, bool) and highway_layers >= 0):
-            raise ValueError(f"highway_layers must be a non-negative int, got {highway_layers!r}")
+            raise ArgumentError("highway_layers", f"be a non-negative int, got {highway_layers!r}")
         self.memory = ParallelLMU(
             dim, dim, order, theta, memory_d, return_sequences=return_sequences, **memory_options
         )  # checks dim, order, theta, memory_d and the options
@@ -163,7 +163,7 @@ class PretrainBackbone(nn.Module):
         if not (
             isinstance(top_highway_layers, int) and not isinstance(top_highway_layers, bool) and top_highway_layers >= 0
         ):
-            raise ValueError(f"top_highway_layers must be a non-negative int, got {top_highway_layers!r}")
+            raise ArgumentError("top_highway_layers", f"be a non-negative int, got {top_highway_layers!r}")
         self.blocks = nn.ModuleList(
             PretrainBlock(
                 dim,
@@ -306,9 +306,11 @@ def pretrain_model(
     classifier's. ``residual`` and ``norm`` (keys of ``conf/model/plmu.yaml``) must stay off: the highway layers
     carry each block's input, and the architecture has no normalisation."""
     if flag("residual", residual):
-        raise ValueError("residual must be false for the pre-training architecture (its highway layers carry inputs)")
+        raise ArgumentError("residual", "be false for the pre-training architecture (its highway layers carry inputs)")
     if norm is not None:
-        raise ValueError(f"norm must be null for the pre-training architecture (it has no normalisation), got {norm!r}")
+        raise ArgumentError(
+            "norm", f"be null for the pre-training architecture (it has no normalisation), got {norm!r}"
+        )
     one_of("pooling", pooling, POOLINGS)
     if flag("per_step", per_step):
         return pretrain_language_model(vocab_size, hidden_size, num_layers, order, theta, memory_d, dropout, **options)

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor, nn
 
-from plmu.checks import optional_positive_int, positive_int, probability
+from plmu.checks import ArgumentError, optional_positive_int, positive_int, probability
 from plmu.models.adapters import TokenEmbedding
 from plmu.models.backbones import backbone as registered
 from plmu.models.backbones import build_backbone
@@ -201,13 +201,14 @@ def translation_model(
     """
     entry = registered(backbone, masked=True)
     if causal is not None:
-        raise ValueError(
-            f"causal must be null for a translation model (the encoder reads the whole source, the decoder is "
-            f"causal), got {causal!r}"
+        raise ArgumentError(
+            "causal",
+            f"be null for a translation model (the encoder reads the whole source, the decoder is causal), "
+            f"got {causal!r}",
         )
     if pooling is not None:
-        raise ValueError(
-            f"pooling must be null for a translation model (every target step is predicted), got {pooling!r}"
+        raise ArgumentError(
+            "pooling", f"be null for a translation model (every target step is predicted), got {pooling!r}"
         )
     decoder_layers = num_layers if decoder_layers is None else optional_positive_int("decoder_layers", decoder_layers)
     probability("dropout", dropout)

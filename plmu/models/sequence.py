@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from plmu.checks import flag, one_of, probability
+from plmu.checks import ArgumentError, flag, one_of, probability
 from plmu.errors import ConfigError
 from plmu.layers import ParallelLMUStack
 from plmu.models.adapters import IdentityAdapter, LinearAdapter
@@ -239,7 +239,7 @@ def transformer_model(
     Mackey-Glass's next value) must not see the future, a whole-sequence label may look both ways."""
     causal = flag("per_step", per_step) if causal is None else flag("causal", causal)
     if per_step and not causal:
-        raise ValueError("causal must be true for a per-step task (each step's prediction would see the future)")
+        raise ArgumentError("causal", "be true for a per-step task (each step's prediction would see the future)")
     backbone = TransformerBackbone(hidden_size, num_layers, num_heads, dim_feedforward, dropout, causal)
     head = head_for(per_step, hidden_size, output_size, pooling)
     return SequenceModel(LinearAdapter(input_size, hidden_size), backbone, head)

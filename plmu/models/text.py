@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from plmu.checks import flag, one_of
+from plmu.checks import ArgumentError, flag, one_of
 from plmu.models.adapters import TokenEmbedding
 from plmu.models.backbones import BACKBONES as REGISTRY
 from plmu.models.backbones import backbone as registered
@@ -72,10 +72,10 @@ def language_model(
     (``step``), O(1) per token for the LMU and the LSTM. ``pooling`` must stay null: every step is predicted.
     """
     if pooling is not None:
-        raise ValueError(f"pooling must be null for a language model (it predicts every step), got {pooling!r}")
+        raise ArgumentError("pooling", f"be null for a language model (it predicts every step), got {pooling!r}")
     if registered(backbone, masked=True).causal_option:  # a transformer: causal, and the model's dropout
         if backbone_options.setdefault("causal", True) is not True:
-            raise ValueError("causal must be true for a language model (each prediction would see the future)")
+            raise ArgumentError("causal", "be true for a language model (each prediction would see the future)")
         backbone_options.setdefault("dropout", dropout)
     encoder = build_backbone(backbone, embed_dim, hidden_size, num_layers, **backbone_options)
     adapter = TokenEmbedding(vocab_size, embed_dim, padding_idx=None)  # every id is a real symbol

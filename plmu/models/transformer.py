@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from plmu.checks import flag, optional_positive_int, positive_int, probability
+from plmu.checks import ArgumentError, flag, optional_positive_int, positive_int, probability
 from plmu.memory import check_mask
 
 
@@ -92,7 +92,7 @@ class TransformerBackbone(nn.Module):
         positive_int("num_layers", num_layers)
         positive_int("num_heads", num_heads)
         if d_model % num_heads:
-            raise ValueError(f"num_heads must divide d_model={d_model}, got {num_heads}")
+            raise ArgumentError("num_heads", f"divide d_model={d_model}, got {num_heads}")
         optional_positive_int("dim_feedforward", dim_feedforward, "or null for 4 · d_model")
         probability("dropout", dropout)
         flag("causal", causal)
