@@ -36,7 +36,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plmu.cli import fail, stop_on_sigterm
+from plmu.cli import fail, flags, stop_on_sigterm
+from plmu.cli.flags import positive_int
 from plmu.errors import CheckpointError, ConfigError, PlmuError
 from plmu.runs import checkpoint_path, saved_config, saved_model
 from plmu.train.provenance import portable
@@ -51,17 +52,6 @@ PROG = "plmu-eval"
 DEVICE_TYPES = ("cpu", "cuda", "mps")  # what the model code is tested on; `meta` etc. would fail mid-evaluation
 # the task.data key that names the data folder, per loader; a text task's local files (path) before its hub cache
 DATA_KEYS = ("path", "root", "cache_dir", "data_dir")
-
-
-def positive_int(text: str) -> int:
-    """argparse ``type=``: argparse prefixes the flag (``argument --batch-size: ...``) and exits 2 with usage."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer (1, 2, ...), got {text!r}")
-    return value
 
 
 # ------------------------------------------------------------------------------------------------ cheap checks
@@ -351,16 +341,12 @@ def strict_json(report: dict[str, Any]) -> str:
 # ------------------------------------------------------------------------------------------------ command line
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", help="a plmu-train run directory (holds checkpoints/ and config.yaml)")
-    parser.add_argument("--checkpoint", default="best", help="best (default), last, or the path of a checkpoint file")
+    flags.add_run(parser, "a plmu-train run directory (holds checkpoints/ and config.yaml)")
     parser.add_argument("--mode", choices=["recurrent", "parallel"], default="recurrent")
     parser.add_argument("--split", choices=["test", "val", "train"], default="test")
-    parser.add_argument("--batch-size", type=positive_int, default=None, help="default: the run's eval batch size")
     parser.add_argument("--limit-batches", type=positive_int, default=None, help="evaluate only this many batches")
-    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N, mps")
-    parser.add_argument("--data-root", default=None, help="where the data is, if not where training found it")
-    parser.add_argument("--output", metavar="PATH", help="report file, or folder for the default name (RUN_DIR)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    flags.add_data(parser)
+    flags.add_report_output(parser)
     return parser.parse_args(argv)
 
 

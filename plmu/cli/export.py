@@ -28,8 +28,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from plmu.cli import fail, stop_on_sigterm
-from plmu.cli.eval import positive_int
+from plmu.cli import fail, flags, stop_on_sigterm
+from plmu.cli.flags import positive_int
 from plmu.errors import ConfigError, PlmuError
 
 PROG = "plmu-export"
@@ -38,8 +38,8 @@ CHECK_STEPS = 20
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", nargs="?", help="a plmu-train run directory (holds checkpoints/ and config.yaml)")
-    parser.add_argument("--checkpoint", default="best", help="best (default), last, or the path of a checkpoint file")
+    run_dir = "a plmu-train run directory (holds checkpoints/ and config.yaml)"
+    flags.add_run(parser, run_dir, device=None, optional=True)
     parser.add_argument("--format", choices=["export", "torchscript"], default="export")
     parser.add_argument("--output", metavar="FILE", help="where to save (default: RUN_DIR/step_<checkpoint><suffix>)")
     parser.add_argument("--config", nargs="+", metavar="OVERRIDE", help="build from the configs instead of a run")

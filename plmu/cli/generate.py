@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from plmu.cli import fail, stop_on_sigterm
+from plmu.cli import fail, flags, stop_on_sigterm
 from plmu.errors import ConfigError, PlmuError
 
 PROG = "plmu-generate"
@@ -108,13 +108,11 @@ def _non_negative(kind: type):
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", help="a plmu-train run of a character language model (task=text8)")
+    flags.add_run(parser, "a plmu-train run of a character language model (task=text8)", device="cpu")
     parser.add_argument("--prompt", default="", help="text to start from (the run's alphabet only)")
     parser.add_argument("--length", type=_non_negative(int), default=500, help="characters to sample (500)")
     parser.add_argument("--temperature", type=_non_negative(float), default=1.0, help="1: as trained; 0: greedy")
     parser.add_argument("--seed", type=_non_negative(int), default=0)
-    parser.add_argument("--checkpoint", default="best", help="best (default), last, or the path of a checkpoint file")
-    parser.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N, auto")
     return parser.parse_args(argv)
 
 

@@ -342,10 +342,11 @@ def _output(args: argparse.Namespace, run_dir: Path, stem: str) -> Path:
 
 # ------------------------------------------------------------------------------------------------ command line
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    from plmu.cli.eval import positive_int
+    from plmu.cli import flags
+    from plmu.cli.flags import positive_int
 
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", help="a plmu-train run directory of a translation task")
+    flags.add_run(parser, "a plmu-train run directory of a translation task")
     parser.add_argument("--split", choices=["test", "val", "train"], default=None,
                         help="translate and score this split (default: translate stdin to stdout)")  # fmt: skip
     parser.add_argument("--beam", type=positive_int, default=DEFAULT_BEAM, help="beam size; 1 is greedy (default 5)")
@@ -353,13 +354,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="GNMT length penalty alpha (default 0.6; 0: none)")  # fmt: skip
     parser.add_argument("--max-length", type=positive_int, default=None,
                         help="at most this many tokens per translation (default 2 * source length + 10)")  # fmt: skip
-    parser.add_argument("--checkpoint", default="best", help="best (default), last, or the path of a checkpoint file")
-    parser.add_argument("--batch-size", type=positive_int, default=None, help="default: the run's eval batch size")
     parser.add_argument("--limit", type=positive_int, default=None, help="only the split's first N sentences")
-    parser.add_argument("--device", default="auto", help="auto (cuda if available), cpu, cuda, cuda:N, mps")
-    parser.add_argument("--data-root", default=None, help="where the data is, if not where training found it")
-    parser.add_argument("--output", metavar="PATH", help="report file, or folder for the default name (RUN_DIR)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    flags.add_data(parser)
+    flags.add_report_output(parser)
     return parser.parse_args(argv)
 
 
