@@ -33,9 +33,21 @@ from plmu.models.sizing import count_parameters
 from plmu.models.transformer import TransformerBackbone
 from plmu.original import OriginalLMUStack
 
-# Parameter names of earlier versions (a plain encoder + linear head; a text classifier's embedding): renamed on load,
-# so their checkpoints still load and a killed run started before the rename still resumes.
-_RENAMED = (("encoder.", "backbone."), ("embedding.", "adapter."))
+# Parameter names of earlier versions (a plain encoder + linear head; a text classifier's embedding): renamed when a
+# checkpoint is loaded (plmu.train.checkpoint.upgrade) and when a state dict is given to load_state_dict directly.
+RENAMED_PARAMETERS = (("encoder.", "backbone."), ("embedding.", "adapter."))
+
+
+def renamed_parameters(state_dict: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``state_dict`` with the earlier names (below ``prefix``) in today's."""
+    renamed = {}
+    for key, value in state_dict.items():
+        for old, new in RENAMED_PARAMETERS:
+            if key.startswith(prefix + old):
+                key = prefix + new + key[len(prefix + old) :]
+                break
+        renamed[key] = value
+    return renamed
 
 
 def _as_batch(batch: Mapping[str, Tensor] | Tensor) -> Mapping[str, Tensor]:
@@ -174,10 +186,9 @@ class PairModel(SequenceModel):
 
 
 def _rename_old_keys(state_dict: dict, prefix: str, *_: Any) -> None:
-    for key in [k for k in state_dict if k.startswith(prefix)]:
-        for old, new in _RENAMED:
-            if key.startswith(prefix + old):
-                state_dict[prefix + new + key[len(prefix + old) :]] = state_dict.pop(key)
+    renamed = renamed_parameters(state_dict, prefix)  # in place: load_state_dict reads the dict it was given
+    state_dict.clear()
+    state_dict.update(renamed)
 
 
 def head_for(per_step: bool, hidden_size: int, output_size: int, pooling: str = "last", dropout: float = 0.0):

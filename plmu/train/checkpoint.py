@@ -217,6 +217,39 @@ def load(path: str | Path) -> dict[str, Any]:
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a plmu checkpoint (expected format {FORMAT!r})")
+    return upgrade(payload)
+
+
+# What checkpoints of earlier versions hold differently, undone in one place (:func:`upgrade`) as each is loaded, so
+# that their runs still resume, evaluate and export. A change of what a checkpoint holds adds a line here and a test
+# in tests/train/test_checkpoint.py.
+TRAIN_STATE_RENAMED = {"bad_epochs": "bad_validations"}  # early stopping counts validations since steps can validate
+CONFIG_KEYS_ADDED = {  # keys added since, at the values the runs before them ran with
+    "trainer": {"scheduler_interval": "epoch", "accumulate_grad_batches": 1, "state": "reset"},
+}
+
+
+def upgrade(payload: dict[str, Any]) -> dict[str, Any]:
+    """A loaded checkpoint in today's layout: renamed tensors (the adapter → backbone → head layout,
+    :data:`plmu.models.sequence.RENAMED_PARAMETERS`), renamed training-state fields, config keys added since."""
+    from plmu.models.sequence import renamed_parameters
+
+    payload = dict(payload)
+    config = payload.get("config")
+    model_config = config.get("model") if isinstance(config, dict) else None
+    target = model_config.get("_target_") if isinstance(model_config, dict) else None
+    plmu_model = target is None or str(target).startswith("plmu.")  # another library's model keeps its names
+    if isinstance(payload.get("model"), dict) and plmu_model:
+        payload["model"] = renamed_parameters(payload["model"])
+    state = payload.get("train_state")
+    if isinstance(state, dict):
+        payload["train_state"] = {TRAIN_STATE_RENAMED.get(key, key): value for key, value in state.items()}
+    if isinstance(config, dict):
+        config = dict(config)
+        for group, added in CONFIG_KEYS_ADDED.items():
+            if isinstance(config.get(group), dict):
+                config[group] = {**added, **config[group]}
+        payload["config"] = config
     return payload
 
 

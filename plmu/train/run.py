@@ -156,20 +156,6 @@ def check_same_vocabulary(source: Path, data_info: Mapping[str, Any]) -> None:
 
 # Keys a checkpoint's config lacks when it was written before they existed, with the value that run had in effect
 # (the behaviour before them), so that such a checkpoint resumes under check_resume's comparison.
-_KEYS_ADDED_LATER = {
-    "trainer": {"scheduler_interval": "epoch", "accumulate_grad_batches": 1, "state": "reset"},
-}
-
-
-def _with_later_keys(saved: dict[str, Any]) -> dict[str, Any]:
-    """``saved`` (a checkpoint's config) with the keys added since, at the values it ran with (see above)."""
-    saved = dict(saved)
-    for group, defaults in _KEYS_ADDED_LATER.items():
-        if isinstance(saved.get(group), dict):
-            saved[group] = {**defaults, **saved[group]}
-    return saved
-
-
 def resume_path(cfg: DictConfig, folder: RunFolder) -> Path | None:
     """``trainer.resume``: null (never), auto (this run folder's last.pt if it exists), or a checkpoint path."""
     resume = cfg.trainer.get("resume")
@@ -351,7 +337,7 @@ def _read_folder(
     if payload is None:
         return None, None, None
     state = payload["train_state"]  # old checkpoints have no step: only max_epochs is checked against them
-    check_resume(_with_later_keys(payload["config"]), config, state["epoch"], resume, step=state.get("step"))
+    check_resume(payload["config"], config, state["epoch"], resume, step=state.get("step"))
     return resume, payload, _finished_results(folder, payload, settings)
 
 

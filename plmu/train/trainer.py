@@ -100,10 +100,7 @@ class TrainState:
 
     @classmethod
     def from_checkpoint(cls, saved: dict[str, Any]) -> TrainState:
-        """A checkpoint's ``train_state``; ``bad_epochs`` is the old name of ``bad_validations``."""
-        saved = dict(saved)
-        if "bad_epochs" in saved:
-            saved["bad_validations"] = saved.pop("bad_epochs")
+        """A checkpoint's ``train_state`` (earlier names: :func:`plmu.train.checkpoint.upgrade`, at load)."""
         return cls(**saved)
 
 

@@ -171,3 +171,35 @@ def test_an_interrupt_during_a_checkpoint_write_waits_for_the_write(tmp_path, mo
     assert torch.load(target, weights_only=False)["model"]["w"].tolist() == [1.0, 1.0]  # whole: written, then raised
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is back
+
+
+@pytest.mark.parametrize(
+    ("old", "today"),
+    [  # one case per earlier format (issue 17: one checkpoint-upgrade function)
+        (
+            {"model": {"encoder.w": 1, "embedding.e": 2, "head.b": 3}},
+            {"model": {"backbone.w": 1, "adapter.e": 2, "head.b": 3}},
+        ),
+        ({"train_state": {"epoch": 3, "bad_epochs": 1}}, {"train_state": {"epoch": 3, "bad_validations": 1}}),
+        (
+            {"config": {"trainer": {"max_epochs": 5}}},
+            {
+                "config": {
+                    "trainer": {
+                        "scheduler_interval": "epoch",
+                        "accumulate_grad_batches": 1,
+                        "state": "reset",
+                        "max_epochs": 5,
+                    }
+                }
+            },
+        ),
+    ],
+)
+def test_each_earlier_format_is_upgraded_on_load(old, today, tmp_path):
+    path = tmp_path / "old.pt"
+    checkpoint.save_atomic(old, path)
+    loaded = checkpoint.load(path)
+    assert {key: value for key, value in loaded.items() if key != "format"} == today
+    assert checkpoint.upgrade(checkpoint.upgrade(old)) == checkpoint.upgrade(old)  # today's layout is left as it is
+    assert checkpoint.upgrade({"config": {"trainer": {"state": "carry"}}})["config"]["trainer"]["state"] == "carry"
