@@ -33,8 +33,8 @@ from plmu.models.sizing import count_parameters
 from plmu.models.transformer import TransformerBackbone
 from plmu.original import OriginalLMUStack
 
-# Parameter names of earlier versions (a plain encoder + linear head; a text classifier's embedding): renamed when a
-# checkpoint is loaded (plmu.train.checkpoint.upgrade) and when a state dict is given to load_state_dict directly.
+# Parameter names of earlier versions (a plain encoder + linear head; a text classifier's embedding): renamed as a
+# SequenceModel loads a state dict (its load hook), so old checkpoints load and a killed run started before resumes.
 RENAMED_PARAMETERS = (("encoder.", "backbone."), ("embedding.", "adapter."))
 
 

@@ -230,20 +230,15 @@ CONFIG_KEYS_ADDED = {  # keys added since, at the values the runs before them ra
 
 
 def upgrade(payload: dict[str, Any]) -> dict[str, Any]:
-    """A loaded checkpoint in today's layout: renamed tensors (the adapter → backbone → head layout,
-    :data:`plmu.models.sequence.RENAMED_PARAMETERS`), renamed training-state fields, config keys added since."""
-    from plmu.models.sequence import renamed_parameters
-
+    """A loaded checkpoint in today's layout: renamed training-state fields, config keys added since. Tensor names
+    are the model's own business (which names are old depends on its class): ``SequenceModel`` renames those of its
+    earlier layout as it loads them (:data:`plmu.models.sequence.RENAMED_PARAMETERS`); a ``Seq2Seq`` has an
+    ``encoder`` of its own."""
     payload = dict(payload)
-    config = payload.get("config")
-    model_config = config.get("model") if isinstance(config, dict) else None
-    target = model_config.get("_target_") if isinstance(model_config, dict) else None
-    plmu_model = target is None or str(target).startswith("plmu.")  # another library's model keeps its names
-    if isinstance(payload.get("model"), dict) and plmu_model:
-        payload["model"] = renamed_parameters(payload["model"])
     state = payload.get("train_state")
     if isinstance(state, dict):
         payload["train_state"] = {TRAIN_STATE_RENAMED.get(key, key): value for key, value in state.items()}
+    config = payload.get("config")
     if isinstance(config, dict):
         config = dict(config)
         for group, added in CONFIG_KEYS_ADDED.items():

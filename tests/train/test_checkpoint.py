@@ -175,11 +175,7 @@ def test_an_interrupt_during_a_checkpoint_write_waits_for_the_write(tmp_path, mo
 
 @pytest.mark.parametrize(
     ("old", "today"),
-    [  # one case per earlier format (issue 17: one checkpoint-upgrade function)
-        (
-            {"model": {"encoder.w": 1, "embedding.e": 2, "head.b": 3}},
-            {"model": {"backbone.w": 1, "adapter.e": 2, "head.b": 3}},
-        ),
+    [  # one case per earlier format (issue 17: one checkpoint-upgrade function; tensor names: test_sequence.py)
         ({"train_state": {"epoch": 3, "bad_epochs": 1}}, {"train_state": {"epoch": 3, "bad_validations": 1}}),
         (
             {"config": {"trainer": {"max_epochs": 5}}},
