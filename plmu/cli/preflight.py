@@ -55,19 +55,15 @@ def unusable_output_folder(arguments: list[str]) -> str | None:
     could not create (a file, or below a folder this process cannot write: a read-only mount), or None;
     interpolated ones are left to Hydra."""
     for key, value in output_folders(arguments).items():
-        folder = Path(value).expanduser()
-        typed = f"{key}={value}" if value != DEFAULT_OUTPUT_ROOTS[key] else f"{value}/ (the default {key})"
-        fix = "choose a folder for the run" if value != DEFAULT_OUTPUT_ROOTS[key] else f"set {key}=<a folder>"
+        folder, default = Path(value).expanduser(), value == DEFAULT_OUTPUT_ROOTS[key]
+        typed = f"{value}/ (the default {key})" if default else f"{key}={value}"
+        fix = f"set {key}=<a folder>" if default else "choose a folder for the run"
+        writable = f"run from a folder you can write, or {fix}" if default else "choose a folder you can write"
         if folder.exists() and not folder.is_dir():
             return f"{typed} is a file, not a folder: {fix}"
         existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
         if existing is not None and not existing.is_dir():
             return f"{typed}: cannot create it, {existing} is a file; {fix}"
-        writable = (
-            "choose a folder you can write"
-            if value != DEFAULT_OUTPUT_ROOTS[key]
-            else (f"run from a folder you can write, or {fix}")
-        )
         if existing is not None and existing != folder and not os.access(existing, os.W_OK | os.X_OK):
             where = existing if str(existing) != "." else Path.cwd()
             return f"{typed}: cannot create it, {where} is not writable; {writable}"

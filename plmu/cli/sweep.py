@@ -87,37 +87,32 @@ def record_job(sweep_dir: str | Path, entry: dict[str, Any]) -> None:
         log.error("could not record job %s in %s: %s", entry.get("job"), path, error.strerror)
 
 
-def read_jobs(sweep_dir: str | Path, every_sweep: bool = False) -> dict[int, dict[str, Any]]:
-    """The last line per job number (a re-run job's newer line wins) of the folder's current sweep (sweep.json;
-    all lines when there is none, or with ``every_sweep``); a torn or foreign line is skipped."""
-    jobs: dict[int, dict[str, Any]] = {}
-    path = Path(sweep_dir) / JOBS_FILE
-    if not path.exists():
-        return jobs
-    current = None if every_sweep else current_sweep(sweep_dir)
-    for line in path.read_text().splitlines():
-        try:
-            entry = json.loads(line)
-            if current is not None and entry.get("sweep") != current["sweep"]:
-                continue
-            jobs[int(entry["job"])] = entry
-        except (ValueError, KeyError, TypeError, AttributeError):
-            continue
-    return jobs
-
-
-def _lines_of_other_sweeps(sweep_dir: Path, sweep_id: str) -> int:
+def _entries(sweep_dir: Path) -> list[dict[str, Any]]:
+    """Every job line of jobs.jsonl in order, ``job`` as an int; a torn or foreign line is skipped."""
     try:
         lines = (sweep_dir / JOBS_FILE).read_text().splitlines()
     except OSError:
-        return 0
-    count = 0
+        return []
+    entries = []
     for line in lines:
         try:
-            count += json.loads(line).get("sweep") != sweep_id
-        except (ValueError, AttributeError):
+            entry = json.loads(line)
+            entries.append({**entry, "job": int(entry["job"])})
+        except (ValueError, KeyError, TypeError):
             continue
-    return count
+    return entries
+
+
+def _last_per_job(entries: list[dict[str, Any]], sweep_id: str | None) -> dict[int, dict[str, Any]]:
+    """The last line per job number (a re-run job's newer line wins), of sweep ``sweep_id`` (None: every line)."""
+    return {entry["job"]: entry for entry in entries if sweep_id is None or entry.get("sweep") == sweep_id}
+
+
+def read_jobs(sweep_dir: str | Path, every_sweep: bool = False) -> dict[int, dict[str, Any]]:
+    """The last line per job number of the folder's current sweep (sweep.json; all lines when there is none, or
+    with ``every_sweep``)."""
+    current = None if every_sweep else current_sweep(sweep_dir)
+    return _last_per_job(_entries(Path(sweep_dir)), None if current is None else current["sweep"])
 
 
 def _number(value: Any) -> str:
@@ -128,8 +123,8 @@ def summary_table(sweep_dir: str | Path, unrecorded: str = "no record (killed?)"
     """A markdown table of the sweep's jobs, and the numbers of the jobs that did not finish. ``unrecorded`` is the
     status of a job folder without a line (while the sweep runs, that job may still be running)."""
     sweep_dir = Path(sweep_dir)
-    jobs = read_jobs(sweep_dir)
-    current = current_sweep(sweep_dir)
+    entries, current = _entries(sweep_dir), current_sweep(sweep_dir)
+    jobs = _last_per_job(entries, None if current is None else current["sweep"])
     started = current.get("started", 0) if current is not None else 0
     started = started if isinstance(started, int | float) else 0
     # a job folder without a line counts if this sweep changed it (an earlier sweep's folders are not its jobs)
@@ -142,7 +137,7 @@ def summary_table(sweep_dir: str | Path, unrecorded: str = "no record (killed?)"
     common = [o for o in lists[0] if all(o in other for other in lists)] if len(lists) > 1 else []
     rows = [f"Overrides of every job: {' '.join(common) or '(none)'}", ""] if common else []
     if current is not None:
-        earlier = _lines_of_other_sweeps(sweep_dir, current["sweep"])
+        earlier = sum(entry.get("sweep") != current["sweep"] for entry in entries)
         note = f" ({earlier} lines of earlier sweeps in this folder's {JOBS_FILE})" if earlier else ""
         rows = [f"Sweep {current['sweep']}{note}", "", *rows]
     rows += [

@@ -150,10 +150,3 @@ def _model_error(model: DictConfig, builder: Any, cause: BaseException, args: Ma
     if isinstance(cause, TypeError) and (missing := _REQUIRED.search(message)) and missing[1] not in args:
         return f"model.{missing[1]} is required but not set (set it: model.{missing[1]}=...)"
     return None
-
-
-def model_family(cfg: DictConfig) -> str:
-    """What results.json calls the model (:func:`plmu.models.backbones.model_family`)."""
-    from plmu.models.backbones import model_family as family
-
-    return family(cfg.model)

@@ -17,14 +17,10 @@ from typing import Any
 
 from plmu.checks import ArgumentError, flag, one_of
 from plmu.models.adapters import TokenEmbedding
-from plmu.models.backbones import BACKBONES as REGISTRY
 from plmu.models.backbones import backbone as registered
 from plmu.models.backbones import build_backbone
 from plmu.models.heads import POOLINGS, PairHead, PerStepHead
 from plmu.models.sequence import PairModel, SequenceModel, head_for
-
-# the families a token model can use (those that take a padding mask), in the registry's order
-BACKBONES = tuple(name for name, entry in REGISTRY.items() if entry.masks)
 
 
 def text_classifier(

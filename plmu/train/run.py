@@ -32,7 +32,8 @@ from omegaconf import DictConfig, OmegaConf
 from plmu.data.fingerprint import check_same_data, fingerprint
 from plmu.data.splits import DataSplits
 from plmu.errors import CheckpointError, ConfigError, PlmuError, RunFolderError
-from plmu.models.build import build_model, model_args, model_family
+from plmu.models.backbones import family_label, model_family
+from plmu.models.build import build_model, model_args
 from plmu.train import checkpoint, distributed, provenance
 from plmu.train.loggers import JsonlLog, NullLogger, write_json_atomic, write_text_atomic
 from plmu.train.objectives import Classification, build_objective
@@ -282,7 +283,7 @@ def train(
                     **provenance.portable(
                         {"data_path": data.info["path"]} if data.info.get("path") else {}, folder.path
                     ),
-                    "model": model_family(cfg),
+                    "model": model_family(cfg.model),
                     "metric": trainer.objective.metric,
                     "test": None if test_metrics is None else test_metrics[trainer.objective.metric],
                     "test_metrics": test_metrics,  # null: not measured (trainer.test=false)
@@ -412,9 +413,7 @@ def _run_name(cfg: DictConfig, folder: RunFolder, overrides: list[str], group: s
 
 
 def _banner(cfg, folder, model, data, environment, resume, trainer) -> None:
-    from plmu.models.backbones import family_label
-
-    family = model_family(cfg)
+    family = model_family(cfg.model)
     label = family_label(family)
     log.info(
         "plmu-train %s: task %s, model %s, %d parameters, run folder %s",
