@@ -16,7 +16,7 @@ CONFIG_GROUPS = ("task", "model", "trainer", "logger", "experiment", "debug", "h
 
 
 def unknown_group_choice(arguments: list[str]) -> str | None:
-    """The error line for a command-line choice of a config group that has no file (``model=gru``), or None.
+    """The error line for a command-line choice of a config group that has no file (``model=mamba``), or None.
 
     Plain names and comma lists (a sweep) are checked; sweep functions (``choice(...)``), interpolations and
     ``null`` are left to Hydra."""
