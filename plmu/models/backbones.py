@@ -14,8 +14,9 @@ Adding a family: its module, one :class:`Backbone` line in ``BACKBONES``, its co
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from plmu.checks import ArgumentError
 
@@ -76,6 +77,38 @@ BACKBONES: dict[str, Backbone] = {
         ),
     )
 }
+
+
+Builder = TypeVar("Builder", bound=Callable[..., Any])
+
+
+def forwards(*targets: str) -> Callable[[Builder], Builder]:
+    """Declare where a model builder's ``**options`` go, so that its ``model.*`` keys are known before it runs
+    (:func:`plmu.models.build.build_model`): ``"backbone"`` (the family its ``backbone`` argument names), a family's
+    name (that entry's option classes) or ``"module:Class"``. A builder without ``**options`` needs no declaration
+    (its parameters are its keys); one with them and none declared takes any key (a user's own builder)."""
+
+    def declare(builder: Builder) -> Builder:
+        builder.forwards = targets  # type: ignore[attr-defined]
+        return builder
+
+    return declare
+
+
+def forwarded_classes(builder: Any, chosen: Any = None) -> list[Any]:
+    """The classes ``builder``'s declared ``**options`` reach (see :func:`forwards`); ``chosen``: its ``backbone``
+    argument (an unknown or unset one: every family it might be)."""
+    classes = []
+    for target in getattr(builder, "forwards", ()):
+        if target == "backbone":
+            entries = [BACKBONES[chosen]] if chosen in BACKBONES else list(BACKBONES.values())
+        elif target in BACKBONES:
+            entries = [BACKBONES[target]]
+        else:
+            classes.append(_resolve(target))
+            continue
+        classes += [cls for entry in entries for cls in entry.option_classes()]
+    return classes
 
 
 def backbone(name: str, masked: bool = False) -> Backbone:

@@ -3,16 +3,16 @@ the command-line tools and :func:`plmu.load_run` make a model.
 
 ``cfg.model`` names a builder (``_target_``: ``plmu.models.plmu_model``, ``text_classifier``, ...) and its options;
 the task and the data give the rest (input and output sizes, a text task's vocabulary and classes: ``model_args``).
-A constructor's argument error becomes one line that names the ``model.*`` key and the fix, "did you mean" for a
-key no builder takes: the keys are the builder's parameters and those of the classes its backbone's options reach
-(:mod:`plmu.models.backbones`).
+The keys a builder takes are declared, never guessed from an error's text: its parameters and those of the classes
+its ``**options`` reach (:func:`plmu.models.backbones.forwards`). They are checked before the builder runs (an
+unknown key gets "did you mean"); a constructor's :class:`~plmu.checks.ArgumentError` about a value becomes one
+line that names the ``model.*`` key and an example fix.
 """
 
 from __future__ import annotations
 
 import difflib
 import inspect
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -43,62 +43,51 @@ def build_model(cfg: DictConfig, args: Mapping[str, Any] | None = None) -> torch
     """The model of ``cfg.model`` (a ``_target_`` builder), given those of ``args`` (see :func:`model_args`) that
     the builder takes.
 
-    The constructors check their own arguments (:mod:`plmu.checks`); their errors become one-line ConfigErrors that
-    name the key: ``model.<name> must be ...``, ``unknown key model.<name> (did you mean ...?)``, and
-    ``model.<name> is required but not set`` for a ``???``.
+    Before the builder runs, ``cfg.model``'s keys are checked against those it declares (its parameters and the
+    options it forwards: :func:`plmu.models.backbones.forwards`): ``unknown key model.<name> (did you mean ...?)``,
+    ``model.<name> is required but not set``. The constructors check the values (:mod:`plmu.checks`); their
+    :class:`~plmu.checks.ArgumentError` becomes ``model.<name> must be ... (override it, e.g. ...)``.
     """
     args = model_args(cfg) if args is None else args
     for key in cfg.model:
         if OmegaConf.is_missing(cfg.model, key):
             raise ConfigError(f"model.{key} is required but not set (set it: model.{key}=...)")
-    builder = None
     try:
         builder = get_method(cfg.model._target_)
+    except (ImportError, ValueError) as error:
+        message = _one_line(error.__cause__ or error)
+        raise ConfigError(f"model {cfg.model._target_} could not be built from model.*: {message}") from None
+    keys = model_keys(builder, cfg.model)
+    _check_keys(cfg.model, builder, keys, args)
+    try:
         accepted = inspect.signature(builder).parameters
         return instantiate(cfg.model, **{key: value for key, value in args.items() if key in accepted})
-    except (InstantiationException, ImportError, ValueError, TypeError) as error:
+    except (InstantiationException, ValueError, TypeError) as error:
         cause = error.__cause__ or error
-        message = _model_error(cfg.model, builder, cause, args)
-        if message is None:
-            message = f"model {cfg.model._target_} could not be built from model.*: {_one_line(cause)}"
+        if isinstance(cause, ArgumentError) and cause.argument in cfg.model:
+            raise ConfigError(_bad_value(cause, keys)) from None
+        message = f"model {cfg.model._target_} could not be built from model.*: {_one_line(cause)}"
         raise ConfigError(message) from None
 
 
-_MUST = re.compile(r"(\w+) must (.*)")
-_UNKNOWN = re.compile(r"got an unexpected keyword argument '(\w+)'")
-_REQUIRED = re.compile(r"missing \d+ required (?:positional|keyword-only) arguments?: '(\w+)'")
-# What a builder passes to its backbone itself, never a model.* key (the task's sizes come from model_args).
-_NOT_KEYS = {"return_sequences", "d_model", "input_size", "output_size", "per_step", "vocab_size", "num_classes"}
+# What a builder passes to the classes its options reach itself, never a model.* key (the task's sizes come from
+# model_args; the pre-training backbone's width and depth from hidden_size and num_layers).
+_NOT_KEYS = {"return_sequences", "d_model", "dim", "num_blocks", "input_size", "output_size", "per_step",
+             "vocab_size", "num_classes"}  # fmt: skip
 
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__
 
 
-def _forwarded(builder: Any, model: DictConfig) -> list[Any]:
-    """The classes a builder passes its options to (``**kwargs``) or builds from them: their parameters are model.*
-    keys too. From the backbone registry: the family ``model.backbone`` names (every one that takes a mask while it
-    is unset or unknown), or the one a real-valued builder is named after (``lstm_model`` → lstm)."""
-    from plmu.models.backbones import BACKBONES
+def model_keys(builder: Any, model: Mapping[str, Any]) -> dict[str, Any]:
+    """The model.* keys ``builder`` declares (its own parameters and those of the classes it forwards its options
+    to: :func:`plmu.models.backbones.forwarded_classes`), each with its default (``inspect.Parameter.empty`` if
+    none); in signature order, the builder's first."""
+    from plmu.models.backbones import forwarded_classes
 
-    try:
-        parameters = inspect.signature(builder).parameters
-    except (TypeError, ValueError):
-        return []
-    if "backbone" in parameters:
-        chosen = BACKBONES.get(str(model.get("backbone")))
-        entries = [chosen] if chosen is not None else [entry for entry in BACKBONES.values() if entry.masks]
-    else:
-        family = BACKBONES.get(getattr(builder, "__name__", "").removesuffix("_model"))
-        entries = [] if family is None else [family]
-    return [cls for entry in entries for cls in entry.option_classes()]
-
-
-def _model_keys(builder: Any, model: DictConfig) -> dict[str, Any]:
-    """The model.* keys ``builder`` takes (its own parameters and those of what it forwards to), each with its
-    default (``inspect.Parameter.empty`` if none); in signature order, the builder's first."""
     keys: dict[str, Any] = {}
-    for function in [builder, *_forwarded(builder, model)]:
+    for function in [builder, *forwarded_classes(builder, model.get("backbone"))]:
         try:
             parameters = inspect.signature(function).parameters.values()
         except (TypeError, ValueError):  # no signature to read
@@ -108,6 +97,33 @@ def _model_keys(builder: Any, model: DictConfig) -> dict[str, Any]:
             if named and parameter.name not in _NOT_KEYS:
                 keys.setdefault(parameter.name, parameter.default)
     return keys
+
+
+def _takes_any_key(builder: Any) -> bool:
+    """A builder with ``**options`` and no declaration of where they go (a user's own): every key is its to judge."""
+    try:
+        parameters = inspect.signature(builder).parameters.values()
+    except (TypeError, ValueError):
+        return True
+    keyword = any(parameter.kind is parameter.VAR_KEYWORD for parameter in parameters)
+    return keyword and not hasattr(builder, "forwards")
+
+
+def _check_keys(model: DictConfig, builder: Any, keys: dict[str, Any], args: Mapping[str, Any]) -> None:
+    """Each of ``model``'s keys one ``builder`` declares, and each of its required arguments given."""
+    from plmu.models.backbones import BACKBONES
+
+    chosen = model.get("backbone")
+    if not _takes_any_key(builder) and (chosen is None or chosen in BACKBONES):  # else the builder names the family
+        valid = [key for key in keys if key not in args]
+        for name in model:
+            if not (name.startswith("_") and name.endswith("_")) and name not in keys:
+                close = difflib.get_close_matches(str(name), valid, n=1)
+                hint = f"did you mean model.{close[0]}?" if close else f"valid keys: {', '.join(['_target_', *valid])}"
+                raise ConfigError(f"unknown key model.{name} ({hint})")
+    for name, default in keys.items():  # the builder's defaults first: what it fills in is not required
+        if default is inspect.Parameter.empty and name not in args and name not in model:
+            raise ConfigError(f"model.{name} is required but not set (set it: model.{name}=...)")
 
 
 def _example(value: Any) -> str:
@@ -124,29 +140,12 @@ def _looks_typed(text: str) -> bool:
     return not isinstance(OverridesParser.create().parse_override(f"k={text}").value(), str)
 
 
-def _model_error(model: DictConfig, builder: Any, cause: BaseException, args: Mapping[str, Any]) -> str | None:
-    """A constructor's error about one of ``model``'s keys as the user's one line, or None for any other error."""
-    if builder is None:
-        return None
-    message = _one_line(cause)
-    keys = _model_keys(builder, model)
-    if isinstance(cause, ArgumentError):  # plmu.checks: the argument's name is data
-        named: tuple[str, str] | None = (cause.argument, cause.requirement)
-    else:  # a constructor's own ValueError("<name> must ...")
-        named = (must[1], must[2]) if (must := _MUST.fullmatch(message)) else None
-    if isinstance(cause, ValueError) and named is not None and named[0] in model:
-        (name, requirement), default = named, keys.get(named[0], inspect.Parameter.empty)
-        fix = (
-            f"override it: model.{name}=..."
-            if default is inspect.Parameter.empty
-            else f"override it, e.g. model.{name}={_example(default)}"
-        )
-        return f"model.{name} must {requirement} ({fix})"
-    if isinstance(cause, TypeError) and (unknown := _UNKNOWN.search(message)) and unknown[1] in model:
-        name, valid = unknown[1], [key for key in keys if key not in args]
-        close = difflib.get_close_matches(name, valid, n=1)
-        hint = f"did you mean model.{close[0]}?" if close else f"valid keys: {', '.join(['_target_', *valid])}"
-        return f"unknown key model.{name} ({hint})"
-    if isinstance(cause, TypeError) and (missing := _REQUIRED.search(message)) and missing[1] not in args:
-        return f"model.{missing[1]} is required but not set (set it: model.{missing[1]}=...)"
-    return None
+def _bad_value(error: ArgumentError, keys: Mapping[str, Any]) -> str:
+    """A constructor's refusal of the value of a ``model.*`` key as the user's one line, with an example fix."""
+    name, default = error.argument, keys.get(error.argument, inspect.Parameter.empty)
+    fix = (
+        f"override it: model.{name}=..."
+        if default is inspect.Parameter.empty
+        else f"override it, e.g. model.{name}={_example(default)}"
+    )
+    return f"model.{name} must {error.requirement} ({fix})"

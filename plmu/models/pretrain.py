@@ -32,6 +32,7 @@ from plmu.checks import ArgumentError, flag, one_of, positive_int, probability
 from plmu.layers import ParallelLMU, last_valid
 from plmu.memory import check_mask
 from plmu.models.adapters import TokenEmbedding
+from plmu.models.backbones import forwards
 from plmu.models.heads import POOLINGS, PerStepHead
 from plmu.models.sequence import SequenceModel, head_for
 
@@ -286,6 +287,7 @@ def pretrain_classifier(
     return SequenceModel(adapter, backbone, head_for(False, hidden_size, num_classes, pooling, dropout))
 
 
+@forwards("plmu.models.pretrain:PretrainBackbone", "plmu.layers:ParallelLMU")
 def pretrain_model(
     vocab_size: int,
     per_step: bool,

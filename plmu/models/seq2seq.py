@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from plmu.checks import ArgumentError, optional_positive_int, positive_int, probability
 from plmu.models.adapters import TokenEmbedding
 from plmu.models.backbones import backbone as registered
-from plmu.models.backbones import build_backbone
+from plmu.models.backbones import build_backbone, forwards
 from plmu.models.sizing import count_parameters
 
 
@@ -177,6 +177,7 @@ def _zero_padding(logits: Tensor, mask: Tensor | None) -> Tensor:
     return logits if mask is None else logits.masked_fill(~mask[..., None], 0.0)
 
 
+@forwards("backbone")
 def translation_model(
     vocab_size: int,
     num_classes: int,

@@ -27,6 +27,7 @@ from plmu.checks import ArgumentError, flag, one_of, probability
 from plmu.errors import ConfigError
 from plmu.layers import ParallelLMUStack
 from plmu.models.adapters import IdentityAdapter, LinearAdapter
+from plmu.models.backbones import forwards
 from plmu.models.encoders import LSTMEncoder
 from plmu.models.heads import POOLINGS, LastStepHead, MaxPoolHead, MeanPoolHead, PairHead, PerStepHead, pool
 from plmu.models.sizing import count_parameters
@@ -199,6 +200,7 @@ def head_for(per_step: bool, hidden_size: int, output_size: int, pooling: str = 
     return head_class(hidden_size, output_size, dropout)
 
 
+@forwards("plmu")
 def plmu_model(
     input_size: int,
     output_size: int,
@@ -215,6 +217,7 @@ def plmu_model(
     return SequenceModel(IdentityAdapter(input_size), backbone, head_for(per_step, hidden_size, output_size))
 
 
+@forwards("original_lmu")
 def original_lmu_model(
     input_size: int, output_size: int, per_step: bool, hidden_size: int, num_layers: int = 1, **cell_kwargs
 ) -> SequenceModel:
@@ -256,6 +259,7 @@ def transformer_model(
     return SequenceModel(LinearAdapter(input_size, hidden_size), backbone, head)
 
 
+@forwards("backbone")
 def sequence_model(
     input_size: int,
     output_size: int,
@@ -275,7 +279,9 @@ def sequence_model(
 
     entry = registered(backbone)
     if entry.causal_option:
-        raise ValueError(f"backbone {backbone!r} has a builder of its own: use model={backbone}")
+        raise ArgumentError(
+            "backbone", f"be a family without a builder of its own, got {backbone!r} (model={backbone})"
+        )
     last_alone = not flag("per_step", per_step) and one_of("pooling", pooling, POOLINGS) == "last" and entry.last_alone
     module = entry.builder()(input_size, hidden_size, num_layers, return_sequences=not last_alone, **backbone_options)
     return SequenceModel(

@@ -18,11 +18,12 @@ from typing import Any
 from plmu.checks import ArgumentError, flag, one_of
 from plmu.models.adapters import TokenEmbedding
 from plmu.models.backbones import backbone as registered
-from plmu.models.backbones import build_backbone
+from plmu.models.backbones import build_backbone, forwards
 from plmu.models.heads import POOLINGS, PairHead, PerStepHead
 from plmu.models.sequence import PairModel, SequenceModel, head_for
 
 
+@forwards("backbone")
 def text_classifier(
     vocab_size: int,
     num_classes: int,
@@ -51,6 +52,7 @@ def text_classifier(
     return SequenceModel(adapter, encoder, head_for(False, hidden_size, num_classes, pooling, dropout))
 
 
+@forwards("backbone")
 def language_model(
     vocab_size: int,
     backbone: str = "plmu",

@@ -154,3 +154,35 @@ def test_a_bad_model_fails_before_any_data_is_read(overrides, start, tmp_path, m
         train(cfg, tmp_path / "run")
     assert str(caught.value).startswith(start)
     assert not (tmp_path / "data").exists() and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["task=text8", "+model.ordr=8"], "unknown key model.ordr (did you mean model.order?)"),
+        (["task=iwslt15_en_vi", "+model.thta=8"], "unknown key model.thta (did you mean model.theta?)"),
+        (
+            ["task=text8", "model=gru", "+model.theta=8"],
+            "unknown key model.theta (valid keys: _target_, backbone, "
+            "embed_dim, hidden_size, num_layers, dropout, pooling)",
+        ),  # fmt: skip
+        (
+            ["task=imdb_lm", "+model.highway_layer=2"],
+            "unknown key model.highway_layer (did you mean model.highway_layers?)",
+        ),  # fmt: skip
+        (["task=imdb_lm", "+model.mdoe=fft"], "unknown key model.mdoe (did you mean model.mode?)"),  # to ParallelLMU
+    ],
+)
+def test_every_builder_declares_its_keys(overrides, message):
+    """The keys are known before the builder runs: from its parameters and what it declares it forwards to."""
+    assert error_of(*overrides) == message
+
+
+def open_builder(input_size: int, output_size: int, per_step: bool, **options):
+    """A user's own builder: ``**options`` with no declaration of where they go."""
+    raise TypeError(f"open_builder() got an unexpected keyword argument {next(iter(options))!r}")
+
+
+def test_a_builder_without_a_declaration_judges_its_own_keys():
+    message = error_of(f"model._target_={__name__}.open_builder", "+model.anything=1")
+    assert message.startswith(f"model {__name__}.open_builder could not be built from model.*: open_builder() got")
