@@ -39,7 +39,8 @@ from plmu.train.loggers import JsonlLog, NullLogger, write_json_atomic, write_te
 from plmu.train.objectives import Classification, build_objective
 from plmu.train.run_folder import RunFolder, RunInterrupted, check_resume, run_log
 from plmu.train.schema import check_config
-from plmu.train.trainer import Trainer, TrainerSettings
+from plmu.train.settings import TrainerSettings, check_carry
+from plmu.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
 
@@ -69,41 +70,8 @@ def build_logger(cfg: DictConfig) -> NullLogger:
 
 
 def trainer_settings(cfg: DictConfig) -> TrainerSettings:
-    values = OmegaConf.to_container(cfg.trainer, resolve=True)
-    values.pop("resume", None)
-    values.pop("test", None)  # the runner's (see train), not the loop's
-    values["optimizer"] = instantiate(cfg.trainer.optimizer)
-    values["scheduler"] = instantiate(cfg.trainer.scheduler) if cfg.trainer.get("scheduler") else None
-    values["precision"] = str(values["precision"])
-    return TrainerSettings(**values)
-
-
-def check_carry(cfg: DictConfig, model: torch.nn.Module) -> None:
-    """``trainer.state=carry`` calls ``model.forward_with_state(batch, state)``: refuse a model without it now,
-    before any data is read."""
-    if cfg.trainer.get("state", "reset") != "carry":
-        return
-    if not callable(getattr(model, "forward_with_state", None)):
-        raise ConfigError(
-            f"trainer.state=carry needs a model with forward_with_state(batch, state), and {cfg.model._target_} "
-            f"builds a {type(model).__name__} without it: use trainer.state=reset"
-        )
-    carry_error = getattr(model, "carry_error", None)
-    if callable(carry_error) and (why := carry_error()) is not None:
-        raise ConfigError(f"trainer.state=carry: {why}")
-
-
-def check_carry_data(cfg: DictConfig, data: Any) -> None:
-    """``trainer.state=carry`` needs batches that continue each other (a stream cut into chunks): with independent
-    sequences (Mackey-Glass series, reviews) the state would flow from one example into an unrelated one."""
-    from plmu.data.stream import StreamSplits
-
-    if cfg.trainer.get("state", "reset") == "carry" and not isinstance(data, StreamSplits):
-        raise ConfigError(
-            f"trainer.state=carry continues each stream's state into its next chunk, but task {cfg.task.name}'s "
-            f"batches are independent sequences ({type(data).__name__}): the state would carry from one example "
-            f"into an unrelated one; use trainer.state=reset"
-        )
+    """``cfg.trainer`` as the trainer takes it (optimizer and scheduler stay configs: the trainer instantiates them)."""
+    return TrainerSettings(**OmegaConf.to_container(cfg.trainer, resolve=True))
 
 
 def init_from_checkpoint(cfg: DictConfig) -> tuple[Path, dict[str, Any]] | None:
@@ -214,7 +182,7 @@ def train(
     folder = RunFolder(distributed.agree_run_dir(run_dir))  # rank 0's folder on every process
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
-    check_carry(cfg, model)
+    check_carry(cfg.trainer.get("state", "reset"), model)
     task_objective = build_objective(cfg.task.objective)
     settings = trainer_settings(cfg)
     distributed.check_batch_sizes(settings.batch_size, settings.eval_batch_size, ctx.world_size)
@@ -228,7 +196,7 @@ def train(
         # A resumed run's weights are in its checkpoint: init_from only starts a run (it is not read again).
         init = distributed.on_main(lambda: init_from_checkpoint(cfg)) if payload is None else None
         data = distributed.main_first(lambda: load_data(cfg))
-        check_carry_data(cfg, data)
+        check_carry(cfg.trainer.get("state", "reset"), data=data, task=cfg.task.name)
         data.info["fingerprint"] = fingerprint(data)  # the data is part of the run's identity (data_info.json)
         if payload is not None:
             distributed.on_main(lambda: _check_resumed_data(folder, data.info["fingerprint"], resume))

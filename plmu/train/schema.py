@@ -1,9 +1,10 @@
 """The typed schema of plmu-train's config, checked in full before any data is read: :func:`check_config`.
 
-Fixed-shape groups are OmegaConf structured configs (dataclasses): the top level, ``trainer``, and ``logger``
-picked by ``_target_``; ``task`` is open. Merging a group into its schema finds unknown keys and values OmegaConf
-cannot convert; each field's :class:`Rule` then checks the exact type and range of the value the run will receive
-(``off`` is a bool to OmegaConf but a truthy string to the run, so booleans must be ``true``/``false``).
+Fixed-shape groups are OmegaConf structured configs (dataclasses): the top level, ``trainer`` (its one
+declaration, :class:`plmu.train.settings.TrainerSettings`), and ``logger`` picked by ``_target_``; ``task`` is
+open. Merging a group into its schema finds unknown keys and values OmegaConf cannot convert; each field's
+:class:`Rule` then checks the exact type and range of the value the run will receive (``off`` is a bool to
+OmegaConf but a truthy string to the run, so booleans must be ``true``/``false``).
 Of ``model`` only ``_target_`` is checked here: the model's constructors check their own arguments
 (:mod:`plmu.checks`) when ``plmu.models.build.build_model`` builds it, also before any data is read, and that turns
 their errors into the same one-line ``model.<key> must be ...``.
@@ -18,11 +19,10 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
-import math
 import re
 import warnings
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 from hydra.errors import InstantiationException
@@ -31,137 +31,56 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 from plmu.errors import ConfigError
+from plmu.train.settings import (
+    BOOL,
+    DEVICES,
+    POSITIVE_INT,
+    Names,
+    Rule,
+    TrainerSettings,
+    check_length,
+    dotted,
+    isa,
+    non_empty_str,
+    one_of,
+    or_none,
+    positive_int,
+    positive_number,
+    refusal,
+    rule,
+)
 
 WANDB_MODES = ("offline", "online", "disabled")
-DEVICES = "auto, cpu, cuda, cuda:N or mps"
-Check = Callable[[Any], bool]
-_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
-
-
-def _isa(*types: type) -> Check:
-    """An instance of ``types``; a bool counts as an int only if ``bool`` is listed (``True`` is no size)."""
-    return lambda v: isinstance(v, types) and (bool in types or not isinstance(v, bool))
-
-
-def _positive_int(v: Any) -> bool:
-    return _isa(int)(v) and v > 0
-
-
-def _positive_number(v: Any) -> bool:
-    return _isa(int, float)(v) and math.isfinite(v) and v > 0
-
-
-def _or_none(ok: Check) -> Check:
-    return lambda v: v is None or ok(v)
-
-
-def _one_of(choices: Any) -> Check:
-    return lambda v: isinstance(v, str) and v in choices
-
-
-def _is_str(v: Any) -> bool:
-    return isinstance(v, str) and v != ""
-
-
-def _dotted(v: Any) -> bool:
-    return isinstance(v, str) and _DOTTED.fullmatch(v) is not None
-
-
-@dataclass(frozen=True)
-class Names:
-    """The names in ``module.attribute``, read when first needed, so that importing this module imports no torch."""
-
-    module: str
-    attribute: str
-    show: Callable[[Any], Any] = list
-
-    def __contains__(self, name: object) -> bool:
-        return name in getattr(importlib.import_module(self.module), self.attribute)
-
-    def __str__(self) -> str:
-        return f"one of {self.show(getattr(importlib.import_module(self.module), self.attribute))}"
-
-
 OBJECTIVES = Names("plmu.train.objectives", "OBJECTIVES", sorted)
-PRECISIONS = Names("plmu.train.trainer", "PRECISIONS", tuple)
-SCHEDULER_INTERVALS = Names("plmu.train.trainer", "SCHEDULER_INTERVALS", tuple)
-STATE_MODES = Names("plmu.train.trainer", "STATE_MODES", tuple)
-
-
-@dataclass(frozen=True)
-class Rule:
-    """What a field accepts: ``ok(value)``, said as ``allowed`` in errors, with an ``example`` override value."""
-
-    ok: Check
-    allowed: str | Names
-    example: str
-
-
-def rule(ok: Check, allowed: str | Names, example: str, default: Any = MISSING, factory: Any = None) -> Any:
-    """A schema field carrying its :class:`Rule`; the default ``MISSING`` ("???") makes the key required."""
-    default_or_factory = {"default_factory": factory} if factory else {"default": default}
-    return field(metadata={"rule": Rule(ok, allowed, example)}, **default_or_factory)
-
-
-POSITIVE_INT = "a positive integer"
-BOOL = "true or false"
-OPTIONAL_POSITIVE_INT = "null or a positive integer"
 
 
 @dataclass
 class TopSchema:
     """``conf/config.yaml``: the groups, the seed and the data folder."""
 
-    task: Any = rule(_isa(Mapping), "a task config", "psmnist")
-    model: Any = rule(_isa(Mapping), "a model config", "plmu")
-    trainer: Any = rule(_isa(Mapping), "a trainer config", "default")
-    logger: Any = rule(_isa(Mapping), "a logger config", "none")
-    seed: int = rule(lambda v: _isa(int)(v) and 0 <= v < 2**32, "an integer in [0, 2**32)", "0")
-    data_dir: str = rule(_is_str, "a folder path", "~/.cache/plmu")
-    init_from: str | None = rule(_or_none(_is_str), "null, a run folder or a checkpoint path", "null", None)
+    task: Any = rule(isa(Mapping), "a task config", "psmnist")
+    model: Any = rule(isa(Mapping), "a model config", "plmu")
+    trainer: Any = rule(isa(Mapping), "a trainer config", "default")
+    logger: Any = rule(isa(Mapping), "a logger config", "none")
+    seed: int = rule(lambda v: isa(int)(v) and 0 <= v < 2**32, "an integer in [0, 2**32)", "0")
+    data_dir: str = rule(non_empty_str, "a folder path", "~/.cache/plmu")
+    init_from: str | None = rule(or_none(non_empty_str), "null, a run folder or a checkpoint path", "null", None)
 
 
 @dataclass
 class TaskSchema:
     """``conf/task/*.yaml``: the keys the run reads; open, so a task may add its own (``models``, ``lr``, ...)."""
 
-    name: str = rule(_is_str, "a non-empty name", "psmnist")
+    name: str = rule(non_empty_str, "a non-empty name", "psmnist")
     objective: Any = rule(
-        lambda v: _one_of(OBJECTIVES)(v) or (isinstance(v, Mapping) and _dotted(v.get("_target_"))),
+        lambda v: one_of(OBJECTIVES)(v) or (isinstance(v, Mapping) and dotted(v.get("_target_"))),
         "a {_target_: ...} objective (plmu.train.objectives) or one of its short names",
         "{_target_:plmu.train.objectives.Classification}",
     )
-    input_size: int = rule(_positive_int, POSITIVE_INT, "1")
-    output_size: int = rule(_positive_int, POSITIVE_INT, "10")
-    per_step: bool = rule(_isa(bool), BOOL, "false")
-    data: Any = rule(_isa(Mapping), "a data loader config with a _target_", "{_target_:plmu.data.psmnist.psmnist}")
-
-
-@dataclass
-class TrainerSchema:
-    """``conf/trainer/default.yaml``, as :class:`plmu.train.trainer.TrainerSettings` takes it (plus ``resume``)."""
-
-    max_epochs: int | None = rule(_or_none(_positive_int), OPTIONAL_POSITIVE_INT, "10")
-    max_steps: int | None = rule(_or_none(_positive_int), OPTIONAL_POSITIVE_INT, "1000", None)
-    val_every_n_steps: int | None = rule(_or_none(_positive_int), OPTIONAL_POSITIVE_INT, "500", None)
-    batch_size: int = rule(_positive_int, POSITIVE_INT, "32")
-    accumulate_grad_batches: int = rule(_positive_int, POSITIVE_INT, "4", 1)
-    optimizer: Any = rule(_isa(Mapping), "an optimizer config with a _target_", "{_target_:torch.optim.Adam,lr:1e-3}")
-    scheduler: Any = rule(_or_none(_isa(Mapping)), "null or a scheduler config with a _target_", "null", None)
-    scheduler_interval: str = rule(_one_of(SCHEDULER_INTERVALS), SCHEDULER_INTERVALS, "step", "epoch")
-    state: str = rule(_one_of(STATE_MODES), STATE_MODES, "reset", "reset")
-    eval_batch_size: int | None = rule(_or_none(_positive_int), OPTIONAL_POSITIVE_INT, "null", None)
-    grad_clip: float | None = rule(_or_none(_positive_number), "null or a positive norm", "1.0", None)
-    early_stopping_patience: int | None = rule(_or_none(_positive_int), OPTIONAL_POSITIVE_INT, "10", None)
-    device: str = rule(_is_str, DEVICES, "auto", "auto")
-    precision: str = rule(lambda v: _isa(str, int)(v) and str(v) in PRECISIONS, PRECISIONS, "bf16", "32")
-    compile: bool = rule(_isa(bool), BOOL, "true", False)
-    limit_train_batches: int | None = rule(_or_none(_positive_int), OPTIONAL_POSITIVE_INT, "null", None)
-    limit_eval_batches: int | None = rule(_or_none(_positive_int), OPTIONAL_POSITIVE_INT, "null", None)
-    log_every_n_steps: int = rule(_positive_int, POSITIVE_INT, "50", 50)
-    progress: bool = rule(_isa(bool), BOOL, "false", True)
-    test: bool = rule(_isa(bool), BOOL, "false", True)
-    resume: str | None = rule(_or_none(_is_str), "null, auto or a checkpoint path", "auto", "auto")
+    input_size: int = rule(positive_int, POSITIVE_INT, "1")
+    output_size: int = rule(positive_int, POSITIVE_INT, "10")
+    per_step: bool = rule(isa(bool), BOOL, "false")
+    data: Any = rule(isa(Mapping), "a data loader config with a _target_", "{_target_:plmu.data.psmnist.psmnist}")
 
 
 @dataclass
@@ -169,35 +88,32 @@ class ModelSchema:
     """``conf/model/*.yaml``: only ``_target_`` is checked here (open). The builder and the constructors it calls
     check their own arguments when ``plmu.models.build.build_model`` builds the model, still before any data is read."""
 
-    _target_: str = rule(_dotted, "a dotted import path", "plmu.models.plmu_model")
+    _target_: str = rule(dotted, "a dotted import path", "plmu.models.plmu_model")
 
 
 @dataclass
 class NullLoggerSchema:
     """``conf/logger/none.yaml``; also a logger plmu does not know (then open: only ``_target_`` is checked)."""
 
-    _target_: str = rule(_dotted, "a dotted import path", "plmu.train.loggers.NullLogger")
+    _target_: str = rule(dotted, "a dotted import path", "plmu.train.loggers.NullLogger")
 
 
 @dataclass
 class WandbLoggerSchema(NullLoggerSchema):
     """``conf/logger/wandb.yaml`` (:class:`plmu.train.loggers.WandbLogger`)."""
 
-    project: str = rule(_is_str, "a non-empty project name", "plmu", "plmu")
-    mode: str = rule(_one_of(WANDB_MODES), f"one of {', '.join(WANDB_MODES)}", "offline", "offline")
-    entity: str | None = rule(_or_none(_is_str), "null or a wandb entity name", "null", None)
-    group: str | None = rule(_or_none(_is_str), "null or a group name", "null", None)
-    tags: list[str] = rule(lambda v: _isa(list)(v) and all(map(_is_str, v)), "a list of strings", "[a,b]", factory=list)
+    project: str = rule(non_empty_str, "a non-empty project name", "plmu", "plmu")
+    mode: str = rule(one_of(WANDB_MODES), f"one of {', '.join(WANDB_MODES)}", "offline", "offline")
+    entity: str | None = rule(or_none(non_empty_str), "null or a wandb entity name", "null", None)
+    group: str | None = rule(or_none(non_empty_str), "null or a group name", "null", None)
+    tags: list[str] = rule(
+        lambda v: isa(list)(v) and all(map(non_empty_str, v)), "a list of strings", "[a,b]", factory=list
+    )
 
 
 # The logger schemas by _target_.
 _LOGGERS = {"NullLogger": NullLoggerSchema, "WandbLogger": WandbLoggerSchema}
 LOGGER_SCHEMAS = {f"plmu.train.loggers.{name}": schema for name, schema in _LOGGERS.items()}
-
-
-def _message(key: str, value: Any, rule: Rule, source: Any = None) -> str:
-    origin = f" from {source}" if isinstance(source, str) and "${" in source else ""
-    return f"{key} must be {rule.allowed}, got {value!r}{origin} (override it, e.g. {key}={rule.example})"
 
 
 def _one_line(error: BaseException) -> str:
@@ -209,6 +125,9 @@ def _check_group(prefix: str, schema: type, values: dict, sources: dict, *, clos
     rules = {f.name: f.metadata["rule"] for f in fields(schema)}
     structured = OmegaConf.structured(schema)
     OmegaConf.set_struct(structured, closed)
+    for name in structured:  # a default that is a config (the trainer's Adam) is open: its own keys are its class's
+        if isinstance(structured._get_node(name), DictConfig):
+            OmegaConf.set_struct(structured._get_node(name), False)
     try:
         OmegaConf.merge(structured, values)
     except ConfigKeyError as error:  # a key the schema does not have, e.g. +trainer.max_epoch=2
@@ -219,14 +138,14 @@ def _check_group(prefix: str, schema: type, values: dict, sources: dict, *, clos
     except OmegaConfBaseException as error:  # a value OmegaConf cannot convert, e.g. trainer.optimizer.lr=abc
         name = re.split(r"[.\[]", str(error.full_key or error.key))[0]
         field_rule = rules.get(name) or Rule(bool, f"valid ({_one_line(error).split(' full_key:')[0]})", "...")
-        raise ConfigError(_message(prefix + name, values.get(name), field_rule, sources.get(name))) from None
+        raise ConfigError(refusal(prefix + name, values.get(name), field_rule, sources.get(name))) from None
     for schema_field in fields(schema):
         name, field_rule = schema_field.name, rules[schema_field.name]
         value = values.get(name, schema_field.default)
         if isinstance(value, str) and value == MISSING:  # "???" in the config, or absent without a default
             raise ConfigError(f"{prefix}{name} is required but not set (e.g. +{prefix}{name}={field_rule.example})")
         if name in values and not field_rule.ok(value):
-            raise ConfigError(_message(prefix + name, value, field_rule, sources.get(name)))
+            raise ConfigError(refusal(prefix + name, value, field_rule, sources.get(name)))
 
 
 def _import(path: str) -> Any:
@@ -249,7 +168,7 @@ def _import(path: str) -> Any:
 def _check_target(key: str, spec: Mapping, example: str) -> Any:
     """The object ``spec._target_`` names, imported."""
     target = spec.get("_target_")
-    if not _dotted(target):
+    if not dotted(target):
         raise ConfigError(
             f"{key}._target_ must be a dotted import path, got {target!r} (override it, e.g. {key}._target_={example})"
         )
@@ -271,7 +190,7 @@ def _check_device(device: str) -> str:
     except (RuntimeError, ValueError):
         parsed = None
     if getattr(parsed, "type", None) not in available:
-        raise ConfigError(_message("trainer.device", device, Rule(_is_str, DEVICES, "auto")))
+        raise ConfigError(refusal("trainer.device", device, Rule(non_empty_str, DEVICES, "auto")))
     if not available[parsed.type]:
         kind = parsed.type.upper()
         raise ConfigError(f"trainer.device={device!r} but {kind} is not available here; use trainer.device=auto or cpu")
@@ -315,10 +234,10 @@ def _check_optimizers(trainer: dict, sources: dict, device: str) -> None:
 
     optimizer = trainer["optimizer"]
     if "lr" in optimizer:
-        lr_rule, written = Rule(_positive_number, "a positive learning rate", "1e-3"), sources.get("optimizer")
+        lr_rule, written = Rule(positive_number, "a positive learning rate", "1e-3"), sources.get("optimizer")
         if not lr_rule.ok(optimizer["lr"]):
-            source = written.get("lr") if _isa(Mapping)(written) else None
-            raise ConfigError(_message("trainer.optimizer.lr", optimizer["lr"], lr_rule, source))
+            source = written.get("lr") if isa(Mapping)(written) else None
+            raise ConfigError(refusal("trainer.optimizer.lr", optimizer["lr"], lr_rule, source))
     parameter = torch.nn.Parameter(torch.zeros(1, device=device))
     parameter.grad = torch.zeros_like(parameter)
     built = _check_partial("trainer.optimizer", optimizer, "torch.optim.Adam", "the model parameters", [parameter])
@@ -331,15 +250,6 @@ def _check_optimizers(trainer: dict, sources: dict, device: str) -> None:
         target = _check_target("trainer.scheduler", scheduler, STEP_LR_EXAMPLE)
         total = {"total_steps": 10} if "total_steps" not in scheduler and takes_total_steps(target) else {}
         _check_partial("trainer.scheduler", scheduler, STEP_LR_EXAMPLE, "the optimizer", built, **total)
-
-
-def _check_length(trainer: dict) -> None:
-    """The run must end: ``trainer.max_epochs`` or ``trainer.max_steps`` (or both; the first reached ends it)."""
-    if trainer.get("max_epochs") is None and trainer.get("max_steps") is None:
-        raise ConfigError(
-            "trainer.max_epochs and trainer.max_steps are both null: set at least one (override it, e.g. "
-            "trainer.max_steps=1000 or trainer.max_epochs=10)"
-        )
 
 
 def _check_loader(data: Mapping) -> None:
@@ -376,11 +286,11 @@ def check_config(cfg: DictConfig) -> None:
     values, sources = _resolved(cfg)
     _check_group("", TopSchema, values, sources)
     task, model, trainer, logger = (values[name] for name in ("task", "model", "trainer", "logger"))
-    written = {name: sources[name] if _isa(Mapping)(sources.get(name)) else {} for name in values}
+    written = {name: sources[name] if isa(Mapping)(sources.get(name)) else {} for name in values}
     _check_group("task.", TaskSchema, task, written["task"], closed=False)
     _check_group("model.", ModelSchema, model, written["model"], closed=False)
-    _check_group("trainer.", TrainerSchema, trainer, written["trainer"])
-    _check_length(trainer)
+    _check_group("trainer.", TrainerSettings, trainer, written["trainer"])
+    check_length(trainer.get("max_epochs"), trainer.get("max_steps"))
     logger_schema = LOGGER_SCHEMAS.get(logger.get("_target_"))
     _check_group("logger.", logger_schema or NullLoggerSchema, logger, written["logger"], closed=bool(logger_schema))
     _check_target("logger", logger, "plmu.train.loggers.NullLogger")

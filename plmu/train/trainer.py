@@ -23,61 +23,28 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.utils import instantiate
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from plmu.data.splits import DataSplits, TensorSplit
-from plmu.errors import ConfigError, NonFiniteLossError
+from plmu.errors import NonFiniteLossError
 from plmu.models.state import detach_state
 from plmu.train import checkpoint
 from plmu.train.distributed import Sharding, resolve_device  # noqa: F401 (resolve_device: plmu-eval's)
 from plmu.train.loggers import JsonlLog, NullLogger
 from plmu.train.objectives import Objective
 from plmu.train.schedules import takes_total_steps
+from plmu.train.settings import TrainerSettings, check_carry, check_settings
 
-PRECISIONS = ("32", "bf16")
-SCHEDULER_INTERVALS = ("epoch", "step")
-STATE_MODES = ("reset", "carry")
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainerSettings:
-    """``conf/trainer/*.yaml``; ``optimizer`` and ``scheduler`` are partials (``_partial_: true``).
-
-    ``scheduler`` is called with the optimizer, and with ``total_steps`` too when its signature takes that and the
-    config does not set it (see :meth:`Trainer.scheduler_steps`); it is stepped once per epoch
-    (``scheduler_interval="epoch"``) or after every optimizer step (``"step"``).
-    ``accumulate_grad_batches`` micro-batches make one optimizer step. ``state="carry"`` runs the model with
-    ``forward_with_state`` and carries its state from batch to batch (see :class:`Trainer`).
-    """
-
-    max_epochs: int | None
-    batch_size: int
-    optimizer: Callable[..., torch.optim.Optimizer]
-    scheduler: Callable[..., Any] | None = None
-    max_steps: int | None = None
-    val_every_n_steps: int | None = None
-    scheduler_interval: str = "epoch"
-    accumulate_grad_batches: int = 1
-    state: str = "reset"
-    eval_batch_size: int | None = None
-    grad_clip: float | None = None
-    early_stopping_patience: int | None = None
-    device: str = "auto"
-    precision: str = "32"
-    compile: bool = False
-    limit_train_batches: int | None = None
-    limit_eval_batches: int | None = None
-    log_every_n_steps: int = 50
-    progress: bool = True
 
 
 @dataclass
@@ -102,6 +69,12 @@ class TrainState:
     def from_checkpoint(cls, saved: dict[str, Any]) -> TrainState:
         """A checkpoint's ``train_state`` (earlier names: :func:`plmu.train.checkpoint.upgrade`, at load)."""
         return cls(**saved)
+
+
+def _partial(spec: Any) -> Callable[..., Any]:
+    """An optimizer or scheduler setting as the callable it is: a ``{_target_, _partial_: true}`` config
+    instantiated, a callable as given."""
+    return instantiate(spec) if isinstance(spec, Mapping) else spec
 
 
 def _duration(seconds: float) -> str:
@@ -136,11 +109,7 @@ class Trainer:
         init_from: str | None = None,
     ) -> None:
         check_settings(settings)
-        if settings.state == "carry" and not callable(getattr(model, "forward_with_state", None)):
-            raise ConfigError(
-                f"trainer.state=carry needs a model with forward_with_state(batch, state); {type(model).__name__} "
-                f"has none: use trainer.state=reset"
-            )
+        check_carry(settings.state, model)
         self.settings, self.objective, self.data, self.seed = settings, objective, data, seed
         self.sharding = Sharding()  # this process's part of a torchrun run (plmu.train.distributed); one: no-op
         self.device = self.sharding.device(settings.device)
@@ -152,11 +121,12 @@ class Trainer:
         self.train_forward = self.forward_with_state if settings.state == "carry" else self.forward
         if self.sharding.enabled:  # DDP: rank 0's weights now, averaged gradients in every backward pass
             self.train_forward = self.sharding.wrap(self.model, self.device, settings.state, settings.compile)
-        self.optimizer = settings.optimizer(self.model.parameters())
+        self.optimizer = _partial(settings.optimizer)(self.model.parameters())
         self.scheduler = None
         if settings.scheduler:
-            total = {"total_steps": self.scheduler_steps()} if takes_total_steps(settings.scheduler) else {}
-            self.scheduler = settings.scheduler(self.optimizer, **total)
+            make_scheduler = _partial(settings.scheduler)
+            total = {"total_steps": self.scheduler_steps()} if takes_total_steps(make_scheduler) else {}
+            self.scheduler = make_scheduler(self.optimizer, **total)
         self.run_dir = Path(run_dir)
         self.checkpoints = self.run_dir / "checkpoints"
         self.metrics = JsonlLog(self.run_dir / "metrics.jsonl")
@@ -502,23 +472,3 @@ class Trainer:
             checkpoint.load_model_state(self.model, checkpoint.load(best)["model"], best)
         self.sharding.broadcast_model(self.model)  # several processes: rank 0's best weights everywhere
         return self.evaluate(self.data.test)
-
-
-def check_settings(settings: TrainerSettings) -> None:
-    """What the trainer needs of its settings (the config schema checks the same earlier, with the config's words)."""
-    if settings.precision not in PRECISIONS:
-        raise ConfigError(f"trainer.precision must be one of {PRECISIONS}, got {settings.precision!r}")
-    if settings.max_epochs is None and settings.max_steps is None:
-        raise ConfigError(
-            "trainer.max_epochs and trainer.max_steps are both null: set at least one (e.g. trainer.max_steps=1000)"
-        )
-    if settings.scheduler_interval not in SCHEDULER_INTERVALS:
-        raise ConfigError(
-            f"trainer.scheduler_interval must be one of {SCHEDULER_INTERVALS}, got {settings.scheduler_interval!r}"
-        )
-    if settings.state not in STATE_MODES:
-        raise ConfigError(f"trainer.state must be one of {STATE_MODES}, got {settings.state!r}")
-    if not (isinstance(settings.accumulate_grad_batches, int) and settings.accumulate_grad_batches >= 1):
-        raise ConfigError(
-            f"trainer.accumulate_grad_batches must be a positive integer, got {settings.accumulate_grad_batches!r}"
-        )

@@ -165,11 +165,11 @@ def test_a_bad_model_fails_before_any_data_is_read(overrides, start, tmp_path, m
             ["task=text8", "model=gru", "+model.theta=8"],
             "unknown key model.theta (valid keys: _target_, backbone, "
             "embed_dim, hidden_size, num_layers, dropout, pooling)",
-        ),  # fmt: skip
+        ),
         (
             ["task=imdb_lm", "+model.highway_layer=2"],
             "unknown key model.highway_layer (did you mean model.highway_layers?)",
-        ),  # fmt: skip
+        ),
         (["task=imdb_lm", "+model.mdoe=fft"], "unknown key model.mdoe (did you mean model.mode?)"),  # to ParallelLMU
     ],
 )

@@ -9,8 +9,8 @@ from conftest import compose_config, config_names, task_model_pairs
 from omegaconf import OmegaConf
 
 from plmu.errors import ConfigError
-from plmu.train import schema
 from plmu.train.schema import check_config
+from plmu.train.settings import TrainerSettings
 
 TASKS, MODELS, EXPERIMENTS = config_names("task"), config_names("model"), config_names("experiment")
 STEP_LR = "trainer.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true"
@@ -170,7 +170,7 @@ def test_bad_values(overrides, message):
         (["+trainer.max_epoch=2"], "unknown key trainer.max_epoch (did you mean trainer.max_epochs?)"),
         (
             ["+trainer.lr=0.1"],
-            "unknown key trainer.lr (valid keys: " + ", ".join(schema.TrainerSchema.__annotations__) + ")",
+            "unknown key trainer.lr (valid keys: " + ", ".join(TrainerSettings.__annotations__) + ")",
         ),
         (["+logger.projekt=x"], "unknown key logger.projekt (did you mean logger.project?)"),
         (["logger=none", "+logger.mode=offline"], "unknown key logger.mode (valid keys: _target_)"),

@@ -1,0 +1,282 @@
+"""The trainer's settings, declared once: :class:`TrainerSettings` (type, default, allowed values, help per field).
+
+Read by everything that needs a trainer setting: the config check (:mod:`plmu.train.schema`: unknown keys, types,
+ranges; one-line errors), Hydra (the defaults are registered with the ConfigStore as ``trainer/settings``, the base
+of ``conf/trainer/default.yaml``, so ``--cfg`` shows them), ``plmu-train --help`` (:func:`settings_help`), and the
+trainer itself (:class:`plmu.train.trainer.Trainer` takes a ``TrainerSettings``; :func:`check_settings`).
+
+Hydra is given the defaults as a plain node, not the dataclass: a typed node would convert on composition
+(``trainer.progress=off`` to false, ``trainer.resume=3`` to ``"3"``), and plmu refuses what it cannot read for
+sure with a line that names the key, the value and a fix. Importing this module imports no torch.
+"""
+
+# ruff: noqa: RUF009  (setting() is dataclasses.field with a Rule in its metadata, not a shared default)
+from __future__ import annotations
+
+import importlib
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from omegaconf import MISSING
+
+from plmu.errors import ConfigError
+
+Check = Callable[[Any], bool]
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)+")
+
+
+def isa(*types: type) -> Check:
+    """An instance of ``types``; a bool counts as an int only if ``bool`` is listed (``True`` is no size)."""
+    return lambda v: isinstance(v, types) and (bool in types or not isinstance(v, bool))
+
+
+def positive_int(v: Any) -> bool:
+    return isa(int)(v) and v > 0
+
+
+def positive_number(v: Any) -> bool:
+    return isa(int, float)(v) and math.isfinite(v) and v > 0
+
+
+def or_none(ok: Check) -> Check:
+    return lambda v: v is None or ok(v)
+
+
+def one_of(choices: Any) -> Check:
+    return lambda v: isinstance(v, str) and v in choices
+
+
+def non_empty_str(v: Any) -> bool:
+    return isinstance(v, str) and v != ""
+
+
+def dotted(v: Any) -> bool:
+    return isinstance(v, str) and _DOTTED.fullmatch(v) is not None
+
+
+@dataclass(frozen=True)
+class Names:
+    """The names in ``module.attribute``, read when first needed (so that importing this module imports no torch)."""
+
+    module: str
+    attribute: str
+    show: Callable[[Any], Any] = list
+
+    def __contains__(self, name: object) -> bool:
+        return name in getattr(importlib.import_module(self.module), self.attribute)
+
+    def __str__(self) -> str:
+        return f"one of {self.show(getattr(importlib.import_module(self.module), self.attribute))}"
+
+
+@dataclass(frozen=True)
+class Rule:
+    """What a field accepts: ``ok(value)``, said as ``allowed`` in errors, with an ``example`` override value."""
+
+    ok: Check
+    allowed: str | Names
+    example: str
+
+
+def rule(ok: Check, allowed: str | Names, example: str, default: Any = MISSING, factory: Any = None, help: str = ""):
+    """A config field carrying its :class:`Rule` and help; the default ``MISSING`` ("???") makes the key required."""
+    default_or_factory = {"default_factory": factory} if factory else {"default": default}
+    return field(metadata={"rule": Rule(ok, allowed, example), "help": help}, **default_or_factory)
+
+
+def refusal(key: str, value: Any, rule: Rule, source: Any = None) -> str:
+    """The one-line error for ``key=value`` that ``rule`` refuses (``source``: the value as written, if an
+    interpolation)."""
+    origin = f" from {source}" if isinstance(source, str) and "${" in source else ""
+    return f"{key} must be {rule.allowed}, got {value!r}{origin} (override it, e.g. {key}={rule.example})"
+
+
+POSITIVE_INT = "a positive integer"
+BOOL = "true or false"
+OPTIONAL_POSITIVE_INT = "null or a positive integer"
+DEVICES = "auto, cpu, cuda, cuda:N or mps"
+PRECISIONS = ("32", "bf16")
+SCHEDULER_INTERVALS = ("epoch", "step")
+STATE_MODES = ("reset", "carry")
+ADAM = {"_target_": "torch.optim.Adam", "_partial_": True, "lr": 1.0e-3}
+
+
+def _precision(v: Any) -> bool:
+    return isa(str, int)(v) and str(v) in PRECISIONS
+
+
+def _partial(v: Any) -> bool:
+    """A ``{_target_: ..., _partial_: true}`` config, or (given to the trainer in Python) the callable itself."""
+    return isa(Mapping)(v) or callable(v)
+
+
+@dataclass
+class TrainerSettings:
+    """``trainer.*``: each setting once, with its rule and help. ``optimizer`` and ``scheduler`` are Hydra partials
+    (configs, instantiated by the trainer) or callables: the optimizer is called with the model's parameters, the
+    scheduler with the optimizer (and ``total_steps`` when it takes that and the config leaves it unset: see
+    :meth:`plmu.train.trainer.Trainer.scheduler_steps`). ``test`` and ``resume`` are read by the runner
+    (:mod:`plmu.train.run`), not the loop."""
+
+    max_epochs: int | None = rule(
+        or_none(positive_int), OPTIONAL_POSITIVE_INT, "10",
+        help="epochs; the run ends at max_epochs or max_steps, whichever comes first (either may be null, not both)",
+    )  # fmt: skip
+    max_steps: int | None = rule(
+        or_none(positive_int), OPTIONAL_POSITIVE_INT, "1000", None,
+        help="optimizer steps (e.g. trainer.max_epochs=null trainer.max_steps=10000)",
+    )  # fmt: skip
+    val_every_n_steps: int | None = rule(
+        or_none(positive_int), OPTIONAL_POSITIVE_INT, "500", None,
+        help="validate (and write last.pt) every N optimizer steps too; null: once per epoch",
+    )  # fmt: skip
+    batch_size: int = rule(
+        positive_int, POSITIVE_INT, "32",
+        help="the global batch: under torchrun each of N processes runs batch_size / N rows",
+    )  # fmt: skip
+    accumulate_grad_batches: int = rule(
+        positive_int, POSITIVE_INT, "4", 1,
+        help="micro-batches per optimizer step (losses scaled: the step of one N-times batch)",
+    )  # fmt: skip
+    eval_batch_size: int | None = rule(
+        or_none(positive_int), OPTIONAL_POSITIVE_INT, "null", None, help="validation and test batch; null: batch_size"
+    )
+    optimizer: Any = rule(
+        _partial, "an optimizer config with a _target_", "{_target_:torch.optim.Adam,lr:1e-3}", factory=ADAM.copy,
+        help="called with the model's parameters, e.g. trainer.optimizer._target_=torch.optim.AdamW",
+    )  # fmt: skip
+    scheduler: Any = rule(
+        or_none(_partial), "null or a scheduler config with a _target_", "null", None,
+        help="called with the optimizer, e.g. {_target_:plmu.train.schedules.warmup_cosine,_partial_:true,"
+        "warmup_steps:500} (total_steps, if it takes it and it is unset, comes from the trainer)",
+    )  # fmt: skip
+    scheduler_interval: str = rule(
+        one_of(SCHEDULER_INTERVALS), f"one of {SCHEDULER_INTERVALS}", "step", "epoch",
+        help="step the scheduler once per epoch, or after every optimizer step (step)",
+    )  # fmt: skip
+    state: str = rule(
+        one_of(STATE_MODES), f"one of {STATE_MODES}", "reset", "reset",
+        help="carry: the model's state runs on from batch to batch (a language model's streams); reset: each "
+        "batch starts from zero",
+    )  # fmt: skip
+    grad_clip: float | None = rule(
+        or_none(positive_number), "null or a positive norm", "1.0", None, help="max gradient norm; null: no clipping"
+    )
+    early_stopping_patience: int | None = rule(
+        or_none(positive_int), OPTIONAL_POSITIVE_INT, "10", None,
+        help="stop after this many validations without a better validation metric",
+    )  # fmt: skip
+    device: str = rule(
+        non_empty_str, DEVICES, "auto", "auto",
+        help="auto: cuda when available, else cpu (under torchrun: cuda:LOCAL_RANK, else cpu)",
+    )  # fmt: skip
+    precision: str = rule(
+        _precision, f"one of {PRECISIONS}", "bf16", "32",
+        help="32 or bf16 (autocast; the LMU memory itself stays float32)",
+    )  # fmt: skip
+    compile: bool = rule(isa(bool), BOOL, "true", False, help="torch.compile the model")
+    limit_train_batches: int | None = rule(
+        or_none(positive_int), OPTIONAL_POSITIVE_INT, "null", None, help="train on the first N batches of each epoch"
+    )
+    limit_eval_batches: int | None = rule(
+        or_none(positive_int), OPTIONAL_POSITIVE_INT, "null", None, help="evaluate on the first N batches"
+    )
+    log_every_n_steps: int = rule(
+        positive_int, POSITIVE_INT, "50", 50, help="log the training loss every N optimizer steps"
+    )
+    progress: bool = rule(isa(bool), BOOL, "false", True, help="tqdm progress bars")
+    test: bool = rule(
+        isa(bool), BOOL, "false", True,
+        help="evaluate the best checkpoint on the test split at the end; false: a selection run (sweeps choose on "
+        "validation only; results.json's test is then null)",
+    )  # fmt: skip
+    resume: str | None = rule(
+        or_none(non_empty_str), "null, auto or a checkpoint path", "auto", "auto",
+        help="auto: continue from this run folder's last.pt if there is one; null: start afresh; or a last.pt path",
+    )  # fmt: skip
+
+    def __post_init__(self) -> None:
+        if isinstance(self.precision, int) and not isinstance(self.precision, bool):
+            self.precision = str(self.precision)  # trainer.precision=32 on the command line is an int
+
+
+def check_settings(settings: TrainerSettings) -> None:
+    """Each setting against its rule, and a run that ends (max_epochs or max_steps); one-line ConfigErrors."""
+    for setting in fields(settings):
+        value, setting_rule = getattr(settings, setting.name), setting.metadata["rule"]
+        if isinstance(value, str) and value == MISSING:
+            raise ConfigError(f"trainer.{setting.name} is required but not set (e.g. +trainer.{setting.name}="
+                              f"{setting_rule.example})")  # fmt: skip
+        if not setting_rule.ok(value):
+            raise ConfigError(refusal(f"trainer.{setting.name}", value, setting_rule))
+    check_length(settings.max_epochs, settings.max_steps)
+
+
+def check_length(max_epochs: Any, max_steps: Any) -> None:
+    """The run must end: ``trainer.max_epochs`` or ``trainer.max_steps`` (or both; the first reached ends it)."""
+    if max_epochs is None and max_steps is None:
+        raise ConfigError(
+            "trainer.max_epochs and trainer.max_steps are both null: set at least one (override it, e.g. "
+            "trainer.max_steps=1000 or trainer.max_epochs=10)"
+        )
+
+
+def check_carry(state: str, model: Any = None, data: Any = None, task: str = "this task") -> None:
+    """What ``trainer.state=carry`` needs, checked in one place (the runner asks before any data is read, then of the
+    data; the trainer asks again of the model it is given): a model with ``forward_with_state(batch, state)`` that
+    can carry its state (its ``carry_error()`` says why not), and batches that continue each other (a stream cut
+    into chunks: with independent sequences the state would flow from one example into an unrelated one)."""
+    if state != "carry":
+        return
+    if model is not None and not callable(getattr(model, "forward_with_state", None)):
+        raise ConfigError(
+            f"trainer.state=carry needs a model with forward_with_state(batch, state); {type(model).__name__} "
+            f"has none: use trainer.state=reset"
+        )
+    carry_error = getattr(model, "carry_error", None)
+    if callable(carry_error) and (why := carry_error()) is not None:
+        raise ConfigError(f"trainer.state=carry: {why}")
+    if data is not None:
+        from plmu.data.stream import StreamSplits
+
+        if not isinstance(data, StreamSplits):
+            raise ConfigError(
+                f"trainer.state=carry continues each stream's state into its next chunk, but task {task}'s batches "
+                f"are independent sequences ({type(data).__name__}): the state would carry from one example into "
+                f"an unrelated one; use trainer.state=reset"
+            )
+
+
+def defaults() -> dict[str, Any]:
+    """The settings' defaults as a config (``???`` where a task must set one)."""
+    return {
+        setting.name: setting.default_factory() if callable(setting.default_factory) else setting.default
+        for setting in fields(TrainerSettings)
+    }
+
+
+def register() -> None:
+    """Store the defaults with Hydra's ConfigStore as ``trainer/settings`` (``conf/trainer/default.yaml`` starts
+    from it), and the help's resolver. Idempotent."""
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    ConfigStore.instance().store(group="trainer", name="settings", node=OmegaConf.create(defaults()))
+    if not OmegaConf.has_resolver("plmu.trainer_settings"):  # in conf/config.yaml's help template
+        OmegaConf.register_new_resolver("plmu.trainer_settings", settings_help)
+
+
+def settings_help() -> str:
+    """``trainer.*``, one line each (name, default, help): ``plmu-train --help``'s trainer section."""
+
+    def shown(value: Any) -> str:
+        return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+    lines = []
+    for setting in fields(TrainerSettings):
+        default = "{...}" if setting.name == "optimizer" else shown(defaults()[setting.name])
+        lines.append(f"  {f'trainer.{setting.name}={default}':<38} {setting.metadata['help']}")
+    return "\n".join(lines)
