@@ -13,19 +13,18 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from plmu.bench.configs import task_models
 from plmu.bench.timing import measure, warnings_block
 from plmu.models.sizing import count_parameters
 from plmu.models.state import detach_state
 from plmu.models.text import language_model
 
 VOCAB, BATCH = 27, 32
-SIZES = {  # conf/task_model/text8_*.yaml
-    "parallel LMU": {"backbone": "plmu", "embed_dim": 64, "hidden_size": 256, "num_layers": 2, "order": 8,
-                     "theta": 16, "memory_d": 32},
-    "LSTM": {"backbone": "lstm", "embed_dim": 64, "hidden_size": 127, "num_layers": 2},
-    "transformer": {"backbone": "transformer", "embed_dim": 120, "hidden_size": 120, "num_layers": 2,
-                    "num_heads": 4, "dim_feedforward": 240},
-}  # fmt: skip
+
+
+def model_sizes() -> dict[str, dict]:
+    """{label: language_model arguments}: every registered family with text8 sizes (conf/task_model/text8_*.yaml)."""
+    return task_models("text8")
 
 
 def training_characters_per_second(
@@ -34,7 +33,7 @@ def training_characters_per_second(
     """One row per model: parameters, seconds per step (median), characters/s, the harness's spread warning."""
     device = torch.device(device)
     rows = []
-    for name, sizes in SIZES.items():
+    for name, sizes in model_sizes().items():
         torch.manual_seed(0)
         model = language_model(VOCAB, **sizes).to(device)
         optimizer = torch.optim.Adam(model.parameters(), 1e-3, fused=True)
@@ -77,7 +76,7 @@ def generation_characters_per_second(
     """One row per (model, context): characters/s of one ``model.step`` after that context, batch 1."""
     device = torch.device(device)
     rows = []
-    for name, sizes in SIZES.items():
+    for name, sizes in model_sizes().items():
         torch.manual_seed(0)
         model = language_model(VOCAB, **sizes).eval().to(device)
         for context in contexts:
@@ -123,7 +122,7 @@ def report(
         "| model | " + " | ".join(f"context {n:,}" for n in contexts) + " |",
         "| --- | " + " | ".join("---:" for _ in contexts) + " |",
     ]
-    for name in SIZES:
+    for name in model_sizes():
         rates = [r["characters_per_second"] for r in generation if r["model"] == name]
         lines.append(f"| {name} | " + " | ".join(f"{rate:,.0f}" for rate in rates) + " |")
     lmu = [r["characters_per_second"] for r in generation if r["model"] == "parallel LMU"]

@@ -15,17 +15,22 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from plmu.bench.configs import task_models
 from plmu.bench.timing import measure, warnings_block
 from plmu.models.text import text_classifier
 from plmu.models.transformer import TransformerBackbone
 
 VOCAB, BATCH = 16_000, 32
-SIZES = {  # conf/task_model/imdb_*.yaml
-    "parallel LMU": {"backbone": "plmu", "hidden_size": 251, "order": 16, "theta": 32, "memory_d": 16},
-    "LSTM": {"backbone": "lstm", "hidden_size": 105},
-    "transformer": {"backbone": "transformer", "hidden_size": 128, "num_heads": 4, "dim_feedforward": 128},
-}
-POOLINGS = {"parallel LMU": ("last", "max"), "LSTM": ("last", "max"), "transformer": ("mean", "max")}
+
+
+def model_sizes() -> dict[str, dict]:
+    """{label: text_classifier arguments}: every registered family with IMDB sizes (conf/task_model/imdb_*.yaml)."""
+    return task_models("imdb")
+
+
+def poolings(name: str) -> tuple[str, str]:
+    """How a family's classifier reads the review: its last state (a recurrence) or the mean (attention), and max."""
+    return ("mean", "max") if name == "transformer" else ("last", "max")
 
 
 def training_tokens_per_second(
@@ -34,9 +39,9 @@ def training_tokens_per_second(
     """One row per (model, pooling, length): seconds per step (median), tokens/s, the harness's spread warning."""
     device = torch.device(device)
     rows = []
-    for name, sizes, pooling in [(n, s, p) for n, s in SIZES.items() for p in POOLINGS[n]]:
+    for name, sizes, pooling in [(n, s, p) for n, s in model_sizes().items() for p in poolings(n)]:
         torch.manual_seed(0)
-        model = text_classifier(VOCAB, 2, embed_dim=128, pooling=pooling, **sizes).to(device)
+        model = text_classifier(VOCAB, 2, **{**sizes, "pooling": pooling}).to(device)
         # fused Adam, as a careful user sets it (+trainer.optimizer.fused=true): the 2M-weight embedding's update
         # dominates a short step otherwise (72% of the LMU's at 128 tokens with the default for-each Adam)
         optimizer = torch.optim.Adam(model.parameters(), 1e-3, fused=True)
@@ -76,7 +81,7 @@ def step_latency(
     """One row per context: ms of one more token for the LMU (recurrent step) and the transformer (KV cache)."""
     device = torch.device(device)
     torch.manual_seed(0)
-    lmu = text_classifier(VOCAB, 2, embed_dim=128, **SIZES["parallel LMU"]).backbone.eval().to(device)
+    lmu = text_classifier(VOCAB, 2, **model_sizes()["parallel LMU"]).backbone.eval().to(device)
     transformer = TransformerBackbone(128, 1, 4, 128, causal=True).eval().to(device)
     rows = []
     for context in contexts:
@@ -113,7 +118,7 @@ def report(
         "| model | read | parameters (without embedding) | " + " | ".join(f"tokens/s at {n}" for n in lengths) + " |",
         "| --- | --- | ---: | " + " | ".join("---:" for _ in lengths) + " |",
     ]
-    for name, pooling in [(n, p) for n in SIZES for p in POOLINGS[n]]:
+    for name, pooling in [(n, p) for n in model_sizes() for p in poolings(n)]:
         rows = [r for r in training if r["model"] == name and r["pooling"] == pooling]
         speeds = " | ".join(f"{r['tokens_per_second']:,.0f}" for r in rows)
         lines.append(f"| {name} | {pooling} | {rows[0]['parameters']:,} | {speeds} |")

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import html
+import json
 import math
 import os
 import sys
@@ -136,11 +137,9 @@ def translate_split(
 
 
 # ------------------------------------------------------------------------------------------------ the run
-def _data_root(args: argparse.Namespace, cfg: DictConfig) -> str:
-    """Apply ``--data-root`` to the run's data config (``task.data.path`` if training used one, else data_dir);
-    returns the folder the vocabularies and text are read from."""
-    from plmu.data.translation import data_folder_for
-
+def _data_root(args: argparse.Namespace, cfg: DictConfig) -> None:
+    """Apply ``--data-root`` to the run's data config (``task.data.path`` if training used one, else data_dir), for
+    loading a split."""
     data = cfg.task.data
     if args.data_root is not None:
         root = Path(args.data_root).expanduser()
@@ -150,7 +149,6 @@ def _data_root(args: argparse.Namespace, cfg: DictConfig) -> str:
             data.path = str(root.resolve())
         else:
             data.data_dir = str(root.resolve())
-    return str(data_folder_for(data))
 
 
 def _said_with_data_root(error: PlmuError, args: argparse.Namespace) -> PlmuError:
@@ -201,15 +199,24 @@ def batch_size_of(args: argparse.Namespace, cfg: DictConfig) -> int:
 
 def translate_stdin(args: argparse.Namespace) -> int:
     """Source lines from stdin → translations on stdout, in order, one a line."""
-    from plmu.data.translation import as_split, vocabularies
+    from plmu.data.translation import as_split, recorded_vocabularies
 
     model, cfg, device, _, _ = load_run(args)
-    folder = _data_root(args, cfg)
+    if args.data_root is not None and not Path(args.data_root).expanduser().is_dir():
+        raise ConfigError(f"--data-root {args.data_root}: no such folder; give the folder that holds the data")
+    run_dir = Path(args.run_dir).expanduser()
     try:
-        source_vocab, target_vocab = vocabularies(cfg.task.data)
+        info = json.loads((run_dir / "data_info.json").read_text())
+    except (OSError, ValueError):
+        raise ConfigError(
+            f"{run_dir}/data_info.json is missing or unreadable: it names the run's vocabulary files (plmu-train "
+            f"writes it when the run starts)"
+        ) from None
+    try:
+        source_vocab, target_vocab, folder = recorded_vocabularies(info, run_dir, args.data_root)
     except PlmuError as error:
         raise _said_with_data_root(error, args) from None
-    _check_vocabularies(model, source_vocab, target_vocab, folder)
+    _check_vocabularies(model, source_vocab, target_vocab, str(folder))
     lines = sys.stdin.read().split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -262,13 +269,14 @@ def translate_report(args: argparse.Namespace) -> int:
     try:
         text_file = ReportFile(report_file.target.with_suffix(".txt"), args.output)
         model, cfg, device, path, payload = load_run(args)
-        folder = _data_root(args, cfg)
+        _data_root(args, cfg)
         try:
             data = load_data(cfg)
         except PlmuError as error:
             raise _said_with_data_root(error, args) from None
         if not isinstance(data, TranslationSplits):
             raise ConfigError(f"{run_dir}'s data ({cfg.task.data._target_}) is not a translation data set")
+        folder = str(data.info.get("folder", "the data folder"))
         _check_vocabularies(model, data.source_vocab, data.target_vocab, folder)
         split = getattr(data, args.split)
         check_recorded_data(run_dir, args.split, split)  # the vocabularies' content too, not only their sizes

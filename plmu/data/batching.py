@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from plmu.data.splits import ThreeSplits, check_int, is_int
+from plmu.data.splits import Split, ThreeSplits, check_int, is_int
 from plmu.errors import DataError
 
 SIDES = ("left", "right")
@@ -189,12 +189,9 @@ class Ragged:
 
 
 @dataclass(eq=False)  # numpy fields: == would be ambiguous
-class DictSplit:
-    """One split of tokenised examples: ``columns`` (``inputs`` or ``inputs_a``/``inputs_b``) and ``target``.
-
-    The API mirrors ``TensorSplit`` (``len``, ``batches``, ``num_batches``, ``check_labels``), but a batch is a
-    dict (see the module docstring), made by ``pad_collate`` over length-bucketed indices.
-    """
+class DictSplit(Split):
+    """One split of tokenised examples: ``columns`` (``inputs`` or ``inputs_a``/``inputs_b``) and ``target``; a
+    batch (module docstring) is made by ``pad_collate`` over length-bucketed indices (:class:`Split`'s protocol)."""
 
     columns: dict[str, Ragged]
     target: np.ndarray | None  # (N,) int64 class labels, or None (unlabelled text)
@@ -241,34 +238,14 @@ class DictSplit:
             self._lengths, batch_size, seed, shuffle, self.bucket_size_multiplier, start_batch=start_batch
         )
 
-    def batches(
-        self,
-        batch_size: int,
-        shuffle: bool = False,
-        seed: int = 0,
-        limit: int | None = None,
-        start_batch: int = 0,
-    ) -> Iterator[dict[str, Tensor]]:
-        """Dict batches; the order depends only on ``seed`` (and is fixed when not shuffled).
+    def order(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> list[np.ndarray]:
+        """Length-bucketed index arrays (:class:`LengthBucketBatchSampler`); fixed when not shuffled."""
+        return self.sampler(batch_size, shuffle, seed).batches()
 
-        Batch numbers count from the start of that order, as in ``TensorSplit.batches``: ``start_batch`` skips
-        batches 0 … start_batch − 1 (an exact mid-epoch resume) and ``limit`` stops before batch number ``limit``.
-        """
-        sampler = self.sampler(batch_size, shuffle, seed, start_batch)
-        for number, indices in enumerate(sampler, start=sampler.start_batch):
-            if limit is not None and number >= limit:
-                return
-            yield pad_collate(
-                [self.example(i) for i in indices],
-                self.pad_id,
-                self.side,
-                self.multiple,
-                keys=list(self.columns),
-            )
-
-    def num_batches(self, batch_size: int, limit: int | None = None) -> int:
-        count = -(-len(self) // batch_size)
-        return count if limit is None else min(count, limit)
+    def collate(self, item: np.ndarray) -> dict[str, Tensor]:
+        """Examples ``item`` padded into one batch (module docstring)."""
+        examples = [self.example(i) for i in item]
+        return pad_collate(examples, self.pad_id, self.side, self.multiple, keys=list(self.columns))
 
     def check_labels(self, num_classes: int, split: str = "this", key: str = "num_classes") -> None:
         """Raise a DataError unless every target is in [0, num_classes) (or there are no targets to check)."""

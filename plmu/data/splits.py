@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numbers
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -48,9 +49,55 @@ def split_fractions(split: object, of_what: str, example: str) -> tuple[float, f
     return values[0], values[1], values[2]
 
 
+class Split:
+    """What the trainer asks of one split, implemented once: ``len``, ``batches``, ``num_batches``, ``check_labels``.
+
+    A split says how an epoch is cut (:meth:`order`: one item per batch, e.g. index arrays) and how one item becomes
+    a batch (:meth:`collate`: a dict of tensors); :meth:`batches` walks that order. Batch numbers count from the
+    start of the epoch's order, which depends only on ``seed``: ``start_batch`` skips batches 0 … start_batch − 1
+    (an exact mid-epoch resume) and ``limit`` stops before batch number ``limit`` (the epoch's cap, wherever it was
+    started). Subclasses: :class:`TensorSplit`, :class:`plmu.data.batching.DictSplit`,
+    :class:`plmu.data.stream.StreamSplit`, :class:`plmu.data.seq2seq.TranslationSplit`.
+    """
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    def order(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Sequence[Any]:
+        """The epoch's batches, in order, each as :meth:`collate` takes it."""
+        raise NotImplementedError
+
+    def collate(self, item: Any) -> dict[str, Tensor]:
+        """One item of :meth:`order` as a batch."""
+        raise NotImplementedError
+
+    def batches(
+        self,
+        batch_size: int,
+        shuffle: bool = False,
+        seed: int = 0,
+        limit: int | None = None,
+        start_batch: int = 0,
+    ) -> Iterator[dict[str, Tensor]]:
+        """The epoch's batches from ``start_batch`` on, stopping before batch ``limit`` (see the class docstring)."""
+        order = self.order(batch_size, shuffle, seed)  # drawn in full either way: the same order on resume
+        stop = len(order) if limit is None else min(limit, len(order))
+        for number in range(start_batch, stop):
+            yield self.collate(order[number])
+
+    def num_batches(self, batch_size: int, limit: int | None = None) -> int:
+        """Batches in an epoch of ``batch_size`` (at most ``limit``)."""
+        count = -(-len(self) // batch_size)
+        return count if limit is None else min(count, limit)
+
+    def check_labels(self, num_classes: int, split: str = "this", key: str = "num_classes") -> None:
+        """Raise a DataError unless the targets are class labels in [0, num_classes); here: nothing to check."""
+
+
 @dataclass
-class TensorSplit:
-    """Inputs x (N, T, features) and targets y: (N,) class labels or (N, T, outputs) values."""
+class TensorSplit(Split):
+    """Inputs x (N, T, features) and targets y: (N,) class labels or (N, T, outputs) values; a batch is
+    ``{"inputs": x (B, T, features), "target": y}``, the dict every task's batches are."""
 
     x: Tensor
     y: Tensor
@@ -62,32 +109,16 @@ class TensorSplit:
     def __len__(self) -> int:
         return len(self.x)
 
-    def batches(
-        self,
-        batch_size: int,
-        shuffle: bool = False,
-        seed: int = 0,
-        limit: int | None = None,
-        start_batch: int = 0,
-    ) -> Iterator[dict[str, Tensor]]:
-        """Batches ``{"inputs": x (B, T, features), "target": y}``, the dict every task's batches are.
+    def order(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> Sequence[slice | Tensor]:
+        """Consecutive slices, or (``shuffle``) slices of a permutation drawn from ``seed`` alone."""
+        starts = range(0, len(self), batch_size)
+        if not shuffle:
+            return [slice(start, start + batch_size) for start in starts]
+        permutation = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))
+        return [permutation[start : start + batch_size] for start in starts]
 
-        A shuffled order depends only on ``seed``, so a resumed epoch sees the same batches. Batch numbers count
-        from the start of that order: ``start_batch`` skips batches 0 … start_batch − 1 (an exact mid-epoch
-        resume) and ``limit`` stops before batch number ``limit`` (the epoch's cap, wherever it was started).
-        """
-        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed)) if shuffle else None
-        for number, start in enumerate(range(0, len(self), batch_size)):
-            if limit is not None and number >= limit:
-                return
-            if number < start_batch:
-                continue  # the permutation above is drawn in full either way, so the order is the same
-            index = slice(start, start + batch_size) if order is None else order[start : start + batch_size]
-            yield {"inputs": self.x[index], "target": self.y[index]}
-
-    def num_batches(self, batch_size: int, limit: int | None = None) -> int:
-        count = -(-len(self) // batch_size)
-        return count if limit is None else min(count, limit)
+    def collate(self, item: slice | Tensor) -> dict[str, Tensor]:
+        return {"inputs": self.x[item], "target": self.y[item]}
 
     def check_labels(self, num_classes: int, split: str = "this", key: str = "num_classes") -> None:
         """Raise a DataError unless y holds class labels (N,) of an integer dtype, all in [0, num_classes).

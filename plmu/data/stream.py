@@ -16,14 +16,13 @@ sequences longer than a chunk and evaluated over a whole split.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from plmu.data.splits import ThreeSplits, check_int
+from plmu.data.splits import Split, ThreeSplits, check_int
 from plmu.errors import DataError
 
 IGNORE_INDEX = -100  # torch's cross-entropy default: padded targets count nowhere
@@ -38,12 +37,11 @@ def _smallest_int_dtype(vocab_size: int) -> np.dtype:
 
 
 @dataclass(eq=False)  # numpy fields: == would be ambiguous
-class StreamSplit:
-    """One split as a token stream (``tokens`` (N,) ids) cut into chunks of ``chunk_length`` steps.
-
-    The API mirrors ``TensorSplit`` (``len``, ``batches``, ``num_batches``); ``len`` is the number of predicted
-    tokens (N − 1). ``batch_size`` is the number of streams B.
-    """
+class StreamSplit(Split):
+    """One split as a token stream (``tokens`` (N,) ids) cut into chunks of ``chunk_length`` steps, batches
+    ``{"inputs": (B, L), "target": (B, L)}`` (:class:`~plmu.data.splits.Split`'s protocol); ``len`` is the number of
+    predicted tokens (N − 1), ``batch_size`` the number of streams B. Token targets are checked when the split is
+    made (ids in [0, vocab_size)): ``check_labels`` has nothing more to check."""
 
     tokens: np.ndarray
     chunk_length: int
@@ -81,30 +79,19 @@ class StreamSplit:
         count = math.ceil(self.stream_length(batch_size) / self.chunk_length)
         return count if limit is None else min(count, limit)
 
-    def batches(
-        self,
-        batch_size: int,
-        shuffle: bool = False,
-        seed: int = 0,
-        limit: int | None = None,
-        start_batch: int = 0,
-    ) -> Iterator[dict[str, Tensor]]:
-        """Chunks ``{"inputs": (B, L), "target": (B, L)}`` in stream order from chunk ``start_batch`` on.
-
-        ``shuffle`` and ``seed`` are accepted for the split protocol and ignored on purpose: a carried state is only
-        right if chunk i + 1 continues chunk i (module docstring).
-        """
+    def order(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> list[tuple[Tensor, Tensor]]:
+        """The chunks (inputs, target), each (B, L), in stream order. ``shuffle`` and ``seed`` are accepted for the
+        split protocol and ignored on purpose: a carried state is only right if chunk i + 1 continues chunk i
+        (module docstring)."""
         del shuffle, seed
         inputs, target = self.streams(batch_size)
         length = self.chunk_length
-        for number in range(start_batch, self.num_batches(batch_size)):
-            if limit is not None and number >= limit:
-                return
-            window = slice(number * length, (number + 1) * length)
-            yield {"inputs": inputs[:, window], "target": target[:, window]}
+        windows = (slice(number * length, (number + 1) * length) for number in range(self.num_batches(batch_size)))
+        return [(inputs[:, window], target[:, window]) for window in windows]
 
-    def check_labels(self, num_classes: int, split: str = "this", key: str = "num_classes") -> None:
-        """Token targets are checked when the split is made (ids in [0, vocab_size)); nothing more to check."""
+    def collate(self, item: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
+        inputs, target = item
+        return {"inputs": inputs, "target": target}
 
 
 @dataclass(eq=False)

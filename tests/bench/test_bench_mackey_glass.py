@@ -21,6 +21,6 @@ def test_lstm_flops_are_counted_by_formula():
 
 def test_quick_profile_report():
     text = mackey_glass.report(torch.device("cpu"), quick=True, profile=True)
-    assert "| plmu | 17,358 |" in text and "| lstm |" in text
+    assert "| parallel LMU (plmu) | 17,358 |" in text and "| LSTM (lstm) |" in text and "| GRU (gru) |" in text
     assert "GEMM rate measured in this run" in text and "floor at the thin rate" in text
     assert "Where one plmu step's time goes" in text and "Where one lstm step's time goes" in text

@@ -1,11 +1,11 @@
 """plmu-bench --text runs its three models and reports what it measured (tiny lengths: seconds)."""
 
-from plmu.bench.text import POOLINGS, SIZES, report, step_latency, training_tokens_per_second
+from plmu.bench.text import model_sizes, poolings, report, step_latency, training_tokens_per_second
 
 
 def test_text_training_table_has_every_model_pooling_and_length():
     rows = training_tokens_per_second(lengths=(8, 16), repeats=1, device="cpu")
-    expected = {(m, p, n) for m in SIZES for p in POOLINGS[m] for n in (8, 16)}
+    expected = {(m, p, n) for m in model_sizes() for p in poolings(m) for n in (8, 16)}
     assert {(r["model"], r["pooling"], r["length"]) for r in rows} == expected
     assert all(r["tokens_per_second"] > 0 for r in rows)
     parameters = [r["parameters"] for r in rows if r["length"] == 8]

@@ -1,7 +1,9 @@
 """Translation end to end: plmu-train on a synthetic task in the Stanford layout → plmu-translate (BLEU) → plmu-eval."""
 
+import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -52,13 +54,22 @@ def test_train_translate_and_score(trained_run, capsys):
     assert report(capsys)["bleu_tokenized"] >= 90 and (run / "translate_test_greedy.json").is_file()
 
 
-def test_stdin_to_stdout_and_the_run_as_an_rnn(trained_run, monkeypatch, capsys):
+def test_stdin_to_stdout_and_the_run_as_an_rnn(trained_run, monkeypatch, capsys, tmp_path):
     run, results, data = trained_run
     sources = (data / "tst2013.en").read_text().splitlines()[:3]
-    monkeypatch.setattr(sys, "stdin", __import__("io").StringIO("\n".join(sources) + "\n"))
+    monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(sources) + "\n"))
     assert translate_cli.main([str(run), "--beam", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out == (run / "translate_test_greedy.txt").read_text().splitlines()[:3]
+    # the vocabularies come from the files the run's data_info.json names; --data-root: the same files elsewhere
+    moved = tmp_path / "moved"
+    shutil.copytree(data, moved)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(sources[0] + "\n"))
+    assert translate_cli.main([str(run), "--beam", "1", "--data-root", str(moved), "--no-progress"]) == 0
+    assert capsys.readouterr().out.splitlines() == out[:1]
+    monkeypatch.setattr(sys, "stdin", io.StringIO(sources[0] + "\n"))
+    assert translate_cli.main([str(run), "--data-root", str(tmp_path), "--no-progress"]) == 2
+    assert "vocab.en is missing" in error_line(capsys)
     assert eval_cli.main([str(run), "--no-progress"]) == 0  # teacher-forced, the decoder stepped as an RNN
     evaluation = report(capsys)
     assert evaluation["value"] == pytest.approx(results["test"], rel=1e-5)
