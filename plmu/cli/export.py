@@ -103,7 +103,7 @@ def _check_one_stream(model: Any) -> None:
 
 
 def default_output(args: argparse.Namespace, run_dir: Path) -> Path:
-    from plmu.cli.eval import checkpoint_label
+    from plmu.cli.reports import checkpoint_label
     from plmu.export import SUFFIX
 
     if args.checkpoint in ("best", "last"):

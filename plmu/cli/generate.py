@@ -46,7 +46,7 @@ def generate(args: argparse.Namespace) -> tuple[str, float]:
     """The prompt and ``args.length`` sampled characters, and the sampling speed (characters per second)."""
     import torch
 
-    from plmu.cli.eval import resolve_eval_device
+    from plmu.cli.reports import resolve_eval_device
     from plmu.runs import checkpoint_path, saved_config, saved_model
     from plmu.train import checkpoint
 

@@ -160,7 +160,7 @@ def _said_with_data_root(error: PlmuError, args: argparse.Namespace) -> PlmuErro
 
 def load_run(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict]:
     """(model on its device, its config, the device, the checkpoint path, the checkpoint payload)."""
-    from plmu.cli.eval import resolve_eval_device
+    from plmu.cli.reports import resolve_eval_device
     from plmu.models.seq2seq import Seq2Seq
     from plmu.runs import checkpoint_path, saved_config, saved_model
     from plmu.train import checkpoint
@@ -235,7 +235,7 @@ def translate_stdin(args: argparse.Namespace) -> int:
 
 def report_name(args: argparse.Namespace, run_dir: Path, path: Path) -> str:
     """``translate_<split>`` and a suffix for each setting that is not the default (module docstring)."""
-    from plmu.cli.eval import checkpoint_label
+    from plmu.cli.reports import checkpoint_label
 
     parts = [f"translate_{args.split}"]
     if args.beam != DEFAULT_BEAM:
@@ -256,7 +256,7 @@ def translate_report(args: argparse.Namespace) -> int:
     import torch
 
     import plmu
-    from plmu.cli.eval import ReportFile, check_recorded_data, strict_json
+    from plmu.cli.reports import ReportFile, check_recorded_data, strict_json
     from plmu.data.translation import TranslationSplits
     from plmu.runs import checkpoint_path
     from plmu.train.run import load_data

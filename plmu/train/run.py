@@ -17,10 +17,8 @@ Rank 0 loads the data first (a download, a cache), then the others.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,15 +27,17 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from plmu.data.fingerprint import check_same_data, fingerprint
+from plmu.data.fingerprint import fingerprint
 from plmu.data.splits import DataSplits
-from plmu.errors import CheckpointError, ConfigError, PlmuError, RunFolderError
+from plmu.errors import ConfigError, PlmuError
 from plmu.models.backbones import family_label, model_family
 from plmu.models.build import build_model, model_args
 from plmu.train import checkpoint, distributed, provenance
+from plmu.train.init_from import check_same_vocabulary, init_from_checkpoint
 from plmu.train.loggers import JsonlLog, NullLogger, write_json_atomic, write_text_atomic
 from plmu.train.objectives import Classification, build_objective
-from plmu.train.run_folder import RunFolder, RunInterrupted, check_resume, run_log
+from plmu.train.resume import check_resumed_data, read_folder
+from plmu.train.run_folder import RunFolder, RunInterrupted, run_log
 from plmu.train.schema import check_config
 from plmu.train.settings import TrainerSettings, check_carry
 from plmu.train.trainer import Trainer
@@ -74,88 +74,6 @@ def trainer_settings(cfg: DictConfig) -> TrainerSettings:
     return TrainerSettings(**OmegaConf.to_container(cfg.trainer, resolve=True))
 
 
-def init_from_checkpoint(cfg: DictConfig) -> tuple[Path, dict[str, Any]] | None:
-    """``init_from``: null, or a run folder (its checkpoints/best.pt, else last.pt) or a checkpoint file, read now
-    (before any data) so that a missing or corrupt file fails at once. Returns (the checkpoint's path, its payload).
-    """
-    given = cfg.get("init_from")
-    if given is None:
-        return None
-    try:
-        path = checkpoint.resolve(given)
-        return path, checkpoint.load(path)
-    except CheckpointError as error:
-        raise CheckpointError(f"init_from={str(given)!r}: {error}") from None
-
-
-VOCABULARY_KEYS = ("tokenizer", "alphabet")  # data_info.json's keys that say what each token id means
-
-
-def _same_vocabulary(a: Any, b: Any, a_run: Path) -> bool:
-    """Equal values, or two paths of tokenizer files with the same content (one tokenizer, cached in two places).
-    ``a`` comes from the data_info.json of the run folder ``a_run``, which writes paths relative to it."""
-    if a == b:
-        return True
-    if isinstance(a, str) and isinstance(b, str):
-        path_a, path_b = provenance.from_record(a, a_run), Path(b)
-        if path_a.is_file() and path_b.is_file():
-            return path_a.read_bytes() == path_b.read_bytes()
-    return False
-
-
-def check_same_vocabulary(source: Path, data_info: Mapping[str, Any]) -> None:
-    """Refuse ``init_from`` across vocabularies: the embedding and output rows would load by shape and mean other
-    tokens, silently. ``source`` is the checkpoint; its run's ``data_info.json`` (beside ``checkpoints/``) says which
-    tokenizer or alphabet it trained with. A bare checkpoint without one cannot be checked (said in the log)."""
-    info_path = Path(source).parent.parent / "data_info.json"
-    try:
-        theirs = json.loads(info_path.read_text())
-    except (OSError, ValueError):
-        log.warning("init_from: %s has no readable data_info.json: its vocabulary is not checked", source)
-        return
-    for key in VOCABULARY_KEYS:
-        if key in theirs and key in data_info and not _same_vocabulary(theirs[key], data_info[key], info_path.parent):
-            raise ConfigError(
-                f"init_from={str(source)!r} was trained with another {key} ({theirs[key]!r}, this run: "
-                f"{data_info[key]!r}): its token ids mean other tokens. Use the data settings of that run (for a "
-                f"trained tokenizer: the same vocab_size, lowercase, val_size, split_seed and max_train), or "
-                f"init_from=null"
-            )
-
-
-# Keys a checkpoint's config lacks when it was written before they existed, with the value that run had in effect
-# (the behaviour before them), so that such a checkpoint resumes under check_resume's comparison.
-def resume_path(cfg: DictConfig, folder: RunFolder) -> Path | None:
-    """``trainer.resume``: null (never), auto (this run folder's last.pt if it exists), or a checkpoint path."""
-    resume = cfg.trainer.get("resume")
-    if resume in (None, "none", "null"):
-        return None
-    if resume == "auto":
-        return folder.last_checkpoint if folder.last_checkpoint.exists() else None
-    path = Path(resume).expanduser()
-    if not path.is_file():  # checked now, before any data is loaded
-        raise CheckpointError(f"trainer.resume={resume!r}: no such checkpoint; give a last.pt a run wrote, or auto")
-    owner = path.resolve().parent.parent  # <run folder>/checkpoints/last.pt
-    if owner != folder.path.resolve():
-        # Resumed here, the run would go on without that run's best.pt and metrics: its test would score weights
-        # its record does not name (issue 16). A run continues in its own folder; a new one starts from weights.
-        raise CheckpointError(
-            f"trainer.resume={resume!r} is a checkpoint of the run in {owner}, not of this run folder "
-            f"({folder.path}): continue that run there (hydra.run.dir={owner} trainer.resume=auto), or start a new "
-            f"run from its weights with init_from={path}"
-        )
-    return path
-
-
-def _refuse_mixing(folder: RunFolder, resume: Path | None) -> None:
-    """A folder that already holds a run takes only that run, resumed; never a second run's records."""
-    if resume is None and folder.holds_run():
-        raise RunFolderError(
-            f"run folder {folder.path} already holds a run (checkpoints/last.pt or results.json) and this command "
-            f"would start a new one there. Resume it with trainer.resume=auto, or choose another hydra.run.dir"
-        )
-
-
 def _start_over(metrics: JsonlLog) -> None:
     """A fresh run: drop what an attempt killed before its first checkpoint left (its metric lines)."""
     if metrics.path.exists():
@@ -190,7 +108,7 @@ def train(
     config = OmegaConf.to_container(cfg, resolve=True)
     distributed.on_main(folder.lock)  # one process per run folder; released even on kill -9
     try:
-        resume, payload, finished = distributed.on_main(lambda: _read_folder(cfg, folder, config, settings))
+        resume, payload, finished = distributed.on_main(lambda: read_folder(cfg, folder, config, settings))
         if finished is not None:
             return finished
         # A resumed run's weights are in its checkpoint: init_from only starts a run (it is not read again).
@@ -199,7 +117,7 @@ def train(
         check_carry(cfg.trainer.get("state", "reset"), data=data, task=cfg.task.name)
         data.info["fingerprint"] = fingerprint(data)  # the data is part of the run's identity (data_info.json)
         if payload is not None:
-            distributed.on_main(lambda: _check_resumed_data(folder, data.info["fingerprint"], resume))
+            distributed.on_main(lambda: check_resumed_data(folder, data.info["fingerprint"], resume))
         shapes = model_args(cfg, data.info)
         if shapes != model_args(cfg):  # the data decides a shape (a vocabulary): build it for the data
             torch.manual_seed(cfg.seed)
@@ -295,33 +213,6 @@ def train(
     return results
 
 
-def _read_folder(
-    cfg: DictConfig, folder: RunFolder, config: dict[str, Any], settings: TrainerSettings
-) -> tuple[Path | None, dict[str, Any] | None, dict[str, Any] | None]:
-    """(the checkpoint to resume, its payload, the recorded results if that run already ended), all checked
-    against this config; a folder holding another run is refused."""
-    resume = resume_path(cfg, folder)
-    _refuse_mixing(folder, resume)
-    payload = checkpoint.load(resume) if resume is not None else None
-    if payload is None:
-        return None, None, None
-    state = payload["train_state"]  # old checkpoints have no step: only max_epochs is checked against them
-    check_resume(payload["config"], config, state["epoch"], resume, step=state.get("step"))
-    return resume, payload, _finished_results(folder, payload, settings)
-
-
-def _check_resumed_data(folder: RunFolder, current: dict[str, Any], resume: Path) -> None:
-    """A run resumes on the data it was trained on (its data_info.json's fingerprint), moved or not; before any
-    record is rewritten."""
-    try:
-        recorded = json.loads((folder.path / "data_info.json").read_text()).get("fingerprint")
-    except (OSError, ValueError, AttributeError):
-        recorded = None
-    fix = f"a run resumes on its own data: start a new run from these weights with init_from={resume}"
-    if not check_same_data(recorded, current, fix):
-        log.info("no data fingerprint recorded (a run of an older plmu): the resumed data is not compared")
-
-
 def _write_records(
     cfg: DictConfig,
     folder: RunFolder,
@@ -343,34 +234,6 @@ def _write_records(
     write_json_atomic(folder.path / "data_info.json", provenance.portable(data_info, folder.path))
     for name, text in (extra_records or {}).items():
         write_text_atomic(folder.path / name, text)
-
-
-def _finished_results(folder: RunFolder, payload: dict[str, Any], settings: TrainerSettings) -> dict | None:
-    """The recorded results when the checkpoint's run already ended and has them; nothing is re-run or rewritten."""
-    state = payload["train_state"]
-    by_epochs = settings.max_epochs is not None and state["epoch"] >= settings.max_epochs
-    by_steps = settings.max_steps is not None and state["step"] >= settings.max_steps
-    if not (state["stopped_early"] or by_epochs or by_steps) or not folder.results.exists():
-        return None
-    try:
-        results = json.loads(folder.results.read_text())
-    except (OSError, ValueError):
-        return None  # a damaged results.json: run the test again and rewrite it
-    if state["stopped_early"]:
-        further = "It stopped early"
-    else:
-        further = "Raise " + " and ".join(
-            key for key, reached in (("trainer.max_epochs", by_epochs), ("trainer.max_steps", by_steps)) if reached
-        )
-        further += " to train further"
-    log.info(
-        "%s is complete (epoch %d, step %d); results.json is unchanged. %s",
-        folder.path,
-        state["epoch"],
-        state["step"],
-        further,
-    )
-    return results
 
 
 def _run_name(cfg: DictConfig, folder: RunFolder, overrides: list[str], group: str | None) -> str:

@@ -11,6 +11,7 @@ import torch
 from conftest import TINY_MACKEY_GLASS, compose_config, write_idx_mnist
 
 from plmu.cli import eval as eval_cli
+from plmu.cli import reports as report_files
 from plmu.data.splits import TensorSplit
 from plmu.models.sequence import SequenceModel
 from plmu.train import checkpoint
@@ -139,7 +140,7 @@ def test_device_errors_name_the_flag(trained_run, capsys):
     run_dir = str(trained_run[0])
     assert eval_cli.main([run_dir, "--device", "tpu"]) == 2
     assert error_line(capsys) == (
-        "plmu-eval: error: --device tpu: not a device plmu-eval runs on; use cpu, cuda, cuda:N or auto"
+        "plmu-eval: error: --device tpu: not a device plmu runs on; use cpu, cuda, cuda:N or auto"
     )
     if not torch.cuda.is_available():
         assert eval_cli.main([run_dir, "--device", "cuda"]) == 2
@@ -266,7 +267,7 @@ def test_output_flag(run_copy, tmp_path, capsys):
 
 
 def test_unwritable_run_dir_fails_before_evaluating(run_copy, tmp_path, monkeypatch, capsys):
-    real_mkstemp = eval_cli.tempfile.mkstemp
+    real_mkstemp = report_files.tempfile.mkstemp
 
     def read_only(*args, dir=None, **kwargs):  # root ignores chmod, so the refusal is simulated
         if Path(dir) == run_copy:
@@ -276,7 +277,7 @@ def test_unwritable_run_dir_fails_before_evaluating(run_copy, tmp_path, monkeypa
     def never(*args, **kwargs):
         raise AssertionError("the checkpoint was loaded before the output was checked")
 
-    monkeypatch.setattr(eval_cli.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(report_files.tempfile, "mkstemp", read_only)
     monkeypatch.setattr(checkpoint, "load", never)
     assert eval_cli.main([str(run_copy)]) == 2
     assert error_line(capsys) == (
@@ -284,7 +285,7 @@ def test_unwritable_run_dir_fails_before_evaluating(run_copy, tmp_path, monkeypa
         "pass --output PATH to write it elsewhere"
     )
     monkeypatch.undo()
-    monkeypatch.setattr(eval_cli.tempfile, "mkstemp", read_only)
+    monkeypatch.setattr(report_files.tempfile, "mkstemp", read_only)
     assert eval_cli.main([str(run_copy), "--no-progress", "--output", str(tmp_path / "report.json")]) == 0
     assert (tmp_path / "report.json").exists()
 

@@ -1,0 +1,126 @@
+"""What the tools that read a trained run share (plmu-eval, -translate, -generate, -export): the device flag, the
+report file (created first, written atomically, strict JSON) and its name's checkpoint label, and the check that a
+split read now is the one the run was trained on."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from plmu.errors import ConfigError, PlmuError
+
+if TYPE_CHECKING:  # torch loads lazily: a tool's --help should not wait seconds for it
+    import torch
+
+DEVICE_TYPES = ("cpu", "cuda", "mps")  # what the model code is tested on; `meta` etc. would fail mid-evaluation
+
+
+def checkpoint_label(run_dir: Path, path: Path) -> str | None:
+    """The report name's part for a checkpoint other than the run's best.pt: its stem (``last``), and for a file
+    outside this run's checkpoints/ a digest of its place too, so that another run's last.pt never overwrites the
+    report of this run's own."""
+    own = (run_dir / "checkpoints").resolve()
+    resolved = path.resolve()
+    if resolved == own / "best.pt":
+        return None
+    if resolved.parent == own:
+        return path.stem
+    return f"{path.stem}-{hashlib.sha256(str(resolved).encode()).hexdigest()[:8]}"
+
+
+class ReportFile:
+    """The report's temp file, created before the evaluation so an unwritable place fails in a second, not after it.
+
+    ``commit`` renames it over the target (a killed evaluation never leaves a torn report); ``discard`` removes it.
+    """
+
+    def __init__(self, target: Path, flag: str | None) -> None:
+        self.target = target
+        where = f"--output {flag}" if flag else f"cannot write the report into {target.parent}"
+        fix = "choose a writable path" if flag else "pass --output PATH to write it elsewhere"
+        if not target.parent.is_dir():
+            raise ConfigError(f"{where}: folder {target.parent} does not exist; create it or {fix}")
+        try:
+            fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        except OSError as error:  # read-only folder, full disk, no permission
+            raise ConfigError(f"{where}: {error.strerror or error}; {fix}") from None
+        self.file, self.tmp = os.fdopen(fd, "w"), Path(name)
+
+    def commit(self, text: str) -> bool:
+        """Write and rename; True when an earlier report was replaced."""
+        replaced = self.target.exists()
+        with self.file:
+            self.file.write(text)
+            self.file.flush()
+            os.fsync(self.file.fileno())
+        umask = os.umask(0)  # mkstemp makes the file 0600; a report should be as readable as any other file
+        os.umask(umask)
+        os.chmod(self.tmp, 0o666 & ~umask)
+        os.replace(self.tmp, self.target)
+        return replaced
+
+    def discard(self) -> None:
+        self.file.close()
+        self.tmp.unlink(missing_ok=True)
+
+
+def resolve_eval_device(name: str) -> torch.device:
+    """``--device``, checked here so errors name the flag, not the training key ``trainer.device``."""
+    import torch
+
+    from plmu.train.trainer import resolve_device
+
+    if name != "auto":
+        try:
+            device = torch.device(name)
+        except (RuntimeError, ValueError):
+            device = None
+        if device is None or device.type not in DEVICE_TYPES:
+            raise ConfigError(f"--device {name}: not a device plmu runs on; use cpu, cuda, cuda:N or auto")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise ConfigError(f"--device {name}: this machine has {count} CUDA device(s); use cuda:0..{count - 1}")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ConfigError(f"--device {name}: MPS is not available here; use --device cpu or auto")
+    try:
+        return resolve_device(name)
+    except PlmuError as error:  # whatever else it checks, said in terms of the flag
+        raise ConfigError(f"--device {name}: {error}") from None
+
+
+def check_recorded_data(run_dir: Path, name: str, split: Any) -> None:
+    """The split read now is the one the run was trained on (its data_info.json's fingerprint), or a DataError."""
+    from plmu.data.fingerprint import check_same_data, split_fingerprint
+
+    try:
+        recorded = json.loads((run_dir / "data_info.json").read_text()).get("fingerprint") or {}
+    except (OSError, ValueError, AttributeError):
+        return  # no record to compare with (a run of an older plmu)
+    fix = "restore the files, tokenizer or vocabulary it was trained with (or point --data-root at them)"
+    check_same_data({name: recorded.get(name)}, {name: split_fingerprint(split)}, fix)
+
+
+def strict_json(report: dict[str, Any]) -> str:
+    """JSON that every parser accepts: NaN / inf (a diverged model) become null, each with a note saying so."""
+    notes: list[str] = []
+
+    def clean(value: Any, key: str) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            notes.append(f"{key} was {value} (not finite); written as null")
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v, f"{key}.{k}" if key else str(k)) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [clean(v, f"{key}[{i}]") for i, v in enumerate(value)]
+        return value
+
+    cleaned = clean(report, "")
+    cleaned["notes"] = notes
+    return json.dumps(cleaned, indent=2, allow_nan=False)

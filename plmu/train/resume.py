@@ -1,0 +1,106 @@
+"""Resuming a run in its own folder: which checkpoint (``trainer.resume``), checked against this config and the
+run's data before any record is rewritten; a folder holding another run is refused; a run that already ended
+returns its recorded results."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from plmu.data.fingerprint import check_same_data
+from plmu.errors import CheckpointError, RunFolderError
+from plmu.train import checkpoint
+from plmu.train.run_folder import RunFolder, check_resume
+from plmu.train.settings import TrainerSettings
+
+log = logging.getLogger(__name__)
+
+
+def resume_path(cfg: DictConfig, folder: RunFolder) -> Path | None:
+    """``trainer.resume``: null (never), auto (this run folder's last.pt if it exists), or a checkpoint path."""
+    resume = cfg.trainer.get("resume")
+    if resume in (None, "none", "null"):
+        return None
+    if resume == "auto":
+        return folder.last_checkpoint if folder.last_checkpoint.exists() else None
+    path = Path(resume).expanduser()
+    if not path.is_file():  # checked now, before any data is loaded
+        raise CheckpointError(f"trainer.resume={resume!r}: no such checkpoint; give a last.pt a run wrote, or auto")
+    owner = path.resolve().parent.parent  # <run folder>/checkpoints/last.pt
+    if owner != folder.path.resolve():
+        # Resumed here, the run would go on without that run's best.pt and metrics: its test would score weights
+        # its record does not name (issue 16). A run continues in its own folder; a new one starts from weights.
+        raise CheckpointError(
+            f"trainer.resume={resume!r} is a checkpoint of the run in {owner}, not of this run folder "
+            f"({folder.path}): continue that run there (hydra.run.dir={owner} trainer.resume=auto), or start a new "
+            f"run from its weights with init_from={path}"
+        )
+    return path
+
+
+def refuse_mixing(folder: RunFolder, resume: Path | None) -> None:
+    """A folder that already holds a run takes only that run, resumed; never a second run's records."""
+    if resume is None and folder.holds_run():
+        raise RunFolderError(
+            f"run folder {folder.path} already holds a run (checkpoints/last.pt or results.json) and this command "
+            f"would start a new one there. Resume it with trainer.resume=auto, or choose another hydra.run.dir"
+        )
+
+
+def read_folder(
+    cfg: DictConfig, folder: RunFolder, config: dict[str, Any], settings: TrainerSettings
+) -> tuple[Path | None, dict[str, Any] | None, dict[str, Any] | None]:
+    """(the checkpoint to resume, its payload, the recorded results if that run already ended), all checked
+    against this config; a folder holding another run is refused."""
+    resume = resume_path(cfg, folder)
+    refuse_mixing(folder, resume)
+    payload = checkpoint.load(resume) if resume is not None else None
+    if payload is None:
+        return None, None, None
+    state = payload["train_state"]  # old checkpoints have no step: only max_epochs is checked against them
+    check_resume(payload["config"], config, state["epoch"], resume, step=state.get("step"))
+    return resume, payload, finished_results(folder, payload, settings)
+
+
+def check_resumed_data(folder: RunFolder, current: dict[str, Any], resume: Path) -> None:
+    """A run resumes on the data it was trained on (its data_info.json's fingerprint), moved or not; before any
+    record is rewritten."""
+    try:
+        recorded = json.loads((folder.path / "data_info.json").read_text()).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        recorded = None
+    fix = f"a run resumes on its own data: start a new run from these weights with init_from={resume}"
+    if not check_same_data(recorded, current, fix):
+        log.info("no data fingerprint recorded (a run of an older plmu): the resumed data is not compared")
+
+
+def finished_results(folder: RunFolder, payload: dict[str, Any], settings: TrainerSettings) -> dict | None:
+    """The recorded results when the checkpoint's run already ended and has them; nothing is re-run or rewritten."""
+    state = payload["train_state"]
+    by_epochs = settings.max_epochs is not None and state["epoch"] >= settings.max_epochs
+    by_steps = settings.max_steps is not None and state["step"] >= settings.max_steps
+    if not (state["stopped_early"] or by_epochs or by_steps) or not folder.results.exists():
+        return None
+    try:
+        results = json.loads(folder.results.read_text())
+    except (OSError, ValueError):
+        return None  # a damaged results.json: run the test again and rewrite it
+    if state["stopped_early"]:
+        further = "It stopped early"
+    else:
+        further = "Raise " + " and ".join(
+            key for key, reached in (("trainer.max_epochs", by_epochs), ("trainer.max_steps", by_steps)) if reached
+        )
+        further += " to train further"
+    log.info(
+        "%s is complete (epoch %d, step %d); results.json is unchanged. %s",
+        folder.path,
+        state["epoch"],
+        state["step"],
+        further,
+    )
+    return results
