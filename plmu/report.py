@@ -1,4 +1,5 @@
 """Collect finished runs into one results report: the paper's number beside ours, only from what the runs wrote.
+(Over 400 lines as one idea: reading run records into the results tables and plots.)
 
 A run is a folder plmu-train wrote: ``results.json`` (the test metric, parameters, ...), ``metrics.jsonl`` (one JSON
 object per line; validation lines carry ``val/<metric>``) and ``config.yaml`` or ``.hydra/config.yaml``.

@@ -1,4 +1,5 @@
 """Permuted sequential MNIST, with the convention of the LMU papers (the NRU code's data).
+(Over 400 lines as one idea: one data set, its files, its permutation and its augmentation.)
 
 rng = RandomState(50); the 60,000 training images are shuffled by rng.permutation(60000), then every image's 784
 pixels are reordered by rng.permutation(784) (same generator); pixels / 255. Train = the first 50,000 shuffled

@@ -1,4 +1,5 @@
 """IMDB, QQP and SNLI: Hugging Face ``datasets`` (hub id, or local files in the hub's layout) → ``TextSplits``.
+(Over 400 lines as one idea: the three text-classification data sets, read the same way.)
 
 Splits. IMDB (``stanfordnlp/imdb``): train 25,000 / test 25,000 (+ 50,000 unlabelled ``unsupervised``); the hub's
 train file is sorted by label, so validation is a seeded random 2,500 (10 %) of train. QQP (``nyu-mll/glue``,

@@ -1,4 +1,5 @@
 """Training on several processes (``torchrun``) with DistributedDataParallel; one process is unchanged.
+(Over 400 lines as one idea: what every process must agree on, from the device to the carried state.)
 
 ``torchrun --nproc_per_node N -m plmu.cli.train ...`` starts N processes and tells each its place through the
 environment (``RANK``, ``LOCAL_RANK``, ``WORLD_SIZE``, ``MASTER_ADDR``/``MASTER_PORT``). :func:`setup` joins them

@@ -1,4 +1,5 @@
 """The training loop: epochs of optimizer steps over a task's splits, validation, checkpoints, resume, early stop.
+(Over 400 lines as one idea: the loop and the state it must save to continue exactly; settings: plmu.train.settings.)
 
 Everything a run writes goes to its run directory:
 ``checkpoints/last.pt`` (at every validation) and ``checkpoints/best.pt`` (best validation metric), written
