@@ -7,10 +7,11 @@ export WANDB_MODE ?= disabled
 BENCH_OUT ?= bench-results
 BENCH_DEST ?= experiments/speed/cpu
 BENCH_THREADS ?= 1
+TEST_WORKERS ?= 2
 BENCH = OMP_NUM_THREADS=$(BENCH_THREADS) $(PYTHON) -m plmu.bench --device cpu
 
 .DEFAULT_GOAL := help
-.PHONY: help install test lint bench bench-quick bench-commit bench-gpu clean clean-runs
+.PHONY: help install test test-quick lint bench bench-quick bench-commit bench-gpu clean clean-runs
 
 help: ## list the targets
 	@grep -E '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -18,8 +19,11 @@ help: ## list the targets
 install: ## install plmu (editable) with the dev tools, pinned to constraints.txt
 	$(PIP) install -e ".[dev]" -c constraints.txt
 
-test: ## run the test suite (offline, a few minutes on 2 cores)
-	$(PYTHON) -m pytest -q
+test: ## the whole suite, as CI runs it (offline; two workers of one thread: about 4.5 min on 2 idle cores)
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n $(TEST_WORKERS)
+
+test-quick: ## the suite without the end-to-end, subprocess and benchmark tests (about 45 s on 2 idle cores)
+	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 lint: ## ruff: lint and format check
 	$(PYTHON) -m ruff check .

@@ -9,6 +9,43 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "disabled")
 
 
+# `make test-quick` leaves these out (`-m "not slow"`): end-to-end runs, subprocesses of the command-line tools, the
+# benchmarks, the packaging checks, the checks over every task × family and every committed run, and a few tests of
+# several seconds each (torch.compile, a long series): about 80% of the suite's time. `make test` (CI) runs them all.
+SLOW = (
+    "tests/bench/",
+    "tests/cli/",
+    "tests/test_packaging.py",
+    "tests/test_readme.py",
+    "tests/train/test_distributed.py",
+    "tests/train/test_init_from.py",
+    "tests/train/test_run.py",
+    "tests/train/test_run_folder.py",
+    "tests/train/test_run_steps.py",
+    "tests/train/test_task_models.py",
+    "tests/train/test_schema.py::test_every_task_and_model_passes",
+    "tests/train/test_schema.py::test_every_experiment_passes",
+    "tests/train/test_schema.py::test_the_debug_preset_passes",
+    "tests/models/test_gru.py::test_model_gru_builds_on_every_task_at_the_lstms_count",
+    "tests/models/test_backbones.py::test_every_committed_run_still_builds",
+    "tests/data/test_mackey_glass.py::test_check_value_predict_y_equals_x_is_162_400_percent",
+    "tests/data/test_imdb_lm.py::test_pretrain_then_fine_tune_through_plmu_train",
+    "tests/test_layers.py::test_torch_compile_matches_eager",
+    "tests/test_original.py::test_torch_compile_matches_eager",
+    "tests/train/test_settings.py::test_help_lists_every_setting",
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "slow: left out by `make test-quick` (see tests/conftest.py's SLOW)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(SLOW):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _seed() -> None:
     torch.manual_seed(0)
