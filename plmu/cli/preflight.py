@@ -12,6 +12,46 @@ import difflib
 import os
 from pathlib import Path
 
+
+def resumed_arguments(arguments: list[str]) -> tuple[list[str], str | None]:
+    """``resume=<run folder>`` replaced by that run's command: its saved overrides (``.hydra/overrides.yaml``), then
+    the other arguments given (one of the same key replaces the saved one: ``trainer.max_epochs=20`` extends the
+    run), then ``hydra.run.dir=<run folder>``. Returns (the arguments, an error line or None); arguments without
+    ``resume=`` come back unchanged."""
+    import yaml
+
+    given = [argument for argument in arguments if argument.startswith("resume=")]
+    if not given:
+        return arguments, None
+    if len(given) > 1:
+        return arguments, f"resume= is given {len(given)} times: name one run folder"
+    if {"-m", "--multirun"} & set(arguments):
+        return arguments, "resume= continues one run: it cannot be combined with -m (resume each job on its own)"
+    folder = Path(given[0].partition("=")[2]).expanduser()
+    rest = [argument for argument in arguments if argument != given[0]]
+    if any(argument.startswith(("hydra.run.dir=", "hydra.sweep.dir=")) for argument in rest):
+        return arguments, "resume=<run folder> already names the folder: drop hydra.run.dir"
+    saved = folder / ".hydra" / "overrides.yaml"
+    if not folder.is_dir():
+        return arguments, f"resume={given[0].partition('=')[2]}: no such run folder"
+    try:
+        overrides = yaml.safe_load(saved.read_text())
+    except (OSError, yaml.YAMLError):
+        overrides = None
+    if not isinstance(overrides, list) or not all(isinstance(item, str) for item in overrides):
+        return arguments, (
+            f"resume={folder}: {saved} is missing or unreadable, so the run's command is unknown (a run writes it "
+            f"once its checks pass); resume with the run's own overrides and hydra.run.dir={folder}"
+        )
+
+    def key(argument: str) -> str:
+        return argument.partition("=")[0].lstrip("+~")
+
+    replaced = {key(argument) for argument in rest if "=" in argument}
+    kept = [item for item in overrides if key(item) not in replaced and not key(item).startswith("hydra.")]
+    return [*kept, *rest, f"hydra.run.dir={folder}"], None
+
+
 CONFIG_GROUPS = ("task", "model", "trainer", "logger", "experiment", "debug", "hparams_search", "task_model")
 
 

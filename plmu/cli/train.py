@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -31,7 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from plmu.cli import stop_on_sigterm
-from plmu.cli.preflight import command_line_problem, output_folders
+from plmu.cli.preflight import command_line_problem, output_folders, resumed_arguments
 from plmu.cli.sweep import NoTrialCompleted, SweepSummary, record_job
 from plmu.errors import PlmuError
 
@@ -167,13 +168,15 @@ def _fail(message: str) -> NoReturn:
 
 
 def _interrupted(interrupt: KeyboardInterrupt, overrides: list[str], run_dir: Path) -> NoReturn:
-    from plmu.train.provenance import command_line
+    from plmu.train.provenance import command_line, shown_path
 
     kept = getattr(interrupt, "kept", None)
     if kept is None:
         print("plmu-train: interrupted before training started", file=sys.stderr)
     else:
-        print(f"plmu-train: interrupted. {kept}. Resume with: {command_line(overrides, run_dir)}", file=sys.stderr)
+        short = f"plmu-train resume={shown_path(run_dir)}"
+        print(f"plmu-train: interrupted. {kept}. Resume with: {short} (that is: {command_line(overrides, run_dir)})",
+              file=sys.stderr)  # fmt: skip
     sys.exit(130)
 
 
@@ -184,6 +187,12 @@ def main() -> None:
     stop_on_sigterm()  # SIGTERM (kill, a cluster's pre-emption) ends a run like Ctrl-C: recorded, resumable
     if os.environ.get("WORLD_SIZE", "1") not in ("", "0", "1") and {"-m", "--multirun"} & set(sys.argv[1:]):
         _fail(MULTIRUN_UNDER_TORCHRUN)  # before Hydra starts a sweep on every process
+    arguments, problem = resumed_arguments(sys.argv[1:])  # resume=<run folder>: that run's saved command
+    if problem is not None:
+        _fail(problem)
+    if arguments != sys.argv[1:]:
+        print(f"plmu-train: resuming with: {shlex.join(arguments)}", file=sys.stderr)
+        sys.argv[1:] = arguments
     problem = command_line_problem(sys.argv[1:])
     if problem is not None:
         _fail(problem)  # one line, where Hydra prints a traceback or a hint to set HYDRA_FULL_ERROR

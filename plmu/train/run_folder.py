@@ -23,6 +23,7 @@ from typing import Any
 import hydra.utils
 
 from plmu.errors import ConfigError, RunFolderError
+from plmu.train.provenance import shown_path
 from plmu.train.schedules import takes_total_steps
 
 # Keys that may differ between a checkpoint's config and the config that resumes it: they say where the data
@@ -183,8 +184,9 @@ def check_resume(
     if differences:
         shown = "; ".join(differences[:6]) + ("; ..." if len(differences) > 6 else "")
         raise ConfigError(
-            f"cannot resume {path} with a different config ({shown}). Resume with the checkpoint's values, or "
-            f"start a new run in another folder (another hydra.run.dir)"
+            f"cannot resume {path} with a different config ({shown}). Resume with the checkpoint's values "
+            f"(plmu-train resume={shown_path(Path(path).parent.parent)}), or start a new run in another folder "
+            f"(another hydra.run.dir)"
         )
     lengthened = [key for key in RUN_LENGTH if old.get(key) != new.get(key)]
     if lengthened and _schedule_spans_the_run(current):

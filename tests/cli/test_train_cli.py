@@ -160,8 +160,9 @@ def test_a_run_folder_in_use_is_refused(tmp_path):
     line = first_err.strip().splitlines()[-1]
     # the folder as seen from the working directory (tmp_path): the same command from the same place anywhere
     assert line.startswith("plmu-train: interrupted.") and line.endswith(
-        f"hydra.run.dir={run_dir.relative_to(tmp_path)}"
+        f"hydra.run.dir={run_dir.relative_to(tmp_path)})"
     )
+    assert f"Resume with: plmu-train resume={run_dir.relative_to(tmp_path)} (that is: plmu-train " in line
 
 
 def test_a_refusal_leaves_a_live_runs_folder_and_the_users_own_folder(tmp_path):
@@ -253,3 +254,30 @@ def test_a_run_folder_hydra_could_not_create_is_one_line(tmp_path):
     )
     assert f"{afile} is a file" in unusable_output_folder([f"hydra.sweep.dir={afile}/sweep"])
     assert unusable_output_folder([f"hydra.run.dir={tmp_path}/new/run", "hydra.run.dir=${now:%H}"]) is None
+
+
+def test_resume_in_one_word(tmp_path):
+    """Issue 18: `plmu-train resume=<run folder>` re-runs the saved overrides into the same folder; a later argument
+    of the same key replaces the saved one (here: a longer run); a refused resume names that command."""
+    tiny = [*TINY_MACKEY_GLASS[:6], "model.order=2", "model.theta=4", "logger=none", "trainer.progress=false"]
+    run = tmp_path / "run"
+    result = plmu_train(*tiny, "trainer.max_epochs=1", f"data_dir={tmp_path / 'data'}", f"hydra.run.dir={run}",
+                        cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    result = plmu_train(f"resume={run}", "trainer.max_epochs=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "plmu-train: resuming with: task=mackey_glass" in result.stderr and f"hydra.run.dir={run}" in result.stderr
+    assert json.loads((run / "results.json").read_text())["epochs"] == 2
+    assert "trainer.max_epochs=2" in (run / ".hydra" / "overrides.yaml").read_text()  # the next resume extends it
+    refused = plmu_train(*tiny, "trainer.max_epochs=2", "model.order=3", f"data_dir={tmp_path / 'data'}",
+                         f"hydra.run.dir={run}", cwd=tmp_path)  # fmt: skip
+    assert refused.returncode == 2 and "(plmu-train resume=run)" in refused.stderr, refused.stderr  # cwd-relative
+    for arguments, message in (
+        ([f"resume={tmp_path / 'nothing'}"], f"resume={tmp_path / 'nothing'}: no such run folder"),
+        ([f"resume={tmp_path / 'data'}"], "overrides.yaml is missing or unreadable"),
+        ([f"resume={run}", f"hydra.run.dir={run}"], "already names the folder: drop hydra.run.dir"),
+        (["-m", f"resume={run}"], "cannot be combined with -m"),
+    ):
+        result = plmu_train(*arguments, cwd=tmp_path)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
