@@ -35,9 +35,10 @@ from plmu.models.build import build_model, model_args
 from plmu.train import checkpoint, distributed, provenance
 from plmu.train.init_from import check_same_vocabulary, init_from_checkpoint
 from plmu.train.loggers import JsonlLog, NullLogger, write_json_atomic, write_text_atomic
+from plmu.train.memory import check_memory
 from plmu.train.objectives import Classification, build_objective
 from plmu.train.resume import check_resumed_data, read_folder
-from plmu.train.run_folder import RunFolder, RunInterrupted, run_log
+from plmu.train.run_folder import RunFolder, RunInterrupted, killed_attempt, run_log, write_status
 from plmu.train.schema import check_config
 from plmu.train.settings import TrainerSettings, check_carry
 from plmu.train.trainer import Trainer
@@ -104,6 +105,7 @@ def train(
     task_objective = build_objective(cfg.task.objective)
     settings = trainer_settings(cfg)
     distributed.check_batch_sizes(settings.batch_size, settings.eval_batch_size, ctx.world_size)
+    memory = check_memory(cfg, sum(p.numel() for p in model.parameters()), ctx.world_size)  # before any data
     logger = build_logger(cfg) if ctx.is_main else NullLogger()  # one tracker run: rank 0's
     config = OmegaConf.to_container(cfg, resolve=True)
     distributed.on_main(folder.lock)  # one process per run folder; released even on kill -9
@@ -146,10 +148,15 @@ def train(
             trainer.restore(payload, resume)
 
         # Every check has passed: from here on the run folder is written (by rank 0).
+        killed = killed_attempt(folder.path) if ctx.is_main else None  # before status.json is written anew
         distributed.on_main(lambda: _write_records(cfg, folder, trainer, data.info, payload is None, extra_records))
+        if ctx.is_main:
+            write_status(folder.path, "running")
         with run_log(folder.path / "train.log") if ctx.is_main else contextlib.nullcontext():
             environment = provenance.environment(trainer.device)
-            _banner(cfg, folder, model, data, environment, resume, trainer)
+            _banner(cfg, folder, model, data, environment, resume, trainer, memory)
+            if killed:
+                log.warning("the last attempt in this folder ended without a word (%s)", killed)
             if warmstart is not None:
                 log.info("%s", warmstart.summary())
             elif payload is not None and cfg.get("init_from") is not None:
@@ -162,7 +169,13 @@ def train(
                     # a selection run (trainer.test=false) never reads the test split: test is null
                     test_metrics = trainer.test() if cfg.trainer.get("test", True) else None
                 except KeyboardInterrupt:
+                    if ctx.is_main:
+                        write_status(folder.path, "interrupted", trainer.what_is_kept())
                     raise RunInterrupted(trainer.what_is_kept()) from None
+                except Exception as error:
+                    if ctx.is_main:
+                        write_status(folder.path, "failed", " ".join(str(error).split()) or type(error).__name__)
+                    raise
                 results = {
                     "task": cfg.task.name,
                     "dataset": data.info.get("dataset", cfg.task.name),  # its name; a local copy: data_path
@@ -194,6 +207,7 @@ def train(
                 }
                 if ctx.is_main:
                     write_json_atomic(folder.results, results)
+                    write_status(folder.path, "finished")
                 metric = trainer.objective.metric
                 logger.summary({f"test/{metric}": results["test"], f"best_val/{metric}": best_val, **results})
                 log.info(
@@ -243,7 +257,7 @@ def _run_name(cfg: DictConfig, folder: RunFolder, overrides: list[str], group: s
     return f"{cfg.task.name}-{folder.path.name}"
 
 
-def _banner(cfg, folder, model, data, environment, resume, trainer) -> None:
+def _banner(cfg, folder, model, data, environment, resume, trainer, memory) -> None:
     family = model_family(cfg.model)
     label = family_label(family)
     log.info(
@@ -264,6 +278,8 @@ def _banner(cfg, folder, model, data, environment, resume, trainer) -> None:
         environment["device_name"],
         cfg.seed,
     )
+    if memory is not None:
+        log.info(memory)
     if resume is not None:
         state = trainer.state
         within = f", batch {state.batch_in_epoch} of epoch {state.epoch + 1}" if state.batch_in_epoch else ""

@@ -237,3 +237,53 @@ def run_log(path: Path) -> Iterator[None]:
         logger.removeHandler(handler)
         handler.close()
         logger.setLevel(level)
+
+
+# status.json: what the run's process is doing. A process the kernel kills (out of memory) or kill -9 writes
+# nothing, so "running" with no live process is how such a folder says what happened to it.
+STATUS_NOTE = (
+    "running: written when training starts; a run that ends writes finished, interrupted or failed. Still running "
+    "with no live process {pid} on {host}: killed without a word (out of memory, kill -9); resume it with "
+    "plmu-train resume=<this folder>"
+)
+
+
+def write_status(folder: Path, status: str, detail: str | None = None) -> None:
+    """Record the run's state in ``folder/status.json`` (atomically): running, finished, interrupted, failed."""
+    import socket
+    from datetime import UTC, datetime
+
+    from plmu.train.loggers import write_json_atomic
+
+    pid, host = os.getpid(), socket.gethostname()
+    record: dict[str, Any] = {"status": status, "pid": pid, "host": host,
+                              "at": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
+    if detail:
+        record["detail"] = detail
+    if status == "running":
+        record["note"] = STATUS_NOTE.format(pid=pid, host=host)
+    write_json_atomic(Path(folder) / "status.json", record)
+
+
+def killed_attempt(folder: Path) -> str | None:
+    """Why the last attempt in ``folder`` left status ``running`` with its process gone (read before a new attempt
+    overwrites it), or None: it ended and said so, it is alive, or it ran on another host (not knowable here)."""
+    import json
+    import socket
+
+    try:
+        record = json.loads((Path(folder) / "status.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("status") != "running" or record.get("host") != socket.gethostname():
+        return None
+    pid = record.get("pid")
+    if not isinstance(pid, int) or pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+        return None  # that process is alive (the folder lock refuses a second writer anyway)
+    except ProcessLookupError:
+        return f"process {pid} stopped while training, since {record.get('at')}: killed, e.g. out of memory or kill -9"
+    except PermissionError:
+        return None

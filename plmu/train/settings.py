@@ -188,6 +188,11 @@ class TrainerSettings:
         positive_int, POSITIVE_INT, "50", 50, help="log the training loss every N optimizer steps"
     )
     progress: bool = rule(isa(bool), BOOL, "false", True, help="tqdm progress bars")
+    memory_check: bool = rule(
+        isa(bool), BOOL, "false", True,
+        help="refuse a run whose estimated peak memory exceeds what its device has (plmu.train.memory), before "
+        "any data is read",
+    )  # fmt: skip
     test: bool = rule(
         isa(bool), BOOL, "false", True,
         help="evaluate the best checkpoint on the test split at the end; false: a selection run (sweeps choose on "

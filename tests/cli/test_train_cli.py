@@ -281,3 +281,25 @@ def test_resume_in_one_word(tmp_path):
         result = plmu_train(*arguments, cwd=tmp_path)
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_run_killed_without_a_word_says_so_and_resumes(tmp_path):
+    """Issue 18: kill -9 (the kernel's out-of-memory killer) writes nothing; status.json still says running, with
+    the process gone, and the next attempt says what happened before it resumes."""
+    import signal
+
+    run = tmp_path / "run"
+    args = (*TINY_MACKEY_GLASS, "task.data.steps=2000", "trainer.max_epochs=200", f"data_dir={tmp_path / 'data'}",
+            f"hydra.run.dir={run}")  # fmt: skip
+    first = subprocess.Popen([sys.executable, "-m", "plmu.cli.train", *args], cwd=tmp_path, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not (run / "checkpoints" / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=60)
+    status = json.loads((run / "status.json").read_text())
+    assert status["status"] == "running" and status["pid"] == first.pid and "killed without a word" in status["note"]
+    resumed = plmu_train(f"resume={run}", cwd=tmp_path)  # on to its 200 epochs (a few seconds)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"process {first.pid} stopped while training" in (run / "train.log").read_text()
+    assert json.loads((run / "status.json").read_text())["status"] == "finished"
