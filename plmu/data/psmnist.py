@@ -230,7 +230,7 @@ def load_images(
                 f"{folder} is a file, not a folder: torchvision keeps the {dataset} files in {raw}; move it away, "
                 f"or set data_dir (or task.data.root) to another folder"
             )
-    fetch = download and not offline()
+    fetch = download and not offline("ossci-datasets.s3.amazonaws.com")  # torchvision: its first mirror
     legacy = all((processed / name).is_file() for name in LEGACY_FILES)  # torchvision reads these, not raw/
     files = {name: raw_file(raw, name) for name in RAW_FILES}
     missing = [name for name, path in files.items() if path is None]

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from plmu.data import tokenize
 from plmu.data.batching import DictSplit, Ragged, TextSplits
-from plmu.data.folders import data_folder
+from plmu.data.folders import HUB, data_folder, offline
 from plmu.data.splits import check_int, is_int
 from plmu.errors import ConfigError, DataError, DataNotFoundError
 
@@ -131,6 +131,7 @@ def load_raw(
     cache = data_folder(cache_dir, "task.data.cache_dir", "a folder", fix)
     wanted = splits or tuple(dict.fromkeys(s for s in (task.train, task.val, task.test) if s))
     if path is None:
+        offline(HUB)  # no network: the libraries answer from the cache at once, not after a minute of retries
         try:
             loaded = datasets.load_dataset(task.hub_id, task.config, cache_dir=str(cache))
         except OSError as error:  # ConnectionError (offline), DatasetNotFoundError, HTTP errors: all OSErrors

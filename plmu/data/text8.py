@@ -78,10 +78,10 @@ def _download(folder: Path) -> Path:
     archive = folder / "text8.zip"
     if archive.exists():
         return archive
-    if offline():
+    if offline("mattmahoney.net"):
         raise DataError(
-            f"text8 is not in {folder} and this run is offline (HF_DATASETS_OFFLINE or PLMU_OFFLINE is set): "
-            f"download {URL} into {folder}/, or set task.data.path=<text8.zip or a text file of its form>"
+            f"text8 is not in {folder} and this run is offline (no network, or HF_DATASETS_OFFLINE or PLMU_OFFLINE "
+            f"set): download {URL} into {folder}/, or set task.data.path=<text8.zip or a text file of its form>"
         )
     from torchvision.datasets.utils import download_url
 
@@ -120,10 +120,12 @@ def text8(
         source = Path(path).expanduser()
     characters = read_characters(source)
     if expected_characters is not None and len(characters) != expected_characters:
+        if path is None:  # the download: cut or replaced
+            fix = "a truncated or different file; delete it and re-run to download it again"
+        else:  # the user's own file: most likely another text on purpose
+            fix = "another text than text8: set task.data.expected_characters=null to train on it as it is"
         raise DataError(
-            f"{source} holds {len(characters):,} characters, expected {expected_characters:,} (text8): a truncated "
-            f"or different file; delete it and re-run to download it again, or set "
-            f"task.data.expected_characters=null for another text"
+            f"{source} holds {len(characters):,} characters, expected {expected_characters:,} (text8's size): {fix}"
         )
     if max_characters is not None:
         characters = characters[: check_int("max_characters", max_characters, 2, "characters to use")]

@@ -184,6 +184,10 @@ def pretrained_tokenizer(name: str) -> PreTrainedTokenizerFast:
         )
     from transformers import AutoTokenizer
 
+    from plmu.data.folders import HUB, offline
+
+    if not Path(name).expanduser().is_dir():
+        offline(HUB)  # a hub id: no network, no minute of retries
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
     except (OSError, ValueError) as error:

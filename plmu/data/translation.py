@@ -100,10 +100,10 @@ def download(folder: Path, files: Sequence[str] = tuple(EXPECTED_LINES), timeout
     missing = [name for name in files if not (folder / name).is_file()]
     if not missing:
         return
-    if offline():
+    if offline("nlp.stanford.edu"):
         raise DataNotFoundError(
             f"IWSLT'15 en-vi is not in {folder} ({', '.join(missing)} missing) and this run is offline "
-            f"(HF_DATASETS_OFFLINE or PLMU_OFFLINE is set): {_fill_hint(folder)}"
+            f"(no network, or HF_DATASETS_OFFLINE or PLMU_OFFLINE set): {_fill_hint(folder)}"
         )
     try:
         folder.mkdir(parents=True, exist_ok=True)

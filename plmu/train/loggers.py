@@ -205,7 +205,8 @@ class NullLogger:
 
 
 class WandbLogger(NullLogger):
-    """Weights & Biases. ``mode``: offline (default; no account needed), online, or disabled."""
+    """Weights & Biases. ``mode``: offline (default; no account needed), online, or disabled. ``quiet``: wandb's
+    own console lines (about 30 a run) off; plmu's log says where the run is."""
 
     def __init__(
         self,
@@ -214,10 +215,12 @@ class WandbLogger(NullLogger):
         entity: str | None = None,
         group: str | None = None,
         tags: list[str] | None = None,
+        quiet: bool = True,
     ) -> None:
         if mode not in MODES:
             raise ConfigError(f"logger.mode must be one of {', '.join(MODES)}, got {mode!r} (e.g. logger.mode=offline)")
         self.project, self.mode, self.entity, self.group, self.tags = project, mode, entity, group, list(tags or [])
+        self.quiet = quiet
         self.run = None
 
     def preflight(self) -> None:
@@ -245,7 +248,12 @@ class WandbLogger(NullLogger):
                 config=config,
                 resume="allow",
                 id=_stable_id(run_dir),  # a resumed run continues the same wandb run
+                settings=wandb.Settings(silent=self.quiet),
             )
+            if self.quiet and self.run is not None:
+                where = Path(self.run.dir).parent  # <run folder>/wandb/<mode>-run-<time>-<id>
+                sync = f" (upload: wandb sync {where})" if self.mode == "offline" else ""
+                log.info("wandb: %s run in %s%s", self.mode, where, sync)
         except (UsageError, CommError) as error:  # no API key, a rejected key, the server unreachable
             reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
             raise ConfigError(f"wandb could not start a run with logger.mode={self.mode} ({reason}). {_FIX}") from None

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from plmu.data.fingerprint import fingerprint
+from plmu.data.folders import library_progress
 from plmu.data.splits import DataSplits
 from plmu.errors import ConfigError, PlmuError
 from plmu.models.backbones import family_label, model_family
@@ -115,6 +117,7 @@ def train(
             return finished
         # A resumed run's weights are in its checkpoint: init_from only starts a run (it is not read again).
         init = distributed.on_main(lambda: init_from_checkpoint(cfg)) if payload is None else None
+        library_progress(settings.progress and sys.stderr.isatty())  # the data libraries' bars follow the run's
         data = distributed.main_first(lambda: load_data(cfg))
         check_carry(cfg.trainer.get("state", "reset"), data=data, task=cfg.task.name)
         data.info["fingerprint"] = fingerprint(data)  # the data is part of the run's identity (data_info.json)

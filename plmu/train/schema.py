@@ -106,6 +106,7 @@ class WandbLoggerSchema(NullLoggerSchema):
     mode: str = rule(one_of(WANDB_MODES), f"one of {', '.join(WANDB_MODES)}", "offline", "offline")
     entity: str | None = rule(or_none(non_empty_str), "null or a wandb entity name", "null", None)
     group: str | None = rule(or_none(non_empty_str), "null or a group name", "null", None)
+    quiet: bool = rule(isa(bool), BOOL, "false", True)
     tags: list[str] = rule(
         lambda v: isa(list)(v) and all(map(non_empty_str, v)), "a list of strings", "[a,b]", factory=list
     )

@@ -72,6 +72,40 @@ class TrainState:
         return cls(**saved)
 
 
+class ProgressLines:
+    """The progress bar's news as a log line every ``interval`` seconds, for output that is not a terminal:
+    ``epoch 3/10: 1200/5000 batches (24%), loss 0.31, samples/s 512, about 0:04:10 left`` (the batches left in the
+    run when it started or resumed). Takes the calls the trainer makes of a tqdm bar."""
+
+    def __init__(self, total: int, interval: float = 30.0, enabled: bool = True) -> None:
+        self.total, self.interval, self.enabled = total, interval, enabled
+        self.done, self.description, self.postfix = 0, "", ""
+        self.started = self.last = time.perf_counter()
+
+    def __enter__(self) -> ProgressLines:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def set_description(self, text: str, refresh: bool = False) -> None:
+        self.description = text
+
+    def set_postfix(self, refresh: bool = False, **values: object) -> None:
+        self.postfix = ", ".join(f"{key.replace('_per_', '/')} {value}" for key, value in values.items())
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if not self.enabled or now - self.last < self.interval:
+            return
+        self.last = now
+        left = (now - self.started) / self.done * (self.total - self.done) if self.total else 0.0
+        share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
+        log.info("%s: %d/%d batches%s, %s, about %s left", self.description, self.done, self.total, share,
+                 self.postfix, _duration(left))  # fmt: skip
+
+
 def _partial(spec: Any) -> Callable[..., Any]:
     """An optimizer or scheduler setting as the callable it is: a ``{_target_, _partial_: true}`` config
     instantiated, a callable as given."""
@@ -442,22 +476,19 @@ class Trainer:
             kept += f"{state.best_value:.6g})"
         return kept
 
-    def _progress_bar(self) -> tqdm:
-        """One bar over the rest of the run (its ETA is the run's). Not a terminal: a line every 30 s, not 10 a s."""
-        interactive = sys.stderr.isatty()
-        return tqdm(
-            total=self.remaining_batches(),
-            unit="batch",
-            disable=not self.settings.progress or not self.sharding.is_main,
-            dynamic_ncols=True,
-            mininterval=0.1 if interactive else 30.0,
-            leave=False,
-        )
+    def _progress_bar(self) -> tqdm | ProgressLines:
+        """One bar over the rest of the run (its ETA is the run's) on a terminal; elsewhere (a log file, a cluster's
+        job output) a progress log line every 30 s instead: tqdm's frames would be glued to the log lines."""
+        enabled = self.settings.progress and self.sharding.is_main
+        if not sys.stderr.isatty():
+            return ProgressLines(self.remaining_batches(), enabled=enabled)
+        return tqdm(total=self.remaining_batches(), unit="batch", disable=not enabled, dynamic_ncols=True,
+                    mininterval=0.1, leave=False)  # fmt: skip
 
     def fit(self) -> float:
         """Train until max_epochs, max_steps or early stopping; returns the best validation metric (NaN if none)."""
         settings = self.settings
-        # On a terminal, log lines are printed above the bar; elsewhere (a log file) the bar draws rarely anyway.
+        # On a terminal, log lines are printed above the bar; elsewhere there is no bar (ProgressLines).
         redirect = logging_redirect_tqdm() if settings.progress and sys.stderr.isatty() else contextlib.nullcontext()
         self._attempt_start = self._mark = time.perf_counter()  # _mark: the time counted up to the last checkpoint
         self._attempt_batches = 0

@@ -303,3 +303,18 @@ def test_a_run_killed_without_a_word_says_so_and_resumes(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert f"process {first.pid} stopped while training" in (run / "train.log").read_text()
     assert json.loads((run / "status.json").read_text())["status"] == "finished"
+
+
+def test_the_default_wandb_logger_is_quiet(tmp_path):
+    """Issue 18: wandb printed about 30 lines a run; its console output is off unless logger.quiet=false, and plmu's
+    log says where the offline run is and how to upload it."""
+    args = (*[a for a in TINY_MACKEY_GLASS if a != "logger=none"], "logger=wandb", "trainer.max_epochs=1",
+            f"data_dir={tmp_path / 'data'}")  # fmt: skip
+    env = {"WANDB_MODE": "offline"}
+    result = plmu_train(*args, f"hydra.run.dir={tmp_path / 'quiet'}", cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr
+    wandb_lines = [line for line in (result.stdout + result.stderr).splitlines() if "wandb:" in line]
+    assert len(wandb_lines) == 1 and "wandb: offline run in" in wandb_lines[0] and "wandb sync" in wandb_lines[0]
+    loud = plmu_train(*args, "logger.quiet=false", f"hydra.run.dir={tmp_path / 'loud'}", cwd=tmp_path, env=env)
+    lines = (loud.stdout + loud.stderr).splitlines()
+    assert loud.returncode == 0 and sum("wandb:" in line for line in lines) > 5, loud.stderr

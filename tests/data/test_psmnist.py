@@ -223,8 +223,12 @@ def test_a_really_read_only_root_works_when_the_files_are_there(tmp_path):
 
 @pytest.fixture
 def online(monkeypatch):
+    """The offline switches unset and every host reachable (this machine has no network: offline by detection)."""
+    from plmu.data import folders
+
     for name in ("HF_DATASETS_OFFLINE", "PLMU_OFFLINE"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(folders, "reachable", lambda host, timeout=3.0: True)
 
 
 def test_a_read_only_root_when_a_download_is_needed_names_it(tmp_path, monkeypatch, online):

@@ -42,8 +42,12 @@ def test_reads_text_or_zip_and_splits_by_fraction(tmp_path, as_zip):
 def test_wrong_size_truncated_zip_and_bad_split_are_one_line(tmp_path):
     path = tmp_path / "t.txt"
     path.write_text(TEXT)
-    with pytest.raises(DataError, match=r"holds 2,199 characters, expected 100,000,000"):
+    with pytest.raises(DataError, match=r"holds 2,199 characters, expected 100,000,000") as caught:
         text8(tmp_path, path=str(path))
+    # a user's own file: not "delete it" (issue 18) but how to train on it
+    assert str(caught.value).endswith(
+        "another text than text8: set task.data.expected_characters=null to train on it as it is"
+    )
     broken = tmp_path / "text8.zip"
     broken.write_bytes(b"PK\x03\x04 truncated")
     with pytest.raises(DataError, match="re-run to download it again"):

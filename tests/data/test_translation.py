@@ -152,8 +152,11 @@ def _serve(monkeypatch, files: dict[str, bytes]):
 
 
 def test_download_checks_line_counts_and_leaves_no_partial_file(tmp_path, monkeypatch):
+    from plmu.data import folders
+
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     monkeypatch.delenv("PLMU_OFFLINE", raising=False)
+    monkeypatch.setattr(folders, "reachable", lambda host, timeout=3.0: True)  # the server below answers
     source = write_corpus(tmp_path / "stanford")
     files = {name: (source / name).read_bytes() for name in translation.EXPECTED_LINES}
     monkeypatch.setattr(translation, "EXPECTED_LINES", {n: b.count(b"\n") for n, b in files.items()})

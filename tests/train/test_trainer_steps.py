@@ -382,3 +382,24 @@ def test_a_carried_state_round_trips_through_a_checkpoint(tmp_path):
     assert torch.equal(back[2].valid, state[2].valid) and torch.equal(back[1]["m"], state[1]["m"])
     with pytest.raises(Exception, match=r"unknown type 'os\.system'"):
         checkpoint.state_from_plain({"__plmu_named_tuple__": "os.system", "fields": ["echo"]})
+
+
+def test_progress_off_a_terminal_is_log_lines(caplog):
+    """Issue 18: off a terminal (a log file, Slurm) tqdm's frames were glued to the log lines; now the progress is a
+    log line of its own, every 30 s (here every call)."""
+    import logging
+
+    from plmu.train.trainer import ProgressLines
+
+    bar = ProgressLines(total=4, interval=0.0)
+    bar.set_description("epoch 1/2")
+    with caplog.at_level(logging.INFO, logger="plmu.train.trainer"), bar:
+        for _ in range(2):
+            bar.update()
+            bar.set_postfix(loss="0.5", samples_per_s="100")
+    lines = [record.getMessage() for record in caplog.records]
+    assert lines[-1].startswith("epoch 1/2: 2/4 batches (50%), loss 0.5, samples/s 100, about 0:00:0")
+    quiet = ProgressLines(total=4, interval=0.0, enabled=False)  # trainer.progress=false
+    caplog.clear()
+    quiet.update()
+    assert not caplog.records
