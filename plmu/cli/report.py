@@ -176,6 +176,8 @@ def run(args: argparse.Namespace) -> int:
                 print(f"{PROG}: {readme}'s results table is out of date: run {PROG} {' '.join(args.paths)} "
                       f"--readme {args.readme}", file=sys.stderr)  # fmt: skip
                 status = 1
+            else:
+                print(f"{PROG}: {readme}'s results table is up to date", file=sys.stderr)
         else:
             new = rewrite_readme(text, table, readme)
             if new != text:

@@ -199,7 +199,9 @@ def test_readme_rewrites_only_between_the_markers(tmp_path, capsys):
         f"{report_cli.END}\n{after}"
     )
     assert "old table" not in text and "[run](run)" in text  # links relative to the README's folder
+    capsys.readouterr()
     assert report_cli.main([str(run), "--readme", str(readme), "--check"]) == 0
+    assert "results table is up to date" in capsys.readouterr().err  # issue 18: it said nothing on success
 
 
 def test_readme_without_markers(tmp_path, capsys):
