@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from plmu.lti import discretize, impulse_response, legendre_delay_system
     from plmu.memory import LegendreMemory
     from plmu.original import OriginalLMU, OriginalLMUCell, OriginalLMUStack
+    from plmu.hub import PlmuModel
     from plmu.runs import TrainedRun, load_run
 
 # The one place the version is written: pyproject.toml reads it from here (tool.setuptools.dynamic).
@@ -21,6 +22,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LegendreMemory",
+    "PlmuModel",
     "OriginalLMU",
     "OriginalLMUCell",
     "OriginalLMUStack",
@@ -48,6 +50,7 @@ _SOURCES = {
     "legendre_delay_system": "plmu.lti",
     "TrainedRun": "plmu.runs",
     "load_run": "plmu.runs",  # a trained run folder: model, config, data info
+    "PlmuModel": "plmu.hub",  # a trained run in the Hugging Face layout (save_pretrained, from_pretrained)
 }
 
 

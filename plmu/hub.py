@@ -1,0 +1,159 @@
+"""A trained run in the Hugging Face layout, on the Hub or in a folder: save it, push it, load it back in one call.
+
+    from plmu.hub import PlmuModel
+    hub = PlmuModel.from_run("outputs/psmnist/plmu/<time>")      # its best checkpoint
+    hub.save_pretrained("psmnist-plmu")                          # a folder: weights, config, card
+    hub.push_to_hub("<user>/psmnist-plmu")                       # the same, as a Hub repository (needs a login)
+    model = PlmuModel.from_pretrained("<user>/psmnist-plmu").model   # or the folder: ready for forward and step
+
+Built on huggingface_hub's ``ModelHubMixin`` (not transformers' ``PreTrainedModel``): plmu's models are plain
+``nn.Module``s rebuilt from their run's config by :func:`plmu.models.build.build_model`, which is exactly what the
+mixin's two hooks need (``_save_pretrained``, ``_from_pretrained``), with ``push_to_hub``, revisions, caching and
+tokens coming from the mixin, and no transformers config class to keep in step. The folder holds
+``model.safetensors`` (the weights), ``run_config.yaml`` (the run's resolved config), ``model_args.json`` (the shapes
+the data gave: vocabulary, classes), ``data_info.json``, ``results.json`` and ``README.md``, a model card written
+from results.json (task, data, metric, the command that trained it, how to load it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import ModelHubMixin
+
+from plmu.errors import CheckpointError
+
+FILES = ("model.safetensors", "run_config.yaml", "model_args.json", "data_info.json", "results.json")
+
+
+class PlmuModel(
+    ModelHubMixin,
+    library_name="plmu",
+    tags=["legendre-memory-unit", "plmu"],
+    repo_url="https://github.com/plmu/plmu",
+):
+    """A trained plmu model with what it was trained on. ``model`` is in eval mode; ``config`` the run's resolved
+    config (a dict); ``model_args`` the builder's shapes; ``data_info`` and ``results`` the run's records."""
+
+    def __init__(
+        self,
+        model: Any,
+        config: dict[str, Any],
+        model_args: dict[str, Any],
+        data_info: dict[str, Any] | None = None,
+        results: dict[str, Any] | None = None,
+    ) -> None:
+        self.model, self.config, self.model_args = model, config, model_args
+        self.data_info, self.results = data_info or {}, results or {}
+        # config.json (the mixin's): what the model is, in brief; the records have their own files
+        self._hub_mixin_config = {
+            "library": "plmu",
+            "task": config.get("task", {}).get("name"),
+            "model": self.results.get("model"),
+            "builder": config.get("model", {}).get("_target_"),
+        }
+
+    @classmethod
+    def from_run(cls, path: str | Path, checkpoint: str = "best") -> PlmuModel:
+        """A ``plmu-train`` run folder's model (``checkpoint``: best, last or a path) with its records."""
+        from omegaconf import OmegaConf
+
+        from plmu.runs import load_run
+        from plmu.train import checkpoint as checkpoints
+
+        run = load_run(path, checkpoint)
+        payload = checkpoints.load(run.checkpoint)
+        try:
+            results = json.loads((run.path / "results.json").read_text())
+        except (OSError, ValueError):
+            results = {}  # a run still training: no card numbers yet
+        config = OmegaConf.to_container(run.config, resolve=True)
+        return cls(run.model, config, dict(payload.get("model_args") or {}), run.data_info, results)
+
+    def _save_pretrained(self, save_directory: Path) -> None:
+        from omegaconf import OmegaConf
+        from safetensors.torch import save_model
+
+        folder = Path(save_directory)
+        save_model(self.model, str(folder / "model.safetensors"))  # tied tensors (an embedding shared) kept once
+        (folder / "run_config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(self.config)))
+        for name, record in (("model_args", self.model_args), ("data_info", self.data_info), ("results", self.results)):
+            (folder / f"{name}.json").write_text(json.dumps(record, indent=2, default=str))
+        (folder / "README.md").write_text(model_card(self.config, self.results))
+
+    @classmethod
+    def _from_pretrained(
+        cls,
+        *,
+        model_id: str,
+        revision: str | None,
+        cache_dir: str | Path | None,
+        force_download: bool,
+        local_files_only: bool,
+        token: str | bool | None,
+        **model_kwargs: Any,
+    ) -> PlmuModel:
+        from omegaconf import OmegaConf
+        from safetensors.torch import load_model
+
+        from plmu.models.build import build_model
+
+        folder = Path(model_id).expanduser()
+        if not folder.is_dir():
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(repo_id=model_id, revision=revision, cache_dir=cache_dir,
+                                            force_download=force_download, local_files_only=local_files_only,
+                                            token=token, allow_patterns=[*FILES, "README.md"]))  # fmt: skip
+        missing = [name for name in FILES[:3] if not (folder / name).is_file()]
+        if missing:
+            raise CheckpointError(
+                f"{model_id} is not a plmu model in the Hugging Face layout ({', '.join(missing)} missing): save one "
+                f"with plmu.hub.PlmuModel.from_run(<run folder>).save_pretrained(<folder>)"
+            )
+        config = OmegaConf.load(folder / "run_config.yaml")
+        model_args = json.loads((folder / "model_args.json").read_text())
+        model = build_model(config, model_args or None)
+        load_model(model, str(folder / "model.safetensors"))
+        records = {}
+        for name in ("data_info", "results"):
+            path = folder / f"{name}.json"
+            records[name] = json.loads(path.read_text()) if path.is_file() else {}
+        return cls(model.eval(), OmegaConf.to_container(config), model_args, records["data_info"], records["results"])
+
+
+def model_card(config: dict[str, Any], results: dict[str, Any]) -> str:
+    """The README.md of a saved model, from its run's results.json: what it is, what it scored, how it was trained
+    and how to load it."""
+    task = config.get("task", {}).get("name", results.get("task", "?"))
+    model = results.get("model") or "plmu"
+    metric, test = results.get("metric"), results.get("test")
+    scored = "not measured (a selection run)" if test is None else f"{metric} {test:.6g}"
+    lines = [
+        "---",
+        "library_name: plmu",
+        "tags: [legendre-memory-unit, plmu]",
+        "---",
+        f"# {task}: {model} (plmu)",
+        "",
+        'A model trained with [plmu](https://github.com/plmu/plmu), which reproduces "Parallelizing Legendre Memory '
+        'Unit Training" (Chilkuri & Eliasmith, ICML 2021).',
+        "",
+        f"- task: `{task}`; data: {results.get('dataset', '?')}",
+        f"- test: {scored}; best validation: {results.get('best_val')} (epoch {results.get('best_epoch')})",
+        f"- parameters: {results.get('parameters')}; epochs: {results.get('epochs')}; seed: {results.get('seed')}",
+        f"- trained with: `{results.get('command', '?')}` (plmu {results.get('plmu_version', '?')}, torch "
+        f"{results.get('torch_version', '?')})",
+        "",
+        "```python",
+        "from plmu.hub import PlmuModel",
+        "model = PlmuModel.from_pretrained('<this repository or folder>').model   # eval mode",
+        "```",
+        "",
+        "The model runs in parallel (`model(batch)`) or as an RNN (`model.initial_state`, `model.step`); "
+        "`run_config.yaml` is the exact config it was trained with, `results.json` its record.",
+        "",
+    ]
+    return "\n".join(lines)
