@@ -10,11 +10,11 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from plmu.hub import PlmuModel
     from plmu.layers import ParallelLMU, ParallelLMUStack, SequenceStack
     from plmu.lti import discretize, impulse_response, legendre_delay_system
     from plmu.memory import LegendreMemory
     from plmu.original import OriginalLMU, OriginalLMUCell, OriginalLMUStack
-    from plmu.hub import PlmuModel
     from plmu.runs import TrainedRun, load_run
 
 # The one place the version is written: pyproject.toml reads it from here (tool.setuptools.dynamic).
@@ -22,12 +22,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LegendreMemory",
-    "PlmuModel",
     "OriginalLMU",
     "OriginalLMUCell",
     "OriginalLMUStack",
     "ParallelLMU",
     "ParallelLMUStack",
+    "PlmuModel",
     "SequenceStack",
     "TrainedRun",
     "discretize",
