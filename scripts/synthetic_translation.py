@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from plmu.data.translation import SYNTHETIC_ORDERS, write_synthetic
+from plmu.data.synthetic_translation import SYNTHETIC_ORDERS, write_synthetic
 
 
 def main() -> None:

@@ -353,17 +353,12 @@ def _folder_in_data_dir(info: Mapping[str, Any]) -> str | None:
     (read from task.data.path) nowhere."""
     if str(info.get("dataset", "")).startswith("IWSLT"):
         return FOLDER
-    if isinstance(info.get("synthetic"), Mapping):
-        from plmu.data.synthetic_translation import folder_name
-
-        return f"synthetic_en_vi/{folder_name(info['synthetic'])}"
+    if isinstance(info.get("synthetic"), Mapping) and info.get("folder"):  # <data_dir>/synthetic_en_vi/<settings>
+        folder = Path(str(info["folder"]))
+        return f"{folder.parent.name}/{folder.name}"
     return None
 
 
 def loader_arguments(data: Mapping[str, Any]) -> dict[str, Any]:
     """A ``task.data`` mapping without Hydra's keys (``_target_``...): the loader's keyword arguments."""
     return {key: value for key, value in data.items() if not (key.startswith("_") and key.endswith("_"))}
-
-
-# The synthetic task's names, where committed configs and runs find them (task.data._target_)
-from plmu.data.synthetic_translation import SYNTHETIC_ORDERS, synthetic_en_vi, write_synthetic  # noqa: E402, F401

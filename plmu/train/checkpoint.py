@@ -229,8 +229,13 @@ CONFIG_KEYS_ADDED = {  # keys added since, at the values the runs before them ra
 }
 
 
+# Loaders that moved to another module: a checkpoint's config names them where they are now.
+TARGETS_MOVED = {"plmu.data.translation.synthetic_en_vi": "plmu.data.synthetic_translation.synthetic_en_vi"}
+
+
 def upgrade(payload: dict[str, Any]) -> dict[str, Any]:
-    """A loaded checkpoint in today's layout: renamed training-state fields, config keys added since. Tensor names
+    """A loaded checkpoint in today's layout: renamed training-state fields, config keys added since, loaders moved
+    (:data:`TARGETS_MOVED`). Tensor names
     are the model's own business (which names are old depends on its class): ``SequenceModel`` renames those of its
     earlier layout as it loads them (:data:`plmu.models.sequence.RENAMED_PARAMETERS`); a ``Seq2Seq`` has an
     ``encoder`` of its own."""
@@ -244,6 +249,10 @@ def upgrade(payload: dict[str, Any]) -> dict[str, Any]:
         for group, added in CONFIG_KEYS_ADDED.items():
             if isinstance(config.get(group), dict):
                 config[group] = {**added, **config[group]}
+        task = config.get("task")
+        data = task.get("data") if isinstance(task, dict) else None
+        if isinstance(data, dict) and data.get("_target_") in TARGETS_MOVED:
+            config["task"] = {**task, "data": {**data, "_target_": TARGETS_MOVED[data["_target_"]]}}
         payload["config"] = config
     return payload
 

@@ -42,6 +42,8 @@ RESUME_MAY_CHANGE = (
     "trainer.log_every_n_steps",
     "trainer.eval_batch_size",
     "trainer.test",  # whether the end reads the test split (a selection sweep does not)
+    "trainer.memory_check",  # a guard before the run: runs before it had none
+    "task.sequence_length",  # the memory estimate's input, not the data's (runs before it had none)
     "logger",
 )
 

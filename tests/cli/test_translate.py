@@ -12,7 +12,7 @@ from conftest import compose_config
 
 from plmu.cli import eval as eval_cli
 from plmu.cli import translate as translate_cli
-from plmu.data.translation import write_synthetic
+from plmu.data.synthetic_translation import write_synthetic
 from plmu.errors import DataNotFoundError
 from plmu.train.run import train
 

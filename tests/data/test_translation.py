@@ -9,13 +9,12 @@ import pytest
 import torch
 
 from plmu.data import translation
+from plmu.data.synthetic_translation import synthetic_en_vi, write_synthetic
 from plmu.data.translation import (
     IGNORE_INDEX,
     Vocabulary,
     iwslt15_en_vi,
     recorded_vocabularies,
-    synthetic_en_vi,
-    write_synthetic,
 )
 from plmu.errors import ConfigError, DataError, DataNotFoundError
 

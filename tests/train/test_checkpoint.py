@@ -190,6 +190,21 @@ def test_an_interrupt_during_a_checkpoint_write_waits_for_the_write(tmp_path, mo
                 }
             },
         ),
+        (  # the synthetic translation task moved to its own module
+            {
+                "config": {
+                    "task": {"name": "iwslt15_en_vi", "data": {"_target_": "plmu.data.translation.synthetic_en_vi"}}
+                }
+            },
+            {
+                "config": {
+                    "task": {
+                        "name": "iwslt15_en_vi",
+                        "data": {"_target_": "plmu.data.synthetic_translation.synthetic_en_vi"},
+                    }
+                }
+            },
+        ),
     ],
 )
 def test_each_earlier_format_is_upgraded_on_load(old, today, tmp_path):
