@@ -156,6 +156,14 @@ def model_label(config: dict[str, Any]) -> str:
     return family_label(model_family(model)) if model else "?"
 
 
+def legend_name(run: Run) -> str:
+    """A run in a plot's legend: its label and the overrides that set it apart (not the task, the family or the
+    folder), else its folder's name."""
+    shared = ("task=", "model=", "hydra.", "logger=", "data_dir=", "trainer.progress=")
+    kept = [str(o) for o in run.results.get("overrides") or [] if not str(o).startswith(shared)]
+    return f"{run.label} ({' '.join(kept) if kept else run.path.name})"
+
+
 def load_run(path: Path, entry: dict[str, Any] | None = None) -> Run:
     """The run at ``path``; ``entry`` is its manifest entry (label, metric_from)."""
     entry = entry or {}
@@ -165,7 +173,10 @@ def load_run(path: Path, entry: dict[str, Any] | None = None) -> Run:
     if not isinstance(metric, str) or not (value is None or isinstance(value, (int, float))):
         raise ReportError(f"{path / 'results.json'} lacks a metric name or a numeric test value: not plmu-train's")
     config = read_config(path)
-    run = Run(path, results, config, entry.get("model") or model_label(config), metric, value, "results.json")
+    label = entry.get("model") or model_label(config)
+    if any(str(override).startswith("debug=") for override in results.get("overrides") or []):
+        label += " [debug: a smoke run, not a result]"  # a few batches of one epoch: never read as a measurement
+    run = Run(path, results, config, label, metric, value, "results.json")
     run.curve = read_curve(path / "metrics.jsonl", metric, run.warnings)
     source = entry.get("metric_from")
     if source is not None:

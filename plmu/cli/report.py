@@ -29,7 +29,17 @@ from pathlib import Path
 
 from plmu.cli import fail
 from plmu.errors import PlmuError
-from plmu.report import PAPER, Experiment, ReportError, collect, link, results_table, runs_table, task_of
+from plmu.report import (
+    PAPER,
+    Experiment,
+    ReportError,
+    collect,
+    legend_name,
+    link,
+    results_table,
+    runs_table,
+    task_of,
+)
 
 PROG = "plmu-report"
 BEGIN = "<!-- results:begin"
@@ -104,7 +114,7 @@ def plot_curves(experiments: list[Experiment], folder: Path, warnings: list[str]
         figure, axes = plt.subplots(figsize=(7, 4.2))
         for run in runs:
             steps, values = zip(*run.curve, strict=True)
-            axes.plot(steps, values, marker="." if len(steps) < 30 else None, label=f"{run.label} ({run.path.name})")
+            axes.plot(steps, values, marker="." if len(steps) < 30 else None, label=legend_name(run))
         metric = runs[0].results.get("metric", "?")
         name = PAPER[task].name if task in PAPER else task
         axes.set(xlabel="optimizer step", ylabel=f"validation {metric}", title=f"{name}: validation {metric}")

@@ -256,3 +256,20 @@ def test_a_seed_row_draws_every_seeds_curve_and_a_selection_run_says_not_measure
     assert sorted(label.rsplit("(", 1)[1] for label in drawn) == ["seed0)", "seed1)", "seed2)"]
     report = (tmp_path / "out" / "report.md").read_text()
     assert "not measured (selection run)" in report and "not finite" not in report
+
+
+def test_smoke_runs_are_marked_and_legends_name_what_differs(tmp_path):
+    """Issue 18: debug=quick runs entered the tables unmarked; the learning-curve legends named runs by timestamp."""
+    from plmu.report import Run, legend_name, load_run
+
+    run = tmp_path / "2026-12-02_10-00-00-000000"
+    run.mkdir()
+    results = {"task": "mackey_glass", "metric": "nrmse", "test": 0.5, "model": "plmu",
+               "overrides": ["task=mackey_glass", "debug=quick", "seed=1", "hydra.run.dir=x"]}  # fmt: skip
+    (run / "results.json").write_text(json.dumps(results))
+    (run / "config.yaml").write_text("task:\n  name: mackey_glass\nmodel:\n  _target_: plmu.models.plmu_model\n")
+    loaded = load_run(run)
+    assert loaded.label == "parallel LMU [debug: a smoke run, not a result]"
+    assert legend_name(loaded) == "parallel LMU [debug: a smoke run, not a result] (debug=quick seed=1)"
+    plain = Run(run, {"overrides": ["task=mackey_glass"]}, {}, "LSTM", "nrmse", 0.5, "results.json")
+    assert legend_name(plain) == f"LSTM ({run.name})"  # nothing sets it apart: its folder
