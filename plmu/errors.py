@@ -27,3 +27,7 @@ class NonFiniteLossError(PlmuError, FloatingPointError):
 
 class RunFolderError(PlmuError, OSError):
     """A run folder that cannot be used: in use by another run, holding another run, or not writable."""
+
+
+class OutOfMemoryError(PlmuError, MemoryError):
+    """A run that ran out of memory anyway (its estimate passed, or ``trainer.memory_check=false``)."""

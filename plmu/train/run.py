@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf
 from plmu.data.fingerprint import fingerprint
 from plmu.data.folders import library_progress
 from plmu.data.splits import DataSplits
-from plmu.errors import ConfigError, PlmuError
+from plmu.errors import ConfigError, OutOfMemoryError, PlmuError
 from plmu.models.backbones import family_label, model_family
 from plmu.models.build import build_model, model_args
 from plmu.train import checkpoint, distributed, provenance
@@ -176,8 +176,15 @@ def train(
                         write_status(folder.path, "interrupted", trainer.what_is_kept())
                     raise RunInterrupted(trainer.what_is_kept()) from None
                 except Exception as error:
+                    message = " ".join(str(error).split()) or type(error).__name__
                     if ctx.is_main:
-                        write_status(folder.path, "failed", " ".join(str(error).split()) or type(error).__name__)
+                        write_status(folder.path, "failed", message)
+                    if _out_of_memory(error):  # a traceback otherwise: say it in one line, with what is kept
+                        raise OutOfMemoryError(
+                            f"out of memory during training ({message[:200]}): lower trainer.batch_size or "
+                            f"trainer.eval_batch_size (a new run), or use a machine with more memory. "
+                            f"{trainer.what_is_kept()}"
+                        ) from None
                     raise
                 results = {
                     "task": cfg.task.name,
@@ -251,6 +258,13 @@ def _write_records(
     write_json_atomic(folder.path / "data_info.json", provenance.portable(data_info, folder.path))
     for name, text in (extra_records or {}).items():
         write_text_atomic(folder.path / name, text)
+
+
+def _out_of_memory(error: BaseException) -> bool:
+    """torch's out-of-memory errors: CUDA's OutOfMemoryError, the CPU allocator's RuntimeError, MemoryError."""
+    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
+        return True
+    return isinstance(error, RuntimeError) and ("can't allocate memory" in str(error) or "out of memory" in str(error))
 
 
 def _run_name(cfg: DictConfig, folder: RunFolder, overrides: list[str], group: str | None) -> str:

@@ -69,3 +69,26 @@ def test_the_fix_names_a_batch_that_fits():
     assert "trainer.accumulate_grad_batches=4" in line
     assert "shorten the sequences (task.data.steps)" in memory.refusal(found, found.fixed, "task.data.steps")
     assert memory.refusal(found, found.total, "task.data.steps") is None
+
+
+def test_running_out_of_memory_anyway_is_one_line_and_recorded(tmp_path, monkeypatch):
+    """With memory_check=false (or an estimate too low) torch's allocator error was a traceback; now one line that
+    says what to lower and what the folder keeps, and status.json says failed."""
+    import json
+
+    from plmu.errors import OutOfMemoryError
+    from plmu.train.run import train
+    from plmu.train.trainer import Trainer
+
+    def allocate(self):
+        message = "[enforce fail at alloc_cpu.cpp:127] DefaultCPUAllocator: can't allocate memory: you tried to "
+        raise RuntimeError(message + "allocate 12800000000 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(Trainer, "fit", allocate)
+    cfg = compose_config([*TINY_MACKEY_GLASS, "trainer.max_epochs=1", f"data_dir={tmp_path / 'data'}"])
+    with pytest.raises(OutOfMemoryError) as caught:
+        train(cfg, tmp_path / "run")
+    line = str(caught.value)
+    assert "\n" not in line and line.startswith("out of memory during training ([enforce fail")
+    assert "lower trainer.batch_size or trainer.eval_batch_size" in line
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "failed"
