@@ -61,16 +61,14 @@ class PlmuModel(
         from omegaconf import OmegaConf
 
         from plmu.runs import load_run
-        from plmu.train import checkpoint as checkpoints
 
         run = load_run(path, checkpoint)
-        payload = checkpoints.load(run.checkpoint)
         try:
             results = json.loads((run.path / "results.json").read_text())
         except (OSError, ValueError):
             results = {}  # a run still training: no card numbers yet
         config = OmegaConf.to_container(run.config, resolve=True)
-        return cls(run.model, config, dict(payload.get("model_args") or {}), run.data_info, results)
+        return cls(run.model, config, run.model_args, run.data_info, results)
 
     def _save_pretrained(self, save_directory: Path) -> None:
         from omegaconf import OmegaConf
@@ -116,7 +114,13 @@ class PlmuModel(
         config = OmegaConf.load(folder / "run_config.yaml")
         model_args = json.loads((folder / "model_args.json").read_text())
         model = build_model(config, model_args or None)
-        load_model(model, str(folder / "model.safetensors"))
+        try:
+            load_model(model, str(folder / "model.safetensors"))
+        except Exception as error:  # a truncated or foreign file: safetensors' own errors, torch's shape errors
+            raise CheckpointError(
+                f"{folder / 'model.safetensors'} cannot be loaded into the model run_config.yaml builds "
+                f"({' '.join(str(error).split())[:300]}): save the run again with save_pretrained"
+            ) from None
         records = {}
         for name in ("data_info", "results"):
             path = folder / f"{name}.json"

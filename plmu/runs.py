@@ -38,6 +38,7 @@ class TrainedRun:
     config: DictConfig  # the run's config as trained (the checkpoint's copy)
     epoch: int | None  # the epoch the checkpoint holds
     data_info: dict[str, Any] = field(default_factory=dict)  # data_info.json (sizes, fingerprint, vocabulary...)
+    model_args: dict[str, Any] = field(default_factory=dict)  # the shapes the data gave the builder (vocabulary...)
 
 
 def load_run(path: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu") -> TrainedRun:
@@ -56,7 +57,8 @@ def load_run(path: str | Path, checkpoint: str = "best", device: str | torch.dev
     except (OSError, ValueError):
         info = {}
     epoch = (payload.get("train_state") or {}).get("epoch")
-    return TrainedRun(run_dir, weights, model, cfg, epoch, info if isinstance(info, dict) else {})
+    info = info if isinstance(info, dict) else {}
+    return TrainedRun(run_dir, weights, model, cfg, epoch, info, dict(payload.get("model_args") or {}))
 
 
 def checkpoint_path(run_dir: Path, which: str) -> Path:

@@ -43,3 +43,12 @@ def test_a_run_round_trips_through_a_local_folder(trained, tmp_path):
 def test_a_folder_that_is_not_a_saved_model_is_one_line(tmp_path):
     with pytest.raises(CheckpointError, match=r"is not a plmu model in the Hugging Face layout \(model.safetensors"):
         PlmuModel.from_pretrained(str(tmp_path))
+
+
+def test_a_truncated_weights_file_is_one_line(trained, tmp_path):
+    PlmuModel.from_run(trained).save_pretrained(tmp_path / "hf")
+    weights = tmp_path / "hf" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:40])
+    with pytest.raises(CheckpointError, match=r"model.safetensors cannot be loaded into the model") as caught:
+        PlmuModel.from_pretrained(str(tmp_path / "hf"))
+    assert "\n" not in str(caught.value)

@@ -34,7 +34,15 @@ from typing import TYPE_CHECKING, Any
 
 from plmu.cli import fail, flags, stop_on_sigterm
 from plmu.cli.flags import positive_int
-from plmu.cli.reports import ReportFile, check_recorded_data, checkpoint_label, resolve_eval_device, strict_json
+from plmu.cli.reports import (
+    DATA_KEYS,
+    ReportFile,
+    check_recorded_data,
+    checkpoint_label,
+    resolve_eval_device,
+    set_data_root,
+    strict_json,
+)
 from plmu.errors import CheckpointError, ConfigError, PlmuError
 from plmu.runs import checkpoint_path, saved_config, saved_model
 from plmu.train.provenance import portable
@@ -45,8 +53,6 @@ if TYPE_CHECKING:  # torch and plmu.train load lazily: `plmu-eval --help` should
     from plmu.data.splits import TensorSplit
 
 PROG = "plmu-eval"
-# the task.data key that names the data folder, per loader; a text task's local files (path) before its hub cache
-DATA_KEYS = ("path", "root", "cache_dir", "data_dir")
 
 
 # ------------------------------------------------------------------------------------------------ report, config, data
@@ -75,22 +81,6 @@ def eval_batch_size(args: argparse.Namespace, cfg: DictConfig, path: Path) -> in
     if not isinstance(size, int) or isinstance(size, bool) or size < 1:
         raise CheckpointError(f"checkpoint {path}: its config has no usable batch size ({size!r}); pass --batch-size N")
     return size
-
-
-def set_data_root(args: argparse.Namespace, cfg: DictConfig) -> str | None:
-    """Apply ``--data-root``; returns the data folder the evaluation reads (None for loaders without one)."""
-    # path null: the hub's data, found through the cache (issue 16: --data-root moved the cache of local files)
-    keys = [key for key in DATA_KEYS if key in cfg.task.data and not (key == "path" and cfg.task.data.path is None)]
-    if args.data_root is None:
-        return str(Path(cfg.task.data[keys[0]]).expanduser().resolve()) if keys else None  # as the loader reads it
-    if not keys:
-        raise ConfigError(f"--data-root {args.data_root}: task {cfg.task.name} has no data folder to override")
-    root = Path(args.data_root).expanduser()
-    if not root.is_dir():
-        fix = f"give the folder that holds the data (training read {cfg.task.data[keys[0]]})"
-        raise ConfigError(f"--data-root {args.data_root}: no such folder; {fix}")
-    cfg.task.data[keys[0]] = str(root.resolve())
-    return str(root.resolve())
 
 
 def load_split(

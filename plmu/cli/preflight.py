@@ -27,6 +27,8 @@ def resumed_arguments(arguments: list[str]) -> tuple[list[str], str | None]:
         return arguments, f"resume= is given {len(given)} times: name one run folder"
     if {"-m", "--multirun"} & set(arguments):
         return arguments, "resume= continues one run: it cannot be combined with -m (resume each job on its own)"
+    if not given[0].partition("=")[2]:
+        return arguments, "resume= needs a run folder: plmu-train resume=<run folder>"
     folder = Path(given[0].partition("=")[2]).expanduser()
     rest = [argument for argument in arguments if argument != given[0]]
     if any(argument.startswith(("hydra.run.dir=", "hydra.sweep.dir=")) for argument in rest):

@@ -15,8 +15,13 @@ from typing import TYPE_CHECKING, Any
 from plmu.errors import ConfigError, PlmuError
 
 if TYPE_CHECKING:  # torch loads lazily: a tool's --help should not wait seconds for it
-    import torch
+    import argparse
 
+    import torch
+    from omegaconf import DictConfig
+
+# the task.data key that names the data folder, per loader; a text task's local files (path) before its hub cache
+DATA_KEYS = ("path", "root", "cache_dir", "data_dir")
 DEVICE_TYPES = ("cpu", "cuda", "mps")  # what the model code is tested on; `meta` etc. would fail mid-evaluation
 
 
@@ -124,3 +129,19 @@ def strict_json(report: dict[str, Any]) -> str:
     cleaned = clean(report, "")
     cleaned["notes"] = notes
     return json.dumps(cleaned, indent=2, allow_nan=False)
+
+
+def set_data_root(args: argparse.Namespace, cfg: DictConfig) -> str | None:
+    """Apply ``--data-root``; returns the data folder the evaluation reads (None for loaders without one)."""
+    # path null: the hub's data, found through the cache (issue 16: --data-root moved the cache of local files)
+    keys = [key for key in DATA_KEYS if key in cfg.task.data and not (key == "path" and cfg.task.data.path is None)]
+    if args.data_root is None:
+        return str(Path(cfg.task.data[keys[0]]).expanduser().resolve()) if keys else None  # as the loader reads it
+    if not keys:
+        raise ConfigError(f"--data-root {args.data_root}: task {cfg.task.name} has no data folder to override")
+    root = Path(args.data_root).expanduser()
+    if not root.is_dir():
+        fix = f"give the folder that holds the data (training read {cfg.task.data[keys[0]]})"
+        raise ConfigError(f"--data-root {args.data_root}: no such folder; {fix}")
+    cfg.task.data[keys[0]] = str(root.resolve())
+    return str(root.resolve())

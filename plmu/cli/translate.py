@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plmu.cli import fail, stop_on_sigterm
+from plmu.cli.reports import set_data_root
 from plmu.errors import ConfigError, PlmuError
 from plmu.train.provenance import portable
 
@@ -137,20 +138,6 @@ def translate_split(
 
 
 # ------------------------------------------------------------------------------------------------ the run
-def _data_root(args: argparse.Namespace, cfg: DictConfig) -> None:
-    """Apply ``--data-root`` to the run's data config (``task.data.path`` if training used one, else data_dir), for
-    loading a split."""
-    data = cfg.task.data
-    if args.data_root is not None:
-        root = Path(args.data_root).expanduser()
-        if not root.is_dir():
-            raise ConfigError(f"--data-root {args.data_root}: no such folder; give the folder that holds the data")
-        if data.get("path") is not None:
-            data.path = str(root.resolve())
-        else:
-            data.data_dir = str(root.resolve())
-
-
 def _said_with_data_root(error: PlmuError, args: argparse.Namespace) -> PlmuError:
     message = str(error)
     if args.data_root is None and "--data-root" not in message:
@@ -202,8 +189,7 @@ def translate_stdin(args: argparse.Namespace) -> int:
     from plmu.data.translation import as_split, recorded_vocabularies
 
     model, cfg, device, _, _ = load_run(args)
-    if args.data_root is not None and not Path(args.data_root).expanduser().is_dir():
-        raise ConfigError(f"--data-root {args.data_root}: no such folder; give the folder that holds the data")
+    set_data_root(args, cfg)  # checks the flag; the vocabularies come from the run's record (below)
     run_dir = Path(args.run_dir).expanduser()
     try:
         info = json.loads((run_dir / "data_info.json").read_text())
@@ -269,7 +255,7 @@ def translate_report(args: argparse.Namespace) -> int:
     try:
         text_file = ReportFile(report_file.target.with_suffix(".txt"), args.output)
         model, cfg, device, path, payload = load_run(args)
-        _data_root(args, cfg)
+        set_data_root(args, cfg)
         try:
             data = load_data(cfg)
         except PlmuError as error:

@@ -16,6 +16,7 @@ import numpy as np
 
 from plmu.data.folders import data_folder
 from plmu.data.seq2seq import BOS, EOS, UNK, TranslationSplits
+from plmu.data.translation import iwslt15_en_vi
 from plmu.errors import ConfigError
 
 SYNTHETIC_ORDERS = ("swap", "monotone", "reverse")
@@ -78,14 +79,11 @@ def write_synthetic(
     return folder
 
 
-def folder_name(settings: Mapping[str, Any]) -> str:
-    """The folder of one setting of the task, below ``<data_dir>/synthetic_en_vi/``."""
-    return "-".join(f"{key}{value}" for key, value in settings.items())
-
-
 def _synthetic_folder(data_dir: object, settings: Mapping[str, Any]) -> Path:
+    """``<data_dir>/synthetic_en_vi/<settings>``: one folder per setting of the task."""
     fix = "set data_dir=<folder> (or PLMU_DATA_DIR); it is created if missing"
-    return data_folder(data_dir, "data_dir", "a folder", fix) / "synthetic_en_vi" / folder_name(settings)
+    name = "-".join(f"{key}{value}" for key, value in settings.items())
+    return data_folder(data_dir, "data_dir", "a folder", fix) / "synthetic_en_vi" / name
 
 
 def synthetic_en_vi(
@@ -122,11 +120,9 @@ def synthetic_en_vi(
             finally:
                 shutil.rmtree(temp, ignore_errors=True)
         path = folder
-    from plmu.data.translation import iwslt15_en_vi  # which re-exports this module's names: imported on use
-
     data = iwslt15_en_vi(data_dir, path=path, **options)
     data.info["dataset"] = f"synthetic en-vi ({order if generated else 'from task.data.path'}; {Path(path).name})"
     data.info["synthetic"] = settings if generated else "read from task.data.path"
     if generated:  # plmu-translate --data-root finds the vocabularies there
-        data.info["folder_in_data_dir"] = f"synthetic_en_vi/{folder_name(settings)}"
+        data.info["folder_in_data_dir"] = f"{folder.parent.name}/{folder.name}"
     return data

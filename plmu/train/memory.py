@@ -20,6 +20,7 @@ from typing import Any
 
 GIB = 2**30
 BASE_BYTES = int(0.6 * GIB)  # the interpreter, torch and its kernels, the run's bookkeeping
+LMU_FAMILIES = ("plmu", "pretrain")  # the parallel LMU's memory: m_T alone for a last-step read
 HEADROOM = 0.8  # a suggested batch's activations use at most this share of the room left for them
 FLOAT = 4  # bytes; bf16 autocast keeps the LMU memory in float32, so the estimate stays at float32
 
@@ -50,21 +51,17 @@ class Estimate:
         return max(self.training, self.evaluation)
 
 
-def _floats_per_step(family: str, model: Mapping[str, Any], last_alone: bool) -> float:
-    """Floats a training step keeps per example, time step and layer (fitted: experiments/memory/README.md);
-    ``last_alone``: the parallel LMU's last layer computes m_T alone (a whole-sequence label read at the last step),
-    keeping little per step."""
+def _floats_per_step(family: str, model: Mapping[str, Any]) -> float:
+    """Floats a training step keeps per example, time step and layer (fitted: experiments/memory/README.md)."""
     width = float(model.get("hidden_size") or 0)
     memory = float(model.get("memory_d") or 1) * float(model.get("order") or 0)
-    if family in ("plmu", "pretrain"):
-        return 2 * float(model.get("memory_d") or 1) if last_alone else 2 * memory + 2 * width
+    if family in LMU_FAMILIES:
+        return 2 * memory + 2 * width
     if family == "original_lmu":
         return 4 * memory + 8 * width
-    if family in ("lstm", "gru"):
-        return 16 * width
     if family == "transformer":
         return 8 * width + 2 * float(model.get("dim_feedforward") or 4 * width)
-    return 16 * width  # a family this estimate does not know: as an LSTM
+    return 16 * width  # the LSTM and the GRU; a family this estimate does not know: as they
 
 
 def estimate(cfg: Mapping[str, Any], parameters: int, world_size: int = 1) -> Estimate | None:
@@ -80,11 +77,10 @@ def estimate(cfg: Mapping[str, Any], parameters: int, world_size: int = 1) -> Es
     layers = int(model.get("num_layers") or 1)
     if "translation" in str(model.get("_target_", "")):
         layers += int(model.get("decoder_layers") or layers)  # the decoder's layers too
-    last_alone = not task.get("per_step") and model.get("pooling", "last") in ("last", None)
-    sequence_layers = layers - 1 if last_alone and family in ("plmu", "pretrain") else layers
-    per_step = sequence_layers * _floats_per_step(family, model, False)
-    if sequence_layers < layers:
-        per_step += _floats_per_step(family, model, True)
+    per_step = layers * _floats_per_step(family, model)
+    if family in LMU_FAMILIES and not task.get("per_step") and model.get("pooling", "last") in ("last", None):
+        # the last layer computes m_T alone (a whole-sequence label read at the last step): only its input per step
+        per_step += 2 * float(model.get("memory_d") or 1) - _floats_per_step(family, model)
     embed = float(model.get("embed_dim") or 0)
     outputs = float(task.get("output_size") or 1) if task.get("per_step") else 0.0
     sequences = 2 if model.get("pair") else 1  # a sentence pair runs two sequences
@@ -159,22 +155,19 @@ def refusal(found: Estimate, available: int, length_key: str) -> str | None:
     return f"{head}: {fix}; or trainer.memory_check=false to try anyway"
 
 
-def check_memory(cfg: Any, parameters: int, world_size: int = 1) -> str | None:
+def check_memory(cfg: Any, config: Mapping[str, Any], parameters: int, world_size: int = 1) -> str | None:
     """Refuse (a ConfigError) a run whose estimate exceeds what its device has; returns the estimate as a log
-    line, or None when none is made (no ``task.sequence_length``, memory unknown, ``trainer.memory_check=false``)."""
+    line, or None when none is made (no ``task.sequence_length``, memory unknown, ``trainer.memory_check=false``).
+    ``cfg`` is the composed config (for where the length is written), ``config`` the same resolved."""
     from omegaconf import OmegaConf
 
     from plmu.errors import ConfigError
+    from plmu.train.distributed import resolve_device
 
-    if not cfg.trainer.get("memory_check", True):
+    if not config["trainer"].get("memory_check", True):
         return None
-    found = estimate(OmegaConf.to_container(cfg, resolve=True), parameters, world_size)
-    device = str(cfg.trainer.get("device", "auto"))
-    if device == "auto":
-        import torch
-
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    available = available_bytes(device)
+    found = estimate(config, parameters, world_size)
+    available = available_bytes(str(resolve_device(str(config["trainer"].get("device", "auto")))))
     if found is None or available is None:
         return None
     written = OmegaConf.to_container(cfg.task, resolve=False).get("sequence_length")

@@ -107,9 +107,9 @@ def train(
     task_objective = build_objective(cfg.task.objective)
     settings = trainer_settings(cfg)
     distributed.check_batch_sizes(settings.batch_size, settings.eval_batch_size, ctx.world_size)
-    memory = check_memory(cfg, sum(p.numel() for p in model.parameters()), ctx.world_size)  # before any data
-    logger = build_logger(cfg) if ctx.is_main else NullLogger()  # one tracker run: rank 0's
     config = OmegaConf.to_container(cfg, resolve=True)
+    memory = check_memory(cfg, config, model.num_parameters, ctx.world_size)  # before any data is read
+    logger = build_logger(cfg) if ctx.is_main else NullLogger()  # one tracker run: rank 0's
     distributed.on_main(folder.lock)  # one process per run folder; released even on kill -9
     try:
         resume, payload, finished = distributed.on_main(lambda: read_folder(cfg, folder, config, settings))

@@ -34,6 +34,7 @@ from plmu.errors import ConfigError
 from plmu.train.settings import (
     BOOL,
     DEVICES,
+    OPTIONAL_POSITIVE_INT,
     POSITIVE_INT,
     Names,
     Rule,
@@ -81,6 +82,7 @@ class TaskSchema:
     output_size: int = rule(positive_int, POSITIVE_INT, "10")
     per_step: bool = rule(isa(bool), BOOL, "false")
     data: Any = rule(isa(Mapping), "a data loader config with a _target_", "{_target_:plmu.data.psmnist.psmnist}")
+    sequence_length: int | None = rule(or_none(positive_int), OPTIONAL_POSITIVE_INT, "784", None)  # plmu.train.memory
 
 
 @dataclass

@@ -280,8 +280,8 @@ def settings_help() -> str:
     def shown(value: Any) -> str:
         return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
 
-    lines = []
+    lines, values = [], defaults()
     for setting in fields(TrainerSettings):
-        default = "{...}" if setting.name == "optimizer" else shown(defaults()[setting.name])
+        default = "{...}" if setting.name == "optimizer" else shown(values[setting.name])
         lines.append(f"  {f'trainer.{setting.name}={default}':<38} {setting.metadata['help']}")
     return "\n".join(lines)

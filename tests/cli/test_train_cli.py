@@ -277,6 +277,7 @@ def test_resume_in_one_word(tmp_path):
         ([f"resume={tmp_path / 'data'}"], "overrides.yaml is missing or unreadable"),
         ([f"resume={run}", f"hydra.run.dir={run}"], "already names the folder: drop hydra.run.dir"),
         (["-m", f"resume={run}"], "cannot be combined with -m"),
+        (["resume="], "resume= needs a run folder"),
     ):
         result = plmu_train(*arguments, cwd=tmp_path)
         assert result.returncode == 2 and message in result.stderr, result.stderr

@@ -92,3 +92,12 @@ def test_running_out_of_memory_anyway_is_one_line_and_recorded(tmp_path, monkeyp
     assert "\n" not in line and line.startswith("out of memory during training ([enforce fail")
     assert "lower trainer.batch_size or trainer.eval_batch_size" in line
     assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "failed"
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "true", "abc"])
+def test_a_bad_sequence_length_is_refused_not_skipped(value):
+    """A length the estimate cannot use would silently turn the memory check off: the config check refuses it."""
+    from plmu.train.schema import check_config
+
+    with pytest.raises(ConfigError, match=r"^task.sequence_length must be null or a positive integer"):
+        check_config(compose_config(["task=mackey_glass", f"task.sequence_length={value}"]))
