@@ -3,6 +3,7 @@
     plmu-bench [--device auto|cpu|cuda] [--quick] [--output FILE]            every memory path at psMNIST size
     plmu-bench --crossover                                                   direct vs FFT over T, and auto's choice
     plmu-bench --scaling --output-dir DIR                                    every path over T = 256 … 65,536 (+ PNGs)
+    plmu-bench --replot DIR/scaling.md                                       redraw its scaling.png, no re-measuring
     plmu-bench --text | --lm                                                 text classifiers / text8 language models
     plmu-bench --mackey-glass [--profile]                                    Mackey-Glass step times, profile, floor
     plmu-bench --trainer                                                     a psMNIST epoch: trainer vs bare step
@@ -39,6 +40,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     what = parser.add_mutually_exclusive_group()
     what.add_argument("--crossover", action="store_true", help="time direct vs fft over T, and what auto picks")
     what.add_argument("--scaling", action="store_true", help="every path over sequence lengths, with plots")
+    what.add_argument("--replot", type=Path, metavar="SCALING_MD", help="redraw scaling.png beside a scaling.md")
     what.add_argument("--text", action="store_true", help="the text classifiers (LMU, LSTM, transformer)")
     what.add_argument("--lm", action="store_true", help="the text8 language models: training and generation chars/s")
     what.add_argument("--mackey-glass", action="store_true", help="Mackey-Glass training steps (+ --profile)")
@@ -85,6 +87,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.replot:
+        from plmu.bench import scaling
+
+        try:
+            points = scaling.read_report(args.replot)
+        except (OSError, ValueError) as error:
+            print(f"plmu-bench: {error}", file=sys.stderr)
+            return 2
+        print(scaling.plot(points, args.replot.with_name("scaling.png")).removeprefix("- "))
+        return 0
     try:
         device = resolve_device(args.device)
     except ValueError as error:

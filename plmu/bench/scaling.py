@@ -177,13 +177,19 @@ def table(points: list[Point], lengths: tuple[int, ...], value: str) -> str:
             if point.timing is None:
                 cells.append(point.skipped.removeprefix("skipped: ") if point.skipped else "-")
             else:
-                cells.append(point.timing.ms() if value == "ms" else f"{point.peak_mb:.0f}")
+                digits = 1 if point.peak_mb < 10 else 0  # a small path's 0.2 MB is not "0"
+                cells.append(point.timing.ms() if value == "ms" else f"{point.peak_mb:.{digits}f}")
         lines.append(f"| {PATHS[path]} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
 def plot(points: list[Point], path: Path) -> str:
-    """scaling.png: ms/step and peak MB against T, log-log; returns a line for the report (what was written)."""
+    """scaling.png: ms/step and peak MB against T, log-log; returns a line for the report (what was written).
+
+    The legend sits below both panels, outside them: inside either it hides a curve (the last-state line runs along
+    the bottom of the time panel, the others fill its upper half). A peak of 0 MB cannot sit on a log axis: it is left
+    out of the memory panel rather than drawn at an invented floor.
+    """
     try:
         import matplotlib
 
@@ -191,22 +197,60 @@ def plot(points: list[Point], path: Path) -> str:
         import matplotlib.pyplot as plt
     except ImportError:
         return "- no plot: matplotlib is not installed here (pip install matplotlib)"
-    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 5.6))
     for name in dict.fromkeys(p.path for p in points):
         measured = [p for p in points if p.path == name and p.timing is not None]
         if not measured:
             continue
-        steps = [p.steps for p in measured]
-        left.plot(steps, [p.timing.median * 1e3 for p in measured], marker="o", label=PATHS[name])
-        right.plot(steps, [max(p.peak_mb, 0.1) for p in measured], marker="o", label=PATHS[name])
+        line = left.plot([p.steps for p in measured], [p.timing.median * 1e3 for p in measured], marker="o")[0]
+        line.set_label(PATHS.get(name, name))  # a redrawn report's points carry their printed labels
+        drawn = [p for p in measured if math.isfinite(p.peak_mb) and p.peak_mb > 0]
+        right.plot([p.steps for p in drawn], [p.peak_mb for p in drawn], marker="o", color=line.get_color())
     for axis, ylabel in ((left, "ms per training step"), (right, "peak MB one step adds")):
         axis.set(xscale="log", yscale="log", xlabel="sequence length T", ylabel=ylabel)
         axis.grid(True, which="both", alpha=0.3)
-    left.legend(fontsize=7)
-    figure.tight_layout()
+    handles, labels = left.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=min(len(labels), 3) or 1, fontsize=8, frameon=False)
+    rows = max(1, math.ceil(len(labels) / 3))
+    figure.tight_layout(rect=(0, 0.04 * rows + 0.01, 1, 1))
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return f"- plot: {path.name} (time and memory against T, log-log)"
+
+
+def read_report(path: Path) -> list[Point]:
+    """The points of a scaling.md this module wrote (its two tables), to redraw its plot without re-measuring.
+
+    Raises ValueError naming the file when it holds no scaling tables. Each point's ``path`` is the row's label as
+    the file printed it (older reports name paths as they were then); cells that say why a T was skipped come back
+    as skipped points; a timing keeps only its median (all a plot draws).
+    """
+    tables: dict[str, dict[tuple[str, int], str]] = {"ms": {}, "mb": {}}
+    lengths: list[int] = []
+    kind = None
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("| path ("):
+            kind = "ms" if "ms/step" in cells[0] else "mb"
+            lengths = [int(c.removeprefix("T = ").replace(",", "")) for c in cells[1:]]
+        elif kind and line.startswith("| ") and not line.startswith("| ---"):
+            if len(cells) != len(lengths) + 1:
+                raise ValueError(f"{path}: the row {cells[0]!r} has {len(cells) - 1} cells for {len(lengths)} lengths")
+            for steps, cell in zip(lengths, cells[1:], strict=True):
+                tables[kind][(cells[0], steps)] = cell
+        elif not line.startswith("|"):
+            kind = None
+    if not tables["ms"]:
+        raise ValueError(f"{path} holds no scaling table: pass a scaling.md that plmu-bench --scaling wrote")
+    points = []
+    for (name, steps), cell in tables["ms"].items():
+        try:
+            median = float(cell.split("±")[0])
+        except ValueError:
+            points.append(Point(name, steps, skipped=f"skipped: {cell}"))
+            continue
+        points.append(Point(name, steps, Timing([median / 1e3]), peak_mb=float(tables["mb"].get((name, steps), "nan"))))
+    return points
 
 
 def report(
