@@ -32,7 +32,6 @@ class PlmuModel(
     ModelHubMixin,
     library_name="plmu",
     tags=["legendre-memory-unit", "plmu"],
-    repo_url="https://github.com/plmu/plmu",
 ):
     """A trained plmu model with what it was trained on. ``model`` is in eval mode; ``config`` the run's resolved
     config (a dict); ``model_args`` the builder's shapes; ``data_info`` and ``results`` the run's records."""
@@ -132,21 +131,24 @@ def model_card(config: dict[str, Any], results: dict[str, Any]) -> str:
     """The README.md of a saved model, from its run's results.json: what it is, what it scored, how it was trained
     and how to load it."""
     task = config.get("task", {}).get("name", results.get("task", "?"))
-    model = results.get("model") or "plmu"
-    metric, test = results.get("metric"), results.get("test")
+    from plmu.models.backbones import family_label
+
+    family = results.get("model") or "plmu"
+    metric, test, best = results.get("metric"), results.get("test"), results.get("best_val")
     scored = "not measured (a selection run)" if test is None else f"{metric} {test:.6g}"
+    best_text = f"{best:.6g}" if isinstance(best, int | float) else "?"
     lines = [
         "---",
         "library_name: plmu",
         "tags: [legendre-memory-unit, plmu]",
         "---",
-        f"# {task}: {model} (plmu)",
+        f"# {task}: {family_label(family)} (`model={family}`)",
         "",
-        'A model trained with [plmu](https://github.com/plmu/plmu), which reproduces "Parallelizing Legendre Memory '
-        'Unit Training" (Chilkuri & Eliasmith, ICML 2021).',
+        'A model trained with plmu, a reimplementation of "Parallelizing Legendre Memory Unit Training" (Chilkuri & '
+        "Eliasmith, ICML 2021).",
         "",
         f"- task: `{task}`; data: {results.get('dataset', '?')}",
-        f"- test: {scored}; best validation: {results.get('best_val')} (epoch {results.get('best_epoch')})",
+        f"- test: {scored}; best validation: {best_text} (epoch {results.get('best_epoch')})",
         f"- parameters: {results.get('parameters')}; epochs: {results.get('epochs')}; seed: {results.get('seed')}",
         f"- trained with: `{results.get('command', '?')}` (plmu {results.get('plmu_version', '?')}, torch "
         f"{results.get('torch_version', '?')})",

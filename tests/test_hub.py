@@ -38,6 +38,8 @@ def test_a_run_round_trips_through_a_local_folder(trained, tmp_path):
     assert loaded.results == results and loaded.config["task"]["name"] == "mackey_glass"
     card = (tmp_path / "hf" / "README.md").read_text()
     assert "library_name: plmu" in card and f"nrmse {results['test']:.6g}" in card and results["command"] in card
+    assert "# mackey_glass: parallel LMU (`model=plmu`)" in card and f"validation: {results['best_val']:.6g} " in card
+    assert "http" not in card  # no link to a home the project does not have
 
 
 def test_a_folder_that_is_not_a_saved_model_is_one_line(tmp_path):

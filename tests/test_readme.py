@@ -23,6 +23,44 @@ def test_readme_python_blocks_run(capsys):
     assert capsys.readouterr().out.strip().splitlines()[-1] == "True"
 
 
+RUN_PLACEHOLDER = "outputs/mackey_glass/plmu/<time>"
+
+
+def trained_run_blocks() -> list[str]:
+    """The ``py`` blocks that use a trained run (load_run, the Hub, the exported step), by its placeholder."""
+    blocks = re.findall(r"```py\n(.*?)```", README.read_text(), flags=re.S)
+    return [block for block in blocks if RUN_PLACEHOLDER in block]
+
+
+def test_readme_snippets_for_a_trained_run_run_on_one(tmp_path, monkeypatch, capsys):
+    # A newcomer's walk after training: load it in Python, save it for the Hub and load it back, load the exported
+    # step with torch alone. Each block runs as written on a tiny Mackey-Glass run, the placeholder replaced by its
+    # folder; only push_to_hub (the network, an account) is left out.
+    from conftest import TINY_MACKEY_GLASS, compose_config
+
+    from plmu.cli import export
+    from plmu.train.run import train
+
+    run = tmp_path / "outputs" / "mackey_glass" / "plmu" / "run"
+    train(compose_config([*TINY_MACKEY_GLASS, "trainer.max_epochs=1", f"data_dir={tmp_path / 'data'}"]), run)
+    assert export.main([str(run)]) == 0 and (run / "step_best.pt2").is_file()
+    capsys.readouterr()
+    blocks = trained_run_blocks()
+    assert len(blocks) == 3, "the README's load_run, Hub and plmu-export snippets"
+    monkeypatch.chdir(tmp_path)  # the Hub snippet saves into a folder of the working directory
+    for block in blocks:
+        code = "\n".join(line for line in block.splitlines() if "push_to_hub" not in line)
+        exec(compile(code.replace(RUN_PLACEHOLDER, str(run)), str(README), "exec"), {})
+    assert (tmp_path / "mackey-glass-plmu" / "model.safetensors").is_file()
+
+
+def test_plmu_export_help_names_the_file_it_stores_the_signature_in():
+    from plmu import export as exported
+    from plmu.cli.export import LOAD_SNIPPET
+
+    assert f'"{exported.METADATA_FILE}"' in LOAD_SNIPPET and f'"{exported.METADATA_FILE}"' in README.read_text()
+
+
 ROOT = README.parent
 
 

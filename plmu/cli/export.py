@@ -2,10 +2,8 @@
 
 The model is rebuilt from its checkpoint (``--checkpoint best`` by default, or ``last``, or a path), put in eval mode
 and exported with ``torch.export`` (``--format export``, a ``.pt2``) or TorchScript (``--format torchscript``); see
-:mod:`plmu.export` for the program's inputs and outputs. The file loads with torch alone:
-
-    step = torch.export.load("step_best.pt2").module()      # or torch.jit.load("step_best.torchscript.pt")
-    output, state = step(x_t, state)                          # state: zeros of the shapes in the printed report
+:mod:`plmu.export` for the program's inputs and outputs. The file loads with torch alone (``LOAD_SNIPPET``,
+printed by ``--help``).
 
 The saved file is loaded back and compared with ``model.step`` over 20 steps from the zero state (random inputs);
 the largest difference is in the report. ``--latency N`` also times N steps at batch 1 (after ``--warmup`` untimed
@@ -33,11 +31,24 @@ from plmu.cli.flags import positive_int
 from plmu.errors import ConfigError, PlmuError
 
 PROG = "plmu-export"
+LOAD_SNIPPET = """loading what it writes needs torch alone (the state's shapes travel inside the file):
+
+    extra = {"plmu_step.json": ""}       # torch.jit.load(path, _extra_files=extra) for --format torchscript
+    step = torch.export.load("RUN_DIR/step_best.pt2", extra_files=extra).module()
+    shapes = json.loads(extra["plmu_step.json"])["signature"]["state_shapes"]          # None: the batch
+    state = tuple(torch.zeros([1 if n is None else n for n in shape]) for shape in shapes)
+    output, state = step(x_t, state)                                                    # one step
+"""
 CHECK_STEPS = 20
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description=__doc__.split("\n\n")[0],
+        epilog=LOAD_SNIPPET,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     run_dir = "a plmu-train run directory (holds checkpoints/ and config.yaml)"
     flags.add_run(parser, run_dir, device=None, optional=True)
     parser.add_argument("--format", choices=["export", "torchscript"], default="export")

@@ -78,10 +78,19 @@ def shown_path(path: str | Path) -> str:
 def run_relative(path: str | Path | None, run_dir: str | Path) -> str | None:
     """``path`` (a checkpoint, a data folder, a report) as a record writes it: relative to the run folder, so that a
     record reads the same on any machine and after the whole tree is moved (``checkpoints/best.pt``,
-    ``../../data/mnist``). None stays None."""
+    ``../../data/mnist``). A path in the user's home that the run folder does not share a folder below the home with
+    (the default cache, ``~/.cache/plmu``, for a run in ``/tmp/x``) is written from the home (``~/.cache/plmu``):
+    each user's own, where ``../../../../root/.cache/plmu`` would name one machine's layout. None stays None."""
     if path is None:
         return None
-    return os.path.relpath(Path(path).expanduser().resolve(), Path(run_dir).expanduser().resolve())
+    resolved, folder = Path(path).expanduser().resolve(), Path(run_dir).expanduser().resolve()
+    home = Path.home().resolve()
+    if len(home.parts) > 1 and resolved.is_relative_to(home):
+        shared = Path(os.path.commonpath([resolved, folder]))
+        if shared == home or not shared.is_relative_to(home):
+            inside = resolved.relative_to(home).as_posix()
+            return "~" if inside == "." else f"~/{inside}"
+    return os.path.relpath(resolved, folder)
 
 
 def from_record(path: str | None, run_dir: str | Path) -> Path | None:
@@ -96,8 +105,11 @@ MACHINE_PATH_PREFIXES = ("/", "~")
 
 
 def is_machine_path(value: object) -> bool:
-    """Whether a record's value is a path that only means something on the machine that wrote it."""
-    return isinstance(value, str) and value.startswith(MACHINE_PATH_PREFIXES) and "\n" not in value
+    """Whether a record's value is a path that only means something on the machine that wrote it: absolute, or in
+    another user's home (``~alice/...``). ``~`` and ``~/...`` are each user's own home: portable."""
+    if not isinstance(value, str) or "\n" in value or value == "~" or value.startswith("~/"):
+        return False
+    return value.startswith(MACHINE_PATH_PREFIXES)
 
 
 def machine_paths(record: Any, skip: tuple[str, ...] = ("command", "overrides"), where: str = "") -> list[str]:
