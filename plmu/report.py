@@ -413,10 +413,13 @@ def runs_table(experiments: list[Experiment], base: Path) -> str:
                 f"{format_value(metric, best)} ({r.get('best_epoch', '?')})" if isinstance(best, (int, float)) else ""
             )
             command = f"`{r['command']}`" if r.get("command") else "(not recorded)"
+            wall = str(r.get("wall_seconds", "?"))
+            if r.get("resumed_from"):  # results.json's wall time is the last attempt's; its epochs' own sum spans all
+                wall += f" (last attempt; epochs {r.get('epoch_seconds_total', '?')} in all)"
             cells = [link(run.path, base, Path(os.path.relpath(run.path, experiment.path.parent)).as_posix()), listed,
                      run.task, run.label, metric,
                      test_cell(metric, r), best,
                      f"{r.get('parameters', '?'):,}" if isinstance(r.get("parameters"), int) else "?",
-                     str(r.get("epochs", "?")), str(r.get("wall_seconds", "?")), command]  # fmt: skip
+                     str(r.get("epochs", "?")), wall, command]  # fmt: skip
             lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"

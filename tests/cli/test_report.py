@@ -273,3 +273,20 @@ def test_smoke_runs_are_marked_and_legends_name_what_differs(tmp_path):
     assert legend_name(loaded) == "parallel LMU [debug: a smoke run, not a result] (debug=quick seed=1)"
     plain = Run(run, {"overrides": ["task=mackey_glass"]}, {}, "LSTM", "nrmse", 0.5, "results.json")
     assert legend_name(plain) == f"LSTM ({run.name})"  # nothing sets it apart: its folder
+
+
+def test_a_resumed_runs_wall_time_says_it_is_the_last_attempts(tmp_path):
+    from plmu.report import runs_table
+
+    fresh = write_run(tmp_path / "exp" / "fresh")
+    resumed = write_run(tmp_path / "exp" / "resumed")
+    for folder, extra in ((fresh, {}), (resumed, {"resumed_from": "checkpoints/last.pt"})):
+        record = json.loads((folder / "results.json").read_text())
+        record.update(wall_seconds=5.33, epoch_seconds_total=41.65, **extra)
+        (folder / "results.json").write_text(json.dumps(record))
+    experiments, _ = collect([tmp_path / "exp"])
+    lines = runs_table(experiments, tmp_path).splitlines()
+    fresh_line = next(line for line in lines if "[exp/fresh]" in line or "(exp/fresh)" in line)
+    resumed_line = next(line for line in lines if "resumed" in line.split("|")[1])
+    assert "| 5.33 |" in fresh_line
+    assert "| 5.33 (last attempt; epochs 41.65 in all) |" in resumed_line
