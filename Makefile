@@ -22,7 +22,7 @@ install: ## install plmu (editable) with the dev tools, pinned to constraints.tx
 test: ## the whole suite, as CI runs it (offline; two workers of one thread: 4.3 min on 2 idle cores)
 	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n $(TEST_WORKERS)
 
-test-quick: ## the suite without the end-to-end, subprocess and benchmark tests (45 s on 2 idle cores)
+test-quick: ## the suite without the end-to-end, subprocess and benchmark tests (42 s on 2 idle cores)
 	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 lint: ## ruff: lint and format check
