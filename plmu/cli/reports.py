@@ -78,7 +78,7 @@ def resolve_eval_device(name: str) -> torch.device:
     """``--device``, checked here so errors name the flag, not the training key ``trainer.device``."""
     import torch
 
-    from plmu.train.trainer import resolve_device
+    from plmu.train.distributed import resolve_device
 
     if name != "auto":
         try:

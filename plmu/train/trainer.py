@@ -1,5 +1,6 @@
 """The training loop: epochs of optimizer steps over a task's splits, validation, checkpoints, resume, early stop.
-(Over 400 lines as one idea: the loop and the state it must save to continue exactly; settings: plmu.train.settings.)
+(Over 400 lines as one idea: the loop and the state it must save to continue exactly; settings: plmu.train.settings,
+the bar or its log lines: plmu.train.progress.)
 
 Everything a run writes goes to its run directory:
 ``checkpoints/last.pt`` (at every validation) and ``checkpoints/best.pt`` (best validation metric), written
@@ -19,10 +20,8 @@ stopping's patience counts validations.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
-import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -32,14 +31,12 @@ from typing import Any
 import torch
 from hydra.utils import instantiate
 from torch import Tensor, nn
-from tqdm.auto import tqdm
-from tqdm.contrib.logging import logging_redirect_tqdm
 
 from plmu.data.splits import DataSplits, TensorSplit
 from plmu.errors import NonFiniteLossError
 from plmu.models.state import detach_state
-from plmu.train import checkpoint
-from plmu.train.distributed import Sharding, resolve_device  # noqa: F401 (resolve_device: plmu-eval's)
+from plmu.train import checkpoint, progress
+from plmu.train.distributed import Sharding
 from plmu.train.loggers import JsonlLog, NullLogger
 from plmu.train.objectives import Objective
 from plmu.train.schedules import takes_total_steps
@@ -72,50 +69,10 @@ class TrainState:
         return cls(**saved)
 
 
-class ProgressLines:
-    """The progress bar's news as a log line every ``interval`` seconds, for output that is not a terminal:
-    ``epoch 3/10: 1200/5000 batches (24%), loss 0.31, samples/s 512, about 0:04:10 left`` (the batches left in the
-    run when it started or resumed). Takes the calls the trainer makes of a tqdm bar."""
-
-    def __init__(self, total: int, interval: float = 30.0, enabled: bool = True) -> None:
-        self.total, self.interval, self.enabled = total, interval, enabled
-        self.done, self.description, self.postfix = 0, "", ""
-        self.started = self.last = time.perf_counter()
-
-    def __enter__(self) -> ProgressLines:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def set_description(self, text: str, refresh: bool = False) -> None:
-        self.description = text
-
-    def set_postfix(self, refresh: bool = False, **values: object) -> None:
-        self.postfix = ", ".join(f"{key.replace('_per_', '/')} {value}" for key, value in values.items())
-
-    def update(self, n: int = 1) -> None:
-        self.done += n
-        now = time.perf_counter()
-        if not self.enabled or now - self.last < self.interval:
-            return
-        self.last = now
-        left = (now - self.started) / self.done * (self.total - self.done) if self.total else 0.0
-        share = f" ({100 * self.done / self.total:.0f}%)" if self.total else ""
-        log.info("%s: %d/%d batches%s, %s, about %s left", self.description, self.done, self.total, share,
-                 self.postfix, _duration(left))  # fmt: skip
-
-
 def _partial(spec: Any) -> Callable[..., Any]:
     """An optimizer or scheduler setting as the callable it is: a ``{_target_, _partial_: true}`` config
     instantiated, a callable as given."""
     return instantiate(spec) if isinstance(spec, Mapping) else spec
-
-
-def _duration(seconds: float) -> str:
-    minutes, seconds = divmod(round(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{seconds:02d}"
 
 
 class Trainer:
@@ -307,7 +264,7 @@ class Trainer:
             start_batch=self.state.batch_in_epoch,
         )
 
-    def _train_epoch(self, epoch: int, bar: tqdm) -> None:
+    def _train_epoch(self, epoch: int, bar: progress.Bar) -> None:
         """Train epoch ``epoch`` (from 0) from ``state.batch_in_epoch`` on, validating when due (module docstring);
         returns at its end, at max_steps or at an early stop.
 
@@ -437,7 +394,7 @@ class Trainer:
             value,
             " (best)" if improved else "",
             record.get("epoch_seconds", elapsed),
-            _duration(per_batch * self.remaining_batches()),
+            progress.duration(per_batch * self.remaining_batches()),
         )
         if state.stopped_early:
             log.info(
@@ -476,23 +433,12 @@ class Trainer:
             kept += f"{state.best_value:.6g})"
         return kept
 
-    def _progress_bar(self) -> tqdm | ProgressLines:
-        """One bar over the rest of the run (its ETA is the run's) on a terminal; elsewhere (a log file, a cluster's
-        job output) a progress log line every 30 s instead: tqdm's frames would be glued to the log lines."""
-        enabled = self.settings.progress and self.sharding.is_main
-        if not sys.stderr.isatty():
-            return ProgressLines(self.remaining_batches(), enabled=enabled)
-        return tqdm(total=self.remaining_batches(), unit="batch", disable=not enabled, dynamic_ncols=True,
-                    mininterval=0.1, leave=False)  # fmt: skip
-
     def fit(self) -> float:
         """Train until max_epochs, max_steps or early stopping; returns the best validation metric (NaN if none)."""
-        settings = self.settings
-        # On a terminal, log lines are printed above the bar; elsewhere there is no bar (ProgressLines).
-        redirect = logging_redirect_tqdm() if settings.progress and sys.stderr.isatty() else contextlib.nullcontext()
+        enabled = self.settings.progress and self.sharding.is_main
         self._attempt_start = self._mark = time.perf_counter()  # _mark: the time counted up to the last checkpoint
         self._attempt_batches = 0
-        with redirect, self._progress_bar() as bar:
+        with progress.logs_above_bar(enabled), progress.bar(self.remaining_batches(), enabled) as bar:
             while not self.finished():
                 self._train_epoch(self.state.epoch, bar)
         return float("nan") if self.state.best_value is None else self.state.best_value

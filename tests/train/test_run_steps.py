@@ -127,14 +127,16 @@ def test_carry_over_independent_sequences_is_refused(tmp_path):
 
 
 def test_the_progress_bar_counts_to_max_steps(tmp_path, monkeypatch):
+    from plmu.train import progress
+
     totals = []
-    real = run_module.Trainer._progress_bar
+    real = progress.bar
 
-    def bar(self):
-        totals.append(self.remaining_batches())
-        return real(self)
+    def bar(total, enabled):
+        totals.append(total)
+        return real(total, enabled)
 
-    monkeypatch.setattr(run_module.Trainer, "_progress_bar", bar)
+    monkeypatch.setattr(progress, "bar", bar)
     train(config(tmp_path), tmp_path / "run")
     assert totals == [10]  # 5 steps of 2 micro-batches
     assert torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)["train_state"]["step"] == 5

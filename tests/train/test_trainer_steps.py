@@ -389,7 +389,7 @@ def test_progress_off_a_terminal_is_log_lines(caplog):
     log line of its own, every 30 s (here every call)."""
     import logging
 
-    from plmu.train.trainer import ProgressLines
+    from plmu.train.progress import ProgressLines
 
     bar = ProgressLines(total=4, interval=0.0)
     bar.set_description("epoch 1/2")
