@@ -92,10 +92,10 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             points = scaling.read_report(args.replot)
-        except (OSError, ValueError) as error:
+            print(scaling.plot(points, args.replot.with_name("scaling.png")).removeprefix("- "))
+        except (OSError, ValueError) as error:  # unreadable or foreign report; a plot folder not writable
             print(f"plmu-bench: {error}", file=sys.stderr)
             return 2
-        print(scaling.plot(points, args.replot.with_name("scaling.png")).removeprefix("- "))
         return 0
     try:
         device = resolve_device(args.device)

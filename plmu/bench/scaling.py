@@ -228,11 +228,18 @@ def read_report(path: Path) -> list[Point]:
     tables: dict[str, dict[tuple[str, int], str]] = {"ms": {}, "mb": {}}
     lengths: list[int] = []
     kind = None
-    for line in path.read_text().splitlines():
+    try:
+        text = path.read_text()
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a text file: pass a scaling.md that plmu-bench --scaling wrote") from None
+    for line in text.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
         if line.startswith("| path ("):
             kind = "ms" if "ms/step" in cells[0] else "mb"
-            lengths = [int(c.removeprefix("T = ").replace(",", "")) for c in cells[1:]]
+            try:
+                lengths = [int(c.removeprefix("T = ").replace(",", "")) for c in cells[1:]]
+            except ValueError:
+                raise ValueError(f"{path}: a table's header is not 'T = <length>' cells: {line.strip()!r}") from None
         elif kind and line.startswith("| ") and not line.startswith("| ---"):
             if len(cells) != len(lengths) + 1:
                 raise ValueError(f"{path}: the row {cells[0]!r} has {len(cells) - 1} cells for {len(lengths)} lengths")

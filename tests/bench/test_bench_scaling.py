@@ -76,3 +76,9 @@ def test_replot_reads_skipped_cells_and_refuses_a_file_without_tables(tmp_path, 
     assert "holds no scaling table" in capsys.readouterr().err
     assert bench.main(["--replot", str(tmp_path / "missing.md")]) == 2
     assert "missing.md" in capsys.readouterr().err
+    (tmp_path / "binary.md").write_bytes(b"\xfd\x00\xff")
+    assert bench.main(["--replot", str(tmp_path / "binary.md")]) == 2
+    assert "binary.md is not a text file" in capsys.readouterr().err
+    (tmp_path / "header.md").write_text("| path (peak MB) | T = many |\n")
+    assert bench.main(["--replot", str(tmp_path / "header.md")]) == 2
+    assert "header.md: a table's header is not 'T = <length>' cells" in capsys.readouterr().err
