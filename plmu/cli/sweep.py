@@ -152,12 +152,39 @@ def summary_table(sweep_dir: str | Path, unrecorded: str = "no record (killed?)"
             failed.append(number)
         detail = entry.get("error", "")
         status = entry["status"] + (f": {detail}" if detail else "")
+        status += " (run alone)" if entry.get("alone") else ""
         rows.append(
             f"| {number} | {' '.join(entry.get('overrides', []))} | {status.replace('|', '/')} | "
             f"{entry.get('metric', '')} | {_number(entry.get('best_val'))} | {_number(entry.get('test'))} | "
             f"{entry.get('run_dir', str(number))} |"
         )
     return "\n".join(rows) + "\n" + _optuna_best(sweep_dir, jobs), failed
+
+
+def job_of_sweep(run_dir: Path) -> tuple[Path, int] | None:
+    """(sweep folder, job number) when ``run_dir`` is a sweep's job folder (``<sweep>/<n>`` beside its jobs.jsonl or
+    sweep.json), else None."""
+    sweep_dir = run_dir.parent
+    if run_dir.name.isdigit() and ((sweep_dir / JOBS_FILE).is_file() or (sweep_dir / SWEEP_FILE).is_file()):
+        return sweep_dir, int(run_dir.name)
+    return None
+
+
+def record_job_run_alone(run_dir: Path, overrides: list[str], results: dict[str, Any]) -> None:
+    """A sweep's job run again on its own (``plmu-train resume=<sweep>/<n>``, e.g. a killed job finished, or one
+    extended): its new line in the sweep's jobs.jsonl, under the sweep its earlier line belonged to, and summary.md
+    written again, so the sweep's table does not keep the job's old status and numbers."""
+    found = job_of_sweep(run_dir)
+    if found is None:
+        return
+    sweep_dir, number = found
+    earlier = [entry for entry in _entries(sweep_dir) if entry["job"] == number and "sweep" in entry]
+    entry: dict[str, Any] = {"sweep": earlier[-1]["sweep"]} if earlier else {}
+    keys = ("metric", "best_val", "test", "epochs", "wall_seconds")
+    entry |= {"job": number, "overrides": overrides, "run_dir": run_dir.name, "status": "ok", "alone": True}
+    record_job(sweep_dir, entry | {key: results.get(key) for key in keys})
+    write_summary(sweep_dir, summary_table(sweep_dir)[0])
+    log.info("sweep %s: job %d's line and %s brought up to date", sweep_dir, number, SUMMARY_FILE)
 
 
 def _optuna_best(sweep_dir: Path, jobs: dict[int, dict[str, Any]]) -> str:

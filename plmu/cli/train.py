@@ -33,7 +33,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from plmu.cli import stop_on_sigterm
 from plmu.cli.preflight import command_line_problem, output_folders, resumed_arguments
-from plmu.cli.sweep import NoTrialCompleted, SweepSummary, record_job
+from plmu.cli.sweep import NoTrialCompleted, SweepSummary, record_job, record_job_run_alone
 from plmu.errors import PlmuError
 
 log = logging.getLogger("plmu")
@@ -124,6 +124,8 @@ def run(cfg: DictConfig) -> float | None:
     if sweep_dir is not None:
         keys = ("metric", "best_val", "test", "epochs", "wall_seconds")
         record_job(sweep_dir, {**job, "status": "ok", **{key: results.get(key) for key in keys}})
+    else:
+        record_job_run_alone(run_dir, overrides, results)  # a sweep's job resumed on its own: its sweep's table too
     best_val = results["best_val"]
     finite = isinstance(best_val, (int, float)) and math.isfinite(best_val)
     return best_val if finite else None  # optuna 2.10 refuses a NaN value and ends the search

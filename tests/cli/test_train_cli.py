@@ -201,6 +201,26 @@ def test_a_bad_job_does_not_stop_the_sweep(tmp_path):
     ]
 
 
+def test_a_sweep_job_resumed_alone_brings_its_sweeps_table_up_to_date(tmp_path):
+    # e.g. a job the kernel killed, finished later with resume=<sweep>/<n>: summary.md must not keep its old status
+    sweep = tmp_path / "sweep"
+    arguments = [*TINY_MACKEY_GLASS, "debug=quick", f"data_dir={tmp_path / 'data'}", f"hydra.sweep.dir={sweep}"]
+    assert plmu_train("-m", *arguments, "model.order=2,3", cwd=tmp_path).returncode == 0
+    sweep_id = json.loads((sweep / "sweep.json").read_text())["sweep"]
+    result = plmu_train("resume=sweep/1", "trainer.max_epochs=2", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    results = json.loads((sweep / "1" / "results.json").read_text())
+    assert results["epochs"] == 2
+    last = json.loads((sweep / "jobs.jsonl").read_text().splitlines()[-1])
+    assert (last["job"], last["sweep"], last["epochs"], last["test"], last["alone"]) == (
+        1, sweep_id, 2, results["test"], True,
+    )  # fmt: skip
+    assert "trainer.max_epochs=2" in last["overrides"] and "model.order=3" in last["overrides"]
+    row = next(line for line in (sweep / "summary.md").read_text().splitlines() if line.startswith("| 1 |"))
+    assert "| ok (run alone) |" in row and f"| {results['test']:.6g} |" in row
+    assert not (tmp_path / "outputs").exists()  # the run stayed in the job's folder
+
+
 @pytest.mark.parametrize(
     ("override", "message"),
     [
