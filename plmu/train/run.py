@@ -39,7 +39,7 @@ from plmu.train.init_from import check_same_vocabulary, init_from_checkpoint
 from plmu.train.loggers import JsonlLog, NullLogger, write_json_atomic, write_text_atomic
 from plmu.train.memory import check_memory
 from plmu.train.objectives import Classification, build_objective
-from plmu.train.resume import check_resumed_data, read_folder
+from plmu.train.resume import check_resumed_data, read_folder, warn_of_earlier_reports
 from plmu.train.run_folder import RunFolder, RunInterrupted, killed_attempt, run_log, write_status
 from plmu.train.schema import check_config
 from plmu.train.settings import TrainerSettings, check_carry
@@ -301,3 +301,4 @@ def _banner(cfg, folder, model, data, environment, resume, trainer, memory) -> N
         state = trainer.state
         within = f", batch {state.batch_in_epoch} of epoch {state.epoch + 1}" if state.batch_in_epoch else ""
         log.info("resumed from %s at epoch %d (step %d%s)", resume, state.epoch, state.step, within)
+        warn_of_earlier_reports(folder.path)

@@ -159,6 +159,19 @@ def test_resume_with_another_model_is_refused(tmp_path):
         train(_run_config(tmp_path, "trainer.max_epochs=2", "model.hidden_size=9"), tmp_path / "a")
 
 
+def test_a_resumed_run_names_the_evaluation_reports_it_makes_stale_and_keeps_them(tmp_path, caplog):
+    train(_run_config(tmp_path, "trainer.max_epochs=1"), tmp_path / "a")
+    report = tmp_path / "a" / "eval_recurrent_test.json"
+    report.write_text('{"checkpoint_epoch": 1}')
+    with caplog.at_level("WARNING", logger="plmu.train.resume"):
+        train(_run_config(tmp_path, "trainer.max_epochs=1"), tmp_path / "a")  # finished: nothing trains, no word
+        assert not [r for r in caplog.records if r.name == "plmu.train.resume"]
+        train(_run_config(tmp_path, "trainer.max_epochs=2"), tmp_path / "a")  # extended: the report is now old
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "plmu.train.resume"]
+    assert warning.startswith("eval_recurrent_test.json in ") and "run plmu-eval / plmu-translate again" in warning
+    assert report.read_text() == '{"checkpoint_epoch": 1}'  # a record: kept as it was
+
+
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     nan_loss_on_call(monkeypatch, 3)
     kept = r"became nan at epoch 3, step 3.*last.pt holds epoch 2; best.pt holds epoch"
