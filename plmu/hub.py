@@ -81,6 +81,24 @@ class PlmuModel(
         (folder / "README.md").write_text(model_card(self.config, self.results))
 
     @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any) -> PlmuModel:
+        """A saved model from a local folder or a Hub repository (``"<user>/<name>"``); ModelHubMixin's call, with
+        a mistyped path, a repository that does not exist and no network each one line (a CheckpointError)."""
+        try:
+            return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        except CheckpointError:
+            raise
+        except Exception as error:  # huggingface_hub's: an invalid repo id (a path typo), not found, offline
+            model_id = str(pretrained_model_name_or_path)
+            if Path(model_id).expanduser().is_dir():
+                raise  # a folder here: the error is not about finding it
+            reason = f"{type(error).__name__}: {' '.join(str(error).split())[:200]}"
+            raise CheckpointError(
+                f"{model_id} is neither a folder here nor a Hub repository that could be read ({reason}): give a "
+                "folder save_pretrained wrote, or '<user>/<name>' with the network"
+            ) from None
+
+    @classmethod
     def _from_pretrained(
         cls,
         *,
@@ -110,8 +128,14 @@ class PlmuModel(
                 f"{model_id} is not a plmu model in the Hugging Face layout ({', '.join(missing)} missing): save one "
                 f"with plmu.hub.PlmuModel.from_run(<run folder>).save_pretrained(<folder>)"
             )
-        config = OmegaConf.load(folder / "run_config.yaml")
-        model_args = json.loads((folder / "model_args.json").read_text())
+        try:
+            config = OmegaConf.load(folder / "run_config.yaml")
+            model_args = json.loads((folder / "model_args.json").read_text())
+        except Exception as error:  # a torn or edited file: YAML's, JSON's or OmegaConf's own errors
+            raise CheckpointError(
+                f"{folder}: run_config.yaml or model_args.json cannot be read ({' '.join(str(error).split())[:200]}): "
+                "save the run again with save_pretrained"
+            ) from None
         model = build_model(config, model_args or None)
         try:
             load_model(model, str(folder / "model.safetensors"))

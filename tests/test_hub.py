@@ -54,3 +54,18 @@ def test_a_truncated_weights_file_is_one_line(trained, tmp_path):
     with pytest.raises(CheckpointError, match=r"model.safetensors cannot be loaded into the model") as caught:
         PlmuModel.from_pretrained(str(tmp_path / "hf"))
     assert "\n" not in str(caught.value)
+
+
+def test_a_mistyped_path_or_an_unreachable_repository_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    for model_id in (str(tmp_path / "no-such-folder"), "someone/no-such-plmu-model"):
+        with pytest.raises(CheckpointError, match=r"is neither a folder here nor a Hub repository") as caught:
+            PlmuModel.from_pretrained(model_id)
+        assert str(caught.value).startswith(model_id) and "\n" not in str(caught.value)
+
+
+def test_a_torn_config_file_is_one_line(trained, tmp_path):
+    PlmuModel.from_run(trained).save_pretrained(tmp_path / "hf")
+    (tmp_path / "hf" / "model_args.json").write_text('{"input_size": ')
+    with pytest.raises(CheckpointError, match=r"run_config.yaml or model_args.json cannot be read"):
+        PlmuModel.from_pretrained(str(tmp_path / "hf"))
