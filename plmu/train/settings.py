@@ -187,7 +187,10 @@ class TrainerSettings:
     log_every_n_steps: int = rule(
         positive_int, POSITIVE_INT, "50", 50, help="log the training loss every N optimizer steps"
     )
-    progress: bool = rule(isa(bool), BOOL, "false", True, help="tqdm progress bars")
+    progress: bool = rule(
+        isa(bool), BOOL, "false", True,
+        help="tqdm bars on a terminal, a progress log line every 30 s elsewhere (log files, Slurm); false: neither",
+    )  # fmt: skip
     memory_check: bool = rule(
         isa(bool), BOOL, "false", True,
         help="refuse a run whose estimated peak memory exceeds what its device has (plmu.train.memory), before "
