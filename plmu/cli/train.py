@@ -124,7 +124,7 @@ def run(cfg: DictConfig) -> float | None:
     if sweep_dir is not None:
         keys = ("metric", "best_val", "test", "epochs", "wall_seconds")
         record_job(sweep_dir, {**job, "status": "ok", **{key: results.get(key) for key in keys}})
-    else:
+    elif distributed.context().is_main:  # one process writes (under torchrun every rank returns the results)
         record_job_run_alone(run_dir, overrides, results)  # a sweep's job resumed on its own: its sweep's table too
     best_val = results["best_val"]
     finite = isinstance(best_val, (int, float)) and math.isfinite(best_val)
