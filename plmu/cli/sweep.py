@@ -34,6 +34,7 @@ JOBS_FILE = "jobs.jsonl"
 SUMMARY_FILE = "summary.md"
 OPTUNA_RESULTS = "optimization_results.yaml"  # written by hydra-optuna-sweeper when its search ends
 SWEEP_FILE = "sweep.json"  # {"sweep": id, "started": unix time}: the sweep now using the folder
+RESULT_KEYS = ("metric", "best_val", "test", "epochs", "wall_seconds")  # what a finished job's line takes from results
 
 
 class NoTrialCompleted(BaseException):
@@ -180,9 +181,8 @@ def record_job_run_alone(run_dir: Path, overrides: list[str], results: dict[str,
     sweep_dir, number = found
     earlier = [entry for entry in _entries(sweep_dir) if entry["job"] == number and "sweep" in entry]
     entry: dict[str, Any] = {"sweep": earlier[-1]["sweep"]} if earlier else {}
-    keys = ("metric", "best_val", "test", "epochs", "wall_seconds")
     entry |= {"job": number, "overrides": overrides, "run_dir": run_dir.name, "status": "ok", "alone": True}
-    record_job(sweep_dir, entry | {key: results.get(key) for key in keys})
+    record_job(sweep_dir, entry | {key: results.get(key) for key in RESULT_KEYS})
     write_summary(sweep_dir, summary_table(sweep_dir)[0])
     log.info("sweep %s: job %d's line and %s brought up to date", sweep_dir, number, SUMMARY_FILE)
 

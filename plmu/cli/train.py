@@ -33,7 +33,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from plmu.cli import stop_on_sigterm
 from plmu.cli.preflight import command_line_problem, output_folders, resumed_arguments
-from plmu.cli.sweep import NoTrialCompleted, SweepSummary, record_job, record_job_run_alone
+from plmu.cli.sweep import RESULT_KEYS, NoTrialCompleted, SweepSummary, record_job, record_job_run_alone
 from plmu.errors import PlmuError
 
 log = logging.getLogger("plmu")
@@ -122,8 +122,7 @@ def run(cfg: DictConfig) -> float | None:
         record_job(sweep_dir, {**job, "status": "failed", "error": message})
         return None  # one failed job must not end the sweep: the Optuna sweeper marks a None trial failed
     if sweep_dir is not None:
-        keys = ("metric", "best_val", "test", "epochs", "wall_seconds")
-        record_job(sweep_dir, {**job, "status": "ok", **{key: results.get(key) for key in keys}})
+        record_job(sweep_dir, {**job, "status": "ok", **{key: results.get(key) for key in RESULT_KEYS}})
     elif distributed.context().is_main:  # one process writes (under torchrun every rank returns the results)
         record_job_run_alone(run_dir, overrides, results)  # a sweep's job resumed on its own: its sweep's table too
     best_val = results["best_val"]

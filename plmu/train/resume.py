@@ -109,10 +109,10 @@ def finished_results(folder: RunFolder, payload: dict[str, Any], settings: Train
 EVALUATION_REPORTS = ("eval_*.json", "translate_*.json")  # plmu-eval's and plmu-translate's records in a run folder
 
 
-def warn_of_earlier_reports(run_dir: Path) -> list[str]:
+def warn_of_earlier_reports(run_dir: Path) -> None:
     """A run that trains on after a resume makes its folder's evaluation reports describe an older model (each names
     the checkpoint epoch it read): one warning naming them, so that nobody quotes them as this run's. Reports are
-    records: they are kept, never removed. Returns their names."""
+    records: they are kept, never removed."""
     names = sorted({path.name for pattern in EVALUATION_REPORTS for path in run_dir.glob(pattern)})
     if names:
         log.warning(
@@ -121,4 +121,3 @@ def warn_of_earlier_reports(run_dir: Path) -> list[str]:
             ", ".join(names),
             run_dir,
         )
-    return names
