@@ -9,13 +9,14 @@ No recurrence is nonlinear, so training runs in parallel. How the full sequence 
 - ``"fused"``: W_m is folded into the kernel, K_s = W_m H_s, and x ↦ W_m m is one causal convolution from memory_d
   to hidden channels. The memory (batch, T, memory_d·order) is never materialised, nor is the big W_m matmul over
   every step done: the fastest full-sequence path for one memory (memory_d = 1) when hidden < order.
-- ``"fft"``/``"direct"``: the memory is computed (see :class:`LegendreMemory`), then read out.
+- ``"chunked"``/``"fft"``/``"direct"``: the memory is computed (see :class:`LegendreMemory`), then read out.
 - ``"recurrent"``: the step loop (the reference, and what ``step`` does one sample at a time).
 - ``"auto"``: ``fused`` for one memory (memory_d = 1) when hidden < order, else the memory path (measured the faster
-  on a CPU and on an H100: experiments/speed/); each conv picks fft/direct by length and device type
-  (:func:`plmu.conv.choose_conv`). With several memories the fused kernel's per-frequency (memory_d × hidden) complex
-  matmuls lose: 16 memories of order 16, hidden 251, batch 32 × 2,048 steps took 23.6 s a training step fused and
-  1.6 s by fft on one CPU thread (3.5x slower at 512 steps; 2 memories of order 64, hidden 100: 1.4x).
+  on a CPU and on an H100: experiments/speed/), which picks chunked/fft/direct by length, order and device type
+  (:func:`plmu.memory.choose_memory_path`). With several memories the fused kernel's per-frequency
+  (memory_d × hidden) complex matmuls lose: 16 memories of order 16, hidden 251, batch 32 × 2,048 steps took 23.6 s
+  a training step fused and 1.6 s by fft on one CPU thread (3.5x slower at 512 steps; 2 memories of order 64,
+  hidden 100: 1.4x).
 
 With ``return_sequences=False`` only o_T is computed, from m_T by one matmul (:meth:`LegendreMemory.last_state`).
 
@@ -33,15 +34,19 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from plmu.checks import flag, one_of, positive_int, probability
+from plmu.chunked import chunked_readout
 from plmu.conv import causal_conv, choose_conv
-from plmu.memory import LegendreMemory, check_mask, last_valid, mask_input
+from plmu.dropout import Dropout
+from plmu.memory import LegendreMemory, check_mask, last_valid, last_valid_index, mask_input
 
 __all__ = ["ACTIVATIONS", "LAYER_MODES", "ParallelLMU", "ParallelLMUStack", "SequenceStack", "activation", "last_valid"]
 
-LAYER_MODES = ("auto", "fused", "fft", "direct", "recurrent")
+LAYER_MODES = ("auto", "fused", "chunked", "fft", "direct", "recurrent")
+READOUT_MULTIPLE = 16  # on a CPU the every-step readout's output width is padded to this (ParallelLMU._readout)
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
     "identity": nn.Identity,
     "relu": nn.ReLU,
@@ -72,7 +77,7 @@ class ParallelLMU(nn.Module):
         dropout: dropout on o.
         memory_dropout: dropout on the memory m before the readout W_m (on m_T alone when only the last step is
             read): a regulariser of the readout's input. While training with it, full sequences take the memory path
-            (``fft``/``direct``) instead of ``fused``, which never materialises m.
+            (``chunked``/``fft``/``direct``) instead of ``fused``, which never materialises m.
         return_sequences: every step's output (True) or only the last (False, via ``last_state``).
         mode: how the full sequence is computed, one of ``LAYER_MODES`` (see the module docstring).
     """
@@ -113,8 +118,8 @@ class ParallelLMU(nn.Module):
         self.memory_to_output = nn.Linear(memory_d * order, hidden_size)  # W_m, b_o
         self.input_to_output = nn.Linear(input_size, hidden_size, bias=False) if skip else None  # W_x
         self.f1, self.f2 = activation(f1), activation(f2)
-        self.dropout = nn.Dropout(dropout)
-        self.memory_dropout = nn.Dropout(memory_dropout)
+        self.dropout = Dropout(dropout)
+        self.memory_dropout = Dropout(memory_dropout)
         self.input_size, self.hidden_size = input_size, hidden_size
         self.return_sequences, self.mode = return_sequences, mode
 
@@ -128,7 +133,7 @@ class ParallelLMU(nn.Module):
         dropping = self.training and self.memory_dropout.p > 0  # fused never materialises m, to drop from
         if self.memory.memory_d == 1 and self.hidden_size < self.memory.order and not dropping:
             return "fused"
-        return choose_conv(steps, device_type)
+        return self.memory.choose_path(steps, device_type)
 
     def forward(
         self, x: Tensor, state: Tensor | None = None, return_state: bool | None = None, *, mask: Tensor | None = None
@@ -161,13 +166,72 @@ class ParallelLMU(nn.Module):
             readout = self._fused_readout(u, state)
             if return_state:
                 new_state = self.memory.last_state(u, state, mask=mask)
+        elif mode == "chunked" and self.return_sequences and self._reads_out_in_chunks(x, u):
+            out, new_state = self._chunked_readout(u, state, x, mask)
+            out = self.dropout(out)
+            return (out, new_state) if return_state else out
         else:
             m, new_state = self.memory(u, state, return_state=True, mode=mode, mask=mask)
             if not self.return_sequences:  # with a mask, new_state is m at each example's last real step
                 m, x = m[:, -1] if mask is None else new_state, _last_step(x, mask)
+            else:  # every step: the readout GEMMs are the bulk of the work, so they get a CPU-friendly width
+                out = self.dropout(self.f2(self._readout(self.memory_dropout(m), x)))
+                out = out[..., : self.hidden_size]  # a view: the padding columns are never read
+                return (out, new_state) if return_state else out
             readout = self.memory_to_output(self.memory_dropout(m))
         out = self.dropout(self.f2(self._add_skip(readout, x)))
         return (out, new_state) if return_state else out
+
+    def _reads_out_in_chunks(self, x: Tensor, u: Tensor) -> bool:
+        """Whether the every-step output can come from :func:`plmu.chunked.chunked_readout`: f2 ReLU or the identity,
+        no memory dropout to apply, float32/float64 without autocast (under bf16 autocast the readout is autocast's,
+        through the separate memory path)."""
+        dropping = self.training and self.memory_dropout.p > 0
+        plain = x.dtype == u.dtype and u.dtype in (torch.float32, torch.float64)
+        autocast = torch.is_autocast_enabled(x.device.type)
+        return isinstance(self.f2, nn.ReLU | nn.Identity) and not dropping and plain and not autocast
+
+    def _chunked_readout(
+        self, u: Tensor, state: Tensor | None, x: Tensor, mask: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """f2(W_m m + W_x x + b_o) at every step and the last (real) step's memory, the memory never materialised
+        apart from the readout's input buffer (:func:`plmu.chunked.chunked_readout`)."""
+        self.memory._check_input(u, state)
+        if mask is not None:
+            u = mask_input(u, mask)
+        batch, steps = x.shape[:2]
+        last = torch.full((batch,), steps - 1, device=x.device) if mask is None else last_valid_index(mask)
+        skip = None if self.input_to_output is None else self.input_to_output.weight
+        return chunked_readout(
+            u,
+            None if state is None else state.to(u.dtype),
+            x,
+            self.memory_to_output.weight,
+            self.memory_to_output.bias,
+            skip,
+            self.memory.chunk_operators(u.dtype),
+            last,
+            relu=isinstance(self.f2, nn.ReLU),
+            multiple=READOUT_MULTIPLE if x.device.type == "cpu" else 1,
+        )
+
+    def _readout(self, m: Tensor, x: Tensor) -> Tensor:
+        """W_m m + b_o + W_x x at every step: m (batch, T, memory_d·order), x (batch, T, input) → (batch, T, H′).
+
+        On a CPU H′ is hidden_size rounded up to a multiple of ``READOUT_MULTIPLE``, the weights padded with zero
+        rows: the GEMM's output width decides its speed (MKL, one thread: 41 GFLOPS at 251 columns, 60 at 256), and
+        the extra columns cost 2% more work. Elsewhere H′ = hidden_size. The caller slices the padding off."""
+        weight, bias = self.memory_to_output.weight, self.memory_to_output.bias
+        skip = None if self.input_to_output is None else self.input_to_output.weight
+        pad = -self.hidden_size % READOUT_MULTIPLE if m.device.type == "cpu" else 0
+        if pad:
+            weight, bias = F.pad(weight, (0, 0, 0, pad)), F.pad(bias, (0, pad))
+            skip = None if skip is None else F.pad(skip, (0, 0, 0, pad))
+        shape = (*m.shape[:-1], self.hidden_size + pad)
+        out = torch.addmm(bias, m.reshape(-1, m.shape[-1]), weight.t())
+        if skip is not None:
+            out = torch.addmm(out, x.reshape(-1, self.input_size).to(out.dtype), skip.t())
+        return out.view(shape)
 
     def _add_skip(self, readout: Tensor, x: Tensor) -> Tensor:
         """readout + W_x x, as one addmm: a pass over (batch, T, hidden) fewer than a matmul, then a sum."""

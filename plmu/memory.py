@@ -2,8 +2,9 @@
 
 One module owns Ā and B̄ (from :mod:`plmu.lti`); each path below uses them:
 
-- ``forward(u, mode=...)``: every step's memory, by the step loop (``recurrent``, the reference) or in parallel as
-  a causal convolution with H_k = Ā^k B̄ (``fft``, ``direct``, or ``auto``, see :func:`plmu.conv.choose_conv`);
+- ``forward(u, mode=...)``: every step's memory, by the step loop (``recurrent``, the reference), in parallel as
+  a causal convolution with H_k = Ā^k B̄ (``fft``, ``direct``), or as GEMMs over chunks of time (``chunked``,
+  :mod:`plmu.chunked`); ``auto`` picks by length, order and device (:func:`choose_memory_path`);
 - ``last_state(u)``: only m_T, one matmul against the reversed impulse response (the paper's eq. 25);
 - ``initial_state`` / ``step``: O(1)-per-step inference as an RNN.
 
@@ -29,10 +30,27 @@ import torch
 from torch import Tensor, nn
 
 from plmu.checks import ArgumentError, flag, one_of, positive_int, positive_number
+from plmu.chunked import chunk_length, chunk_operators, chunked_memory
 from plmu.conv import CONV_MODES, causal_conv, choose_conv
 from plmu.lti import DISCRETIZERS, discretize, impulse_response, krylov, legendre_delay_system, spectral_radius
 
-MEMORY_MODES = ("auto", "recurrent", *CONV_MODES)
+MEMORY_MODES = ("auto", "recurrent", "chunked", *CONV_MODES)
+
+# The chunked scan costs (L + d)·d per step and channel, the FFT O(d log T): on a CPU (one thread, fp32, forward and
+# backward) chunked was 2.4-2.7x faster than fft at d = 8 … 128 (T 512-2,048, 1-32 channels) and 2x slower at
+# d = 468 (experiments/speed/cpu/memory_paths.md). On CUDA it has not been measured, so the FFT stays there.
+CHUNKED_MAX_ORDER = 128
+CHUNKED_DEVICES = ("cpu",)
+
+
+def choose_memory_path(steps: int, order: int, device_type: str = "cpu", fixed_theta: bool = True) -> str:
+    """The path ``mode="auto"`` takes for every step's memory: ``direct`` for short sequences
+    (:func:`plmu.conv.choose_conv`), else ``chunked`` for a fixed θ, order ≤ ``CHUNKED_MAX_ORDER`` on a CPU, else
+    ``fft``. A learned θ needs the convolution paths (the chunked scan passes no gradient to Ā)."""
+    conv = choose_conv(steps, device_type)
+    if conv == "direct" or not fixed_theta or order > CHUNKED_MAX_ORDER or device_type not in CHUNKED_DEVICES:
+        return conv
+    return "chunked"
 
 
 def check_mask(mask: Tensor, batch: int, steps: int) -> None:
@@ -130,6 +148,8 @@ class LegendreMemory(nn.Module):
         self.register_buffer("_B", B_bar.to(torch.get_default_dtype()), persistent=False)
         # One impulse response per (dtype, device), as long as the longest sequence seen; shorter ones are slices.
         self._kernel_cache: dict[tuple[torch.dtype, torch.device], Tensor] = {}
+        self._chunk_cache: dict[tuple[torch.dtype, torch.device], tuple[Tensor, Tensor, Tensor]] = {}
+        self._reversed_cache: dict[tuple[torch.dtype, torch.device], Tensor] = {}
 
     # ------------------------------------------------------------------------------------------- the system
     @property
@@ -167,6 +187,8 @@ class LegendreMemory(nn.Module):
         self._A64, self._B64 = self._A64.to(self._A.device), self._B64.to(self._A.device)
         self._A, self._B = self._A64.to(self._A.dtype), self._B64.to(self._A.dtype)
         self._kernel_cache.clear()
+        self._chunk_cache.clear()
+        self._reversed_cache.clear()
         return self
 
     def impulse_response(self, length: int, dtype: torch.dtype | None = None) -> Tensor:
@@ -189,6 +211,23 @@ class LegendreMemory(nn.Module):
             capacity = 1 << (length - 1).bit_length()  # the next power of two ≥ length
             cached = self._kernel_cache[key] = impulse_response(self._A64, self._B64, capacity).to(dtype)
         return cached[:length]
+
+    def chunk_operators(self, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
+        """The chunked scan's fixed matrices (:func:`plmu.chunked.chunk_operators`) for this memory, built in float64
+        from Ā, B̄ and cast to ``dtype``; cached per (dtype, device). Needs a fixed θ."""
+        if self.trainable_theta:
+            raise ArgumentError("mode", "not be 'chunked' with trainable_theta=True (no gradient reaches θ there): "
+                                "use mode auto, fft or direct")  # fmt: skip
+        key = (dtype, self._A.device)
+        if key not in self._chunk_cache:
+            chunk = chunk_length(self.order)
+            operators = chunk_operators(self._A64, impulse_response(self._A64, self._B64, chunk), chunk)
+            self._chunk_cache[key] = tuple(t.to(dtype) for t in operators)
+        return self._chunk_cache[key]
+
+    def choose_path(self, steps: int, device_type: str = "cpu") -> str:
+        """What ``mode="auto"`` computes every step's memory with (:func:`choose_memory_path`)."""
+        return choose_memory_path(steps, self.order, device_type, not self.trainable_theta)
 
     # ------------------------------------------------------------------------------------------- checks
     def _check_input(self, u: Tensor, state: Tensor | None) -> None:
@@ -223,7 +262,7 @@ class LegendreMemory(nn.Module):
         Args:
             state: m_0, the state before the first step (batch, memory_d·order); zeros when None.
             return_state: also return m_T (defaults to True when a state is given).
-            mode: ``"auto"``, ``"recurrent"``, ``"fft"`` or ``"direct"``; all give the same values.
+            mode: ``"auto"``, ``"recurrent"``, ``"chunked"``, ``"fft"`` or ``"direct"``; all give the same values.
             mask: bool (batch, T), False at padding: those steps get u = 0, and the returned state is m at each
                 example's last real step (see the module docstring).
         """
@@ -239,10 +278,12 @@ class LegendreMemory(nn.Module):
             u = u.to(dtype)
             if mask is not None:
                 u = mask_input(u, mask)
+            mode = self.choose_path(steps, u.device.type) if mode == "auto" else mode
             if mode == "recurrent":
                 m = self._recurrent(u, state)
+            elif mode == "chunked":
+                m = chunked_memory(u, None if state is None else state.to(dtype), *self.chunk_operators(dtype))
             else:
-                mode = choose_conv(steps, u.device.type) if mode == "auto" else mode
                 H = self.impulse_response(steps, dtype)  # (T, d)
                 flat = u.transpose(1, 2).reshape(batch * channels, steps, 1)  # channels share H: fold into batch
                 m = causal_conv(flat, H[:, None, :], mode)  # (batch·C, T, d)
@@ -281,13 +322,14 @@ class LegendreMemory(nn.Module):
         if mask is not None:
             check_mask(mask, batch, steps)
         dtype = self._compute_dtype(u)
+        # Eq. 25 stays float32 under bf16 autocast: at psMNIST's order 468 its 784 terms span several decades
+        # (H_k decays), and bf16's 8-bit mantissa would lose the small ones; it is a small GEMM besides.
         with torch.autocast(u.device.type, enabled=False):
-            H = self.impulse_response(steps, dtype)
             u = u.to(dtype)
             if mask is not None:
                 u = _roll_last_valid_to_end(mask_input(u, mask), mask)
             # (batch, C, T) @ (T, d): the newest input meets H_0, the oldest H_{T−1}.
-            m = torch.matmul(u.transpose(1, 2), H.flip(0))  # (batch, C, d)
+            m = torch.matmul(u.transpose(1, 2), self._reversed_response(steps, dtype))  # (batch, C, d)
             if state is not None and mask is not None:
                 m = m + self._decay(state.to(dtype), last_valid_index(mask) + 1, steps)
             elif state is not None:
@@ -296,6 +338,17 @@ class LegendreMemory(nn.Module):
                     A, steps
                 ).transpose(0, 1)
         return m.reshape(batch, -1)
+
+    def _reversed_response(self, length: int, dtype: torch.dtype) -> Tensor:
+        """H_{length−1−j} in row j (length, d): eq. 25's matrix, kept for the last length asked per (dtype, device)
+        (psMNIST asks the same every step; a flip is a copy of T × d)."""
+        if self.trainable_theta:
+            return self.impulse_response(length, dtype).flip(0)
+        key = (dtype, self._A.device)
+        cached = self._reversed_cache.get(key)
+        if cached is None or cached.shape[0] != length:
+            cached = self._reversed_cache[key] = self.impulse_response(length, dtype).flip(0).contiguous()
+        return cached
 
     def _decay(self, state: Tensor, exponents: Tensor, largest: int) -> Tensor:
         """Ā^(e_b) m_0 for a different e_b ≤ ``largest`` per example: state (batch, C·d) → (batch, C, d).

@@ -9,7 +9,7 @@ from plmu.layers import LAYER_MODES, activation
 
 ACTIVATIONS = re.escape("['gelu', 'identity', 'relu', 'sigmoid', 'tanh']")
 
-FULL_MODES = ["fused", "fft", "direct", "auto"]
+FULL_MODES = ["fused", "chunked", "fft", "direct", "auto"]
 
 
 def make_pair(mode: str, **kwargs) -> tuple[ParallelLMU, ParallelLMU]:
@@ -67,13 +67,16 @@ def test_auto_rule():
     wide = ParallelLMU(1, 8, order=16, theta=20.0)  # hidden < memory_d·order: fold W_m into the kernel
     narrow = ParallelLMU(1, 32, order=4, theta=4.0)  # hidden ≥ memory_d·order: materialise the small memory
     assert wide.resolve_mode(500) == "fused"
-    assert narrow.resolve_mode(500) == "fft"
+    assert narrow.resolve_mode(500) == "chunked"  # a small order on a CPU: the chunked scan (plmu.chunked)
     assert narrow.resolve_mode(10) == "direct"
     assert wide.resolve_mode(500, "cuda") == "fused"  # the fused readout was the faster on an H100 too
-    assert narrow.resolve_mode(100, "cuda") == "direct" and narrow.resolve_mode(100) == "fft"  # per-device crossover
+    assert narrow.resolve_mode(100, "cuda") == "direct" and narrow.resolve_mode(129, "cuda") == "fft"  # per device
     assert ParallelLMU(1, 8, order=16, theta=20.0, return_sequences=False).resolve_mode(500) == "last_state"
     # several memories: the fused kernel's per-frequency complex matmuls lost to the memory path (module docstring)
-    assert ParallelLMU(4, 8, order=16, theta=20.0, memory_d=2).resolve_mode(500) == "fft"
+    assert ParallelLMU(4, 8, order=16, theta=20.0, memory_d=2).resolve_mode(500) == "chunked"
+    assert ParallelLMU(4, 8, order=200, theta=20.0, memory_d=2).resolve_mode(500) == "fft"  # a large order: the FFT
+    learned = ParallelLMU(4, 8, order=16, theta=20.0, memory_d=2, trainable_theta=True)
+    assert learned.resolve_mode(500) == "fft"  # no gradient reaches θ through the chunked scan
 
 
 @pytest.mark.parametrize("mode", ["fused", "fft", "direct"])
@@ -129,7 +132,10 @@ def test_memory_dropout_refuses_the_fused_path_in_training():
     ("kwargs", "message"),
     [
         (dict(memory_dropout=1.0), r"^memory_dropout must be a number in \[0, 1\), got 1.0$"),
-        (dict(mode="fast"), r"^mode must be one of \['auto', 'fused', 'fft', 'direct', 'recurrent'\], got 'fast'$"),
+        (
+            dict(mode="fast"),
+            r"^mode must be one of \['auto', 'fused', 'chunked', 'fft', 'direct', 'recurrent'\], got 'fast'$",
+        ),
         (dict(f1="swish"), rf"^f1 must be one of {ACTIVATIONS}, got 'swish'$"),
         (dict(f2="swish"), rf"^f2 must be one of {ACTIVATIONS}, got 'swish'$"),
         (dict(f2=None), rf"^f2 must be one of {ACTIVATIONS}, got None$"),
@@ -191,7 +197,7 @@ def test_bad_layer_input():
 
 
 def test_layer_modes_constant():
-    assert set(LAYER_MODES) == {"auto", "fused", "fft", "direct", "recurrent"}
+    assert set(LAYER_MODES) == {"auto", "fused", "chunked", "fft", "direct", "recurrent"}
 
 
 @pytest.mark.parametrize("residual", [False, True])

@@ -8,7 +8,7 @@ from conftest import assert_close_to
 from plmu import LegendreMemory, OriginalLMUStack, ParallelLMU, ParallelLMUStack
 from plmu.layers import last_valid
 
-MODES = ["recurrent", "fft", "direct", "fused", "auto"]
+MODES = ["recurrent", "chunked", "fft", "direct", "fused", "auto"]
 LENGTHS = [90, 1, 37, 64]  # the longest fills the batch; 1 is a single real step
 STEPS = 90
 TOLERANCE = 1e-10
@@ -75,7 +75,7 @@ def test_layer_padding_gives_each_example_its_unpadded_result(mode, return_seque
 @pytest.mark.parametrize("side", ["left", "right"])
 @pytest.mark.parametrize("return_sequences", [True, False])
 @pytest.mark.parametrize(("residual", "norm"), [(False, None), (True, "layer")])
-@pytest.mark.parametrize("mode", ["fused", "fft", "recurrent"])
+@pytest.mark.parametrize("mode", ["fused", "chunked", "fft", "recurrent"])
 def test_stack_padding_gives_each_example_its_unpadded_result(mode, residual, norm, return_sequences, side):
     stack = ParallelLMUStack(
         3, 6, num_layers=2, residual=residual, norm=norm, return_sequences=return_sequences, order=5, theta=7.0
@@ -86,7 +86,7 @@ def test_stack_padding_gives_each_example_its_unpadded_result(mode, residual, no
 
 
 @pytest.mark.parametrize("side", ["left", "right"])
-@pytest.mark.parametrize("mode", ["recurrent", "fft", "direct", "auto"])
+@pytest.mark.parametrize("mode", ["recurrent", "chunked", "fft", "direct", "auto"])
 def test_memory_padding_gives_each_example_its_unpadded_result(mode, side):
     memory = LegendreMemory(8, 11.0, memory_d=2).double()
     us = examples(features=2)
@@ -100,7 +100,7 @@ def test_memory_padding_gives_each_example_its_unpadded_result(mode, side):
         assert_close_to(last_only[i], reference[-1], atol=TOLERANCE)
 
 
-@pytest.mark.parametrize("mode", ["recurrent", "fft", "direct"])
+@pytest.mark.parametrize("mode", ["recurrent", "chunked", "fft", "direct"])
 def test_masked_memory_with_a_state_is_a_zero_input_at_padding(mode):
     # A carried state decays through padded steps (u = 0); "last" is each example's last real step.
     memory = LegendreMemory(6, 9.0, memory_d=2).double()

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from plmu.bench.timing import machine_description, resolve_device
+from plmu.train.machine import keep_freed_memory
 
 QUICK = dict(batch=3, steps=20, order=8, theta=10.0, hidden=4, repeats=2, warmup=1)
 
@@ -103,9 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"plmu-bench: {error}", file=sys.stderr)
         return 2
     command = "plmu-bench " + " ".join(sys.argv[1:] if argv is None else argv)
+    kept = keep_freed_memory()  # as plmu-train does (trainer.keep_memory): no page faults on every step's tensors
     header = [
         f"command: `{command.strip()}`",
-        f"machine: {machine_description(device)}",
+        f"machine: {machine_description(device)}"
+        + ("; freed memory kept in the process, as plmu-train does" if kept else ""),
         f"date: {time.strftime('%Y-%m-%d')}",
         f"sizes: batch {args.batch}, T {args.steps}, input {args.input_size}, memory_d {args.memory_d}, "
         f"order {args.order}, theta {args.theta:g}, hidden {args.hidden}, classes {args.classes}; "

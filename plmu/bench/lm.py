@@ -14,7 +14,9 @@ import torch
 import torch.nn.functional as F
 
 from plmu.bench.configs import task_models
-from plmu.bench.timing import measure, warnings_block
+from plmu.bench.profile import NON_GEMM_GOAL, gemm_split
+from plmu.bench.text import RATIO_GOAL
+from plmu.bench.timing import interleaved, measure, precisions, warnings_block
 from plmu.models.sizing import count_parameters
 from plmu.models.state import detach_state
 from plmu.models.text import language_model
@@ -27,46 +29,54 @@ def model_sizes() -> dict[str, dict]:
     return task_models("text8")
 
 
-def training_characters_per_second(
-    chunk: int = 1024, repeats: int = 3, device: torch.device | str = "cpu"
-) -> list[dict]:
-    """One row per model: parameters, seconds per step (median), characters/s, the harness's spread warning."""
-    device = torch.device(device)
-    rows = []
-    for name, sizes in model_sizes().items():
-        torch.manual_seed(0)
-        model = language_model(VOCAB, **sizes).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), 1e-3, fused=True)
-        batch = {
-            "inputs": torch.randint(0, VOCAB, (BATCH, chunk), device=device),
-            "target": torch.randint(0, VOCAB, (BATCH, chunk), device=device),
-        }
-        carry = sizes["backbone"] != "transformer"
-        state = [None]
+def _lm_step(name: str, chunk: int, precision: str, device: torch.device):
+    """(a training step of ``name``'s text8 model on one batch of streams, its parameter count)."""
+    sizes = model_sizes()[name]
+    torch.manual_seed(0)
+    model = language_model(VOCAB, **sizes).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3, fused=True)
+    batch = {
+        "inputs": torch.randint(0, VOCAB, (BATCH, chunk), device=device),
+        "target": torch.randint(0, VOCAB, (BATCH, chunk), device=device),
+    }
+    carry = sizes["backbone"] != "transformer"
+    state = [None]
 
-        def step(model=model, optimizer=optimizer, batch=batch, carry=carry, state=state) -> None:
+    def step() -> None:
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             if carry:
                 logits, new_state = model.forward_with_state(batch, state[0])
                 state[0] = detach_state(new_state)
             else:
                 logits = model(batch)
-            loss = F.cross_entropy(logits.flatten(0, 1), batch["target"].flatten())
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+        loss = F.cross_entropy(logits.float().flatten(0, 1), batch["target"].flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
 
-        timing = measure(step, repeats, 1, device)
-        rows.append(
-            {
-                "model": name,
-                "parameters": count_parameters(model),
-                "chunk": chunk,
-                "seconds": timing.median,
-                "characters_per_second": BATCH * chunk / timing.median,
-                "warning": timing.warning(f"{name} training"),
-            }
-        )
-    return rows
+    return step, count_parameters(model)
+
+
+def training_characters_per_second(
+    chunk: int = 1024, repeats: int = 3, device: torch.device | str = "cpu", precision: str = "32"
+) -> list[dict]:
+    """One row per model: parameters, seconds per step (median), characters/s, the harness's spread warning; the
+    models' steps timed in turns (:func:`plmu.bench.timing.interleaved`)."""
+    device = torch.device(device)
+    steps = {name: _lm_step(name, chunk, precision, device) for name in model_sizes()}
+    timings = interleaved({name: step for name, (step, _) in steps.items()}, repeats, 1, device)
+    return [
+        {
+            "model": name,
+            "parameters": parameters,
+            "chunk": chunk,
+            "precision": precision,
+            "seconds": timings[name].median,
+            "characters_per_second": BATCH * chunk / timings[name].median,
+            "warning": timings[name].warning(f"{name} training, {precision}"),
+        }
+        for name, (_, parameters) in steps.items()
+    ]
 
 
 @torch.no_grad()
@@ -103,17 +113,32 @@ def report(
 ) -> str:
     if quick:
         chunk, contexts = 8, (4, 8)
-    training = training_characters_per_second(chunk, repeats=2 if quick else 3, device=device)
+    device = torch.device(device)
+    measured, skipped = precisions(device)
     lines = [
         f"text8 language models, batch {BATCH} streams × {chunk} characters, training step (forward, backward, fused "
-        f"Adam); torch {torch.__version__}, device {torch.device(device).type}, {torch.get_num_threads()} threads",
+        f"Adam), the models timed in turns; torch {torch.__version__}, device {device.type}, "
+        f"{torch.get_num_threads()} threads",
         "",
-        "| model | parameters | training characters/s |",
-        "| --- | ---: | ---: |",
+        "| model | parameters | precision | training characters/s |",
+        "| --- | ---: | --- | ---: |",
     ]
-    lines += [f"| {r['model']} | {r['parameters']:,} | {r['characters_per_second']:,.0f} |" for r in training]
-    speed = {r["model"]: r["characters_per_second"] for r in training}
-    lines.append(f"- parallel LMU vs LSTM: {speed['parallel LMU'] / speed['LSTM']:.2f}x (target at least 3x)")
+    warnings, ratios = [], []
+    for precision in measured:
+        training = training_characters_per_second(chunk, repeats=2 if quick else 5, device=device, precision=precision)
+        warnings += [r["warning"] for r in training]
+        lines += [
+            f"| {r['model']} | {r['parameters']:,} | {precision} | {r['characters_per_second']:,.0f} |"
+            for r in training
+        ]
+        speed = {r["model"]: r["characters_per_second"] for r in training}
+        ratio = speed["parallel LMU"] / speed["LSTM"]
+        ratios.append(f"{ratio:.2f}x in {precision} ({'met' if ratio >= RATIO_GOAL else 'not met'})")
+    lines.append(f"- parallel LMU vs LSTM: {', '.join(ratios)}; goal at least {RATIO_GOAL}x (issue 25)")
+    if skipped:
+        lines.append(f"- {skipped}")
+    split = gemm_split(_lm_step("parallel LMU", chunk, "32", device)[0], steps=2 if quick else 3)
+    lines.append("- " + split.line("parallel LMU, precision 32") + f"; goal: the rest at most {NON_GEMM_GOAL:.0%}")
     generation = generation_characters_per_second(contexts, repeats=5 if quick else 50, device=device)
     lines += [
         "",

@@ -94,6 +94,53 @@ def measure(run: Callable[[], object], repeats: int, warmup: int = 1, device: to
     return Timing(samples)
 
 
+def interleaved(
+    runs: dict[str, Callable[[], object]], repeats: int, warmup: int = 1, device: torch.device | str = "cpu"
+) -> dict[str, Timing]:
+    """Time each of ``runs`` ``repeats`` times, in turns (one call of each, round after round), so that a change in
+    the machine's speed (another tenant, the clock) hits them alike: the comparisons of a report are made this way."""
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f"repeats must be >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+    for run in runs.values():
+        for _ in range(warmup):
+            run()
+    samples: dict[str, list[float]] = {key: [] for key in runs}
+    for _ in range(repeats):
+        for key, run in runs.items():
+            synchronize(device)
+            start = time.perf_counter()
+            run()
+            synchronize(device)
+            samples[key].append(time.perf_counter() - start)
+    return {key: Timing(values) for key, values in samples.items()}
+
+
+def thread_scaling(run: Callable[[], object], counts: tuple[int, ...], repeats: int) -> dict[int, Timing]:
+    """``run`` timed with each count of torch threads, in turns; the thread count is restored afterwards."""
+    before = torch.get_num_threads()
+
+    def with_threads(n: int) -> Callable[[], object]:
+        def call() -> object:
+            torch.set_num_threads(n)
+            return run()
+
+        return call
+
+    try:
+        timings = interleaved({str(n): with_threads(n) for n in counts}, repeats, warmup=1)
+    finally:
+        torch.set_num_threads(before)
+    return {int(key): timing for key, timing in timings.items()}
+
+
+def precisions(device: torch.device) -> tuple[list[str], str | None]:
+    """The precisions worth timing on ``device`` ("32", and "bf16" where it is native), and why bf16 is not."""
+    from plmu.train.machine import native_bf16
+
+    native, reason = native_bf16(device)
+    return (["32", "bf16"], None) if native else (["32"], f"bf16 not measured: {reason}")
+
+
 def _rss_bytes() -> int:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -321,19 +321,40 @@ def check_augment(augment: object) -> dict[str, float] | None:
     return checked
 
 
-def random_affine(images: Tensor, rotate: float, scale: float, translate: float, generator: torch.Generator) -> Tensor:
+def random_affine(
+    images: Tensor,
+    rotate: float,
+    scale: float,
+    translate: float,
+    generator: torch.Generator,
+    pixel_order: Tensor | None = None,
+) -> Tensor:
     """images (N, 28, 28) float → each rotated by up to ±``rotate`` degrees, scaled by 1 ± up to ``scale`` and moved
     by up to ±``translate`` pixels per axis, every parameter uniform and drawn per image from ``generator``;
-    bilinear, with 0 (MNIST's background) moved in from outside. All zero: the images unchanged."""
+    bilinear, with 0 (MNIST's background) moved in from outside. All zero: the images unchanged.
+
+    With ``pixel_order`` (784,) the result is (N, 784), the transformed images' pixels in that order: the sampling
+    grid is built in that order, so the permutation costs no gather (the same values as permuting the images)."""
     n = len(images)
     angle = (torch.rand(n, generator=generator) * 2 - 1) * math.radians(rotate)
     size = 1 + (torch.rand(n, generator=generator) * 2 - 1) * scale
     shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * translate * 2 / SIDE  # pixels → [-1, 1] coordinates
-    cos, sin = torch.cos(angle) / size, torch.sin(angle) / size
-    # theta maps each output pixel to where it samples the input (the inverse transform)
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta.to(images.dtype), [n, 1, SIDE, SIDE], align_corners=False)
-    return F.grid_sample(images[:, None], grid, align_corners=False, padding_mode="zeros")[:, 0]
+    cos, sin = (torch.cos(angle) / size)[:, None], (torch.sin(angle) / size)[:, None]
+    # Each output pixel samples the input where the inverse transform sends it (affine_grid's convention, written
+    # out per point: one small product per image and pixel instead of affine_grid's batch of 3-column matmuls).
+    rows, cols = _pixel_centres(images.dtype, pixel_order)
+    grid_x = cos * cols - sin * rows + shift[:, 0, None]
+    grid_y = sin * cols + cos * rows + shift[:, 1, None]
+    grid = torch.stack([grid_x, grid_y], -1).to(images.dtype)[:, None]  # (N, 1, P, 2)
+    sampled = F.grid_sample(images[:, None], grid, align_corners=False, padding_mode="zeros")[:, 0, 0]  # (N, P)
+    return sampled if pixel_order is not None else sampled.view(n, SIDE, SIDE)
+
+
+def _pixel_centres(dtype: torch.dtype, pixel_order: Tensor | None) -> tuple[Tensor, Tensor]:
+    """(y, x) of every pixel's centre in [−1, 1] (align_corners=False), in ``pixel_order`` or row by row: (P,) each."""
+    index = torch.arange(SIDE * SIDE) if pixel_order is None else pixel_order
+    centre = lambda i: (2 * i.to(torch.float64) + 1) / SIDE - 1  # noqa: E731
+    return centre(index // SIDE).to(dtype), centre(index % SIDE).to(dtype)
 
 
 @dataclass
@@ -366,9 +387,9 @@ class AugmentedSplit(TensorSplit):
         for number, batch in enumerate(batches, start=start_batch):
             if self.augment:
                 generator = torch.Generator().manual_seed((seed * 1_000_003 + number) % 2**63)
-                images = batch["inputs"][..., 0][:, self.image_order].reshape(-1, SIDE, SIDE)
-                moved = random_affine(images, generator=generator, **self.augment).reshape(len(images), -1)
-                batch = {**batch, "inputs": moved[:, self.pixel_order][..., None]}
+                images = batch["inputs"][..., 0].index_select(1, self.image_order).view(-1, SIDE, SIDE)
+                moved = random_affine(images, generator=generator, pixel_order=self.pixel_order, **self.augment)
+                batch = {**batch, "inputs": moved[..., None]}
             yield batch
 
 

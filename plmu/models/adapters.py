@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from plmu.checks import positive_int, probability
+from plmu.dropout import Dropout
 
 
 def padding_mask(ids: Tensor, padding_idx: int = 0) -> Tensor:
@@ -37,7 +38,7 @@ class TokenEmbedding(nn.Module):
         super().__init__()
         positive_int("vocab_size", vocab_size)
         positive_int("dim", dim)
-        self.dropout = nn.Dropout(probability("embed_dropout", dropout))
+        self.dropout = Dropout(probability("embed_dropout", dropout))
         index_ok = isinstance(padding_idx, int) and not isinstance(padding_idx, bool) and 0 <= padding_idx < vocab_size
         if padding_idx is not None and not index_ok:
             raise ValueError(f"padding_idx must be None or in [0, vocab_size={vocab_size}), got {padding_idx!r}")

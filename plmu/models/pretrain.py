@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from plmu.checks import ArgumentError, flag, one_of, positive_int, probability
+from plmu.dropout import Dropout
 from plmu.layers import ParallelLMU, last_valid
 from plmu.memory import check_mask
 from plmu.models.adapters import TokenEmbedding
@@ -102,7 +103,7 @@ class PretrainBlock(nn.Module):
             dim, dim, order, theta, memory_d, return_sequences=return_sequences, **memory_options
         )  # checks dim, order, theta, memory_d and the options
         self.highways = _highways(dim, highway_layers, gate_bias)
-        self.dropout = nn.Dropout(probability("dropout", dropout))
+        self.dropout = Dropout(probability("dropout", dropout))
 
     def forward(
         self, x: Tensor, state: Tensor | None = None, return_state: bool | None = None, *, mask: Tensor | None = None

@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from plmu.checks import ArgumentError, optional_positive_int, positive_int, probability
+from plmu.dropout import Dropout
 from plmu.models.adapters import TokenEmbedding
 from plmu.models.backbones import backbone as registered
 from plmu.models.backbones import build_backbone, forwards
@@ -104,7 +105,7 @@ class Seq2Seq(nn.Module):
         self.attention = LuongAttention(hidden_size, hidden_size)
         self.combine = nn.Linear(2 * hidden_size, hidden_size)  # W_c
         self.output = nn.Linear(hidden_size, target_embedding.vocab_size)
-        self.dropout = nn.Dropout(probability("dropout", dropout))
+        self.dropout = Dropout(probability("dropout", dropout))
 
     # -------------------------------------------------------------------------------------------- the pieces
     def encode(self, source: Tensor | Mapping[str, Tensor], source_mask: Tensor | None = None, recurrent: bool = False):

@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from plmu.checks import ArgumentError, flag, one_of, probability
+from plmu.dropout import Dropout
 from plmu.errors import ConfigError
 from plmu.layers import ParallelLMUStack
 from plmu.models.adapters import IdentityAdapter, LinearAdapter
@@ -159,7 +160,7 @@ class PairModel(SequenceModel):
     ) -> None:
         super().__init__(adapter, backbone, head)
         self.pooling = one_of("pooling", pooling, POOLINGS)
-        self.dropout = nn.Dropout(probability("dropout", dropout))
+        self.dropout = Dropout(probability("dropout", dropout))
 
     def _pair(self, batch: Mapping[str, Tensor], encode: Any) -> Tensor:
         a, b = (

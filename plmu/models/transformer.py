@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from plmu.checks import ArgumentError, flag, optional_positive_int, positive_int, probability
+from plmu.dropout import Dropout
 from plmu.memory import check_mask
 
 
@@ -103,7 +104,7 @@ class TransformerBackbone(nn.Module):
         # The final LayerNorm: pre-norm layers leave their output unnormalised. No nested tensors: they need
         # post-norm layers, and would only warn.
         self.encoder = nn.TransformerEncoder(layer, num_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.d_model, self.num_heads, self.causal = d_model, num_heads, causal
 
     def forward(

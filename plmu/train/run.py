@@ -37,6 +37,7 @@ from plmu.models.build import build_model, model_args
 from plmu.train import checkpoint, distributed, provenance
 from plmu.train.init_from import check_same_vocabulary, init_from_checkpoint
 from plmu.train.loggers import JsonlLog, NullLogger, write_json_atomic, write_text_atomic
+from plmu.train.machine import keep_freed_memory
 from plmu.train.memory import check_memory
 from plmu.train.objectives import Classification, build_objective
 from plmu.train.resume import check_resumed_data, read_folder, warn_of_earlier_reports
@@ -106,6 +107,8 @@ def train(
     check_carry(cfg.trainer.get("state", "reset"), model)
     task_objective = build_objective(cfg.task.objective)
     settings = trainer_settings(cfg)
+    if settings.keep_memory:
+        keep_freed_memory()  # process-wide: every large tensor of every step reuses memory already mapped
     distributed.check_batch_sizes(settings.batch_size, settings.eval_batch_size, ctx.world_size)
     config = OmegaConf.to_container(cfg, resolve=True)
     memory = check_memory(cfg, config, model.num_parameters, ctx.world_size)  # before any data is read
@@ -210,6 +213,7 @@ def train(
                     "resumed_from": provenance.run_relative(resume, folder.path),
                     # the checkpoint the weights started from (first attempt's)
                     "init_from": provenance.run_relative(trainer.init_from, folder.path),
+                    "precision": trainer.precision,  # as trained: trainer.precision=auto resolved on this device
                     "epoch_seconds_total": round(trainer.state.seconds, 2),  # all attempts, if resumed
                     "wall_seconds": round(time.time() - started, 2),  # this attempt, data loading and test included
                     **environment,
@@ -295,6 +299,7 @@ def _banner(cfg, folder, model, data, environment, resume, trainer, memory) -> N
         environment["device_name"],
         cfg.seed,
     )
+    log.info("precision %s (%s)", trainer.precision, trainer.precision_reason)
     if memory is not None:
         log.info(memory)
     if resume is not None:

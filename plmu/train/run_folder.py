@@ -38,6 +38,8 @@ RESUME_MAY_CHANGE = (
     "trainer.resume",
     "trainer.device",
     "trainer.compile",
+    "trainer.prefetch",  # where batches are made, not which
+    "trainer.keep_memory",  # how the allocator behaves
     "trainer.progress",
     "trainer.log_every_n_steps",
     "trainer.eval_batch_size",

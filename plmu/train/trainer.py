@@ -32,12 +32,14 @@ import torch
 from hydra.utils import instantiate
 from torch import Tensor, nn
 
+from plmu.data.prefetch import prefetch
 from plmu.data.splits import DataSplits, TensorSplit
 from plmu.errors import NonFiniteLossError
 from plmu.models.state import detach_state
 from plmu.train import checkpoint, progress
 from plmu.train.distributed import Sharding
 from plmu.train.loggers import JsonlLog, NullLogger
+from plmu.train.machine import check_precision, resolve_precision
 from plmu.train.objectives import Objective
 from plmu.train.schedules import takes_total_steps
 from plmu.train.settings import TrainerSettings, check_carry, check_settings
@@ -105,6 +107,8 @@ class Trainer:
         self.settings, self.objective, self.data, self.seed = settings, objective, data, seed
         self.sharding = Sharding()  # this process's part of a torchrun run (plmu.train.distributed); one: no-op
         self.device = self.sharding.device(settings.device)
+        self.precision, self.precision_reason = resolve_precision(settings.precision, self.device)
+        check_precision(self.precision, self.device, model)
         self.model = model.to(self.device)
         self.forward = torch.compile(self.model) if settings.compile else self.model
         self.forward_with_state = getattr(self.model, "forward_with_state", None)
@@ -228,7 +232,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------- loops
     def _autocast(self) -> torch.autocast:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.settings.precision == "bf16")
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def to_device(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         return {key: value.to(self.device, non_blocking=True) for key, value in batch.items()}
@@ -241,8 +245,9 @@ class Trainer:
         self.model.eval()
         size = self.settings.eval_batch_size or self.settings.batch_size
         stats, carried = self.objective.zeros(), None
-        with torch.no_grad(), self._autocast():
-            for batch in split.batches(size, limit=self.settings.limit_eval_batches):
+        batches = prefetch(split.batches(size, limit=self.settings.limit_eval_batches), self.settings.prefetch)
+        with torch.no_grad(), self._autocast(), batches:
+            for batch in batches:
                 if self.sharding.enabled and (batch := self.sharding.rows(batch)) is None:
                     continue  # this process has no rows of this (short) global batch
                 batch = self.to_device(batch)
@@ -273,16 +278,22 @@ class Trainer:
         the window's examples would give when the micro-batches have equal sizes and the model has no layer that
         mixes the examples of a batch (batch norm).
         """
-        settings, state, n = self.settings, self.state, self.train_batches()
-        accumulate, carry = settings.accumulate_grad_batches, settings.state == "carry"
-        if state.batch_in_epoch == 0:
+        settings = self.settings
+        if self.state.batch_in_epoch == 0:
             self.carried = None  # every epoch starts from the initial state
         self.model.train()
         bar.set_description(
             f"epoch {epoch + 1}" + ("" if settings.max_epochs is None else f"/{settings.max_epochs}"), refresh=False
         )
+        with prefetch(self._epoch_batches(epoch), settings.prefetch) as batches:  # made ahead, on another thread
+            self._train_batches(batches, epoch, bar)
+
+    def _train_batches(self, batches: Iterator[dict[str, Tensor]], epoch: int, bar: progress.Bar) -> None:
+        """The body of :meth:`_train_epoch` over its (prefetched) batches."""
+        settings, state, n = self.settings, self.state, self.train_batches()
+        accumulate, carry = settings.accumulate_grad_batches, settings.state == "carry"
         window_loss, samples, start = 0.0, 0, time.perf_counter()
-        for index, batch in enumerate(self._epoch_batches(epoch), start=state.batch_in_epoch):
+        for index, batch in enumerate(batches, start=state.batch_in_epoch):
             window = min(accumulate, n - index // accumulate * accumulate)  # micro-batches in this step
             if index % accumulate == 0:
                 self.optimizer.zero_grad(set_to_none=True)

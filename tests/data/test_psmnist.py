@@ -6,6 +6,7 @@ import pytest
 import torch
 import torchvision
 from conftest import write_idx_mnist
+from torch.nn import functional as F
 
 import plmu.data.psmnist as psmnist_module
 from plmu.data.psmnist import load_images, permutations, psmnist
@@ -358,7 +359,7 @@ def test_augmented_training_batches_are_transformed_images_permuted_and_seeded(t
         images = original["inputs"][..., 0][:, image_of].view(-1, 28, 28)
         generator = torch.Generator().manual_seed((5 * 1_000_003 + number) % 2**63)
         expected = random_affine(images, generator=generator, **augment).reshape(len(images), -1)[:, pixels]
-        torch.testing.assert_close(batch["inputs"][..., 0], expected, rtol=0, atol=0)
+        torch.testing.assert_close(batch["inputs"][..., 0], expected, rtol=0, atol=0)  # sampled in pixel order
         assert not torch.equal(batch["inputs"], original["inputs"])
     again = list(moved.train.batches(16, shuffle=True, seed=5, start_batch=3))  # a resumed epoch: the same draws
     assert all(torch.equal(a["inputs"], b["inputs"]) for a, b in zip(again, batches[3:], strict=True))
@@ -379,6 +380,22 @@ def test_random_affine_moves_pixels_as_asked():
     assert offsets.abs().max() <= 3 + 1e-4 and offsets.std() > 1  # moved, within ±3 pixels
     turned = random_affine(image.expand(50, 28, 28), 30, 0.2, 0, generator)
     assert (turned.sum(dim=(1, 2)) - 16).abs().max() < 16 * 0.5  # rotated and scaled, not lost
+
+
+def test_random_affine_is_torch_affine_grid_written_out():
+    from plmu.data.psmnist import random_affine
+
+    images = torch.rand(30, 28, 28)
+    ours = random_affine(images, 15, 0.2, 3, torch.Generator().manual_seed(4))
+    generator = torch.Generator().manual_seed(4)  # the same draws, in the same order, through affine_grid
+    angle = (torch.rand(30, generator=generator) * 2 - 1) * np.radians(15)
+    size = 1 + (torch.rand(30, generator=generator) * 2 - 1) * 0.2
+    shift = (torch.rand(30, 2, generator=generator) * 2 - 1) * 3 * 2 / 28
+    cos, sin = torch.cos(angle) / size, torch.sin(angle) / size
+    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
+    grid = F.affine_grid(theta, [30, 1, 28, 28], align_corners=False)
+    reference = F.grid_sample(images[:, None], grid, align_corners=False, padding_mode="zeros")[:, 0]
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,9 @@ def _must(key: str, allowed: str, got: str, example: str | None = None) -> str:
         (["model.memory_d=1.5"], _must("model.memory_d", MEMORY_D, "1.5", "1")),
         (
             ["model.mode=fastest"],
-            _must("model.mode", "one of ['auto', 'fused', 'fft', 'direct', 'recurrent']", "'fastest'", "auto"),
+            _must(
+                "model.mode", "one of ['auto', 'fused', 'chunked', 'fft', 'direct', 'recurrent']", "'fastest'", "auto"
+            ),
         ),
         (["model.f1=swish"], _must("model.f1", f"one of {ACTIVATIONS}", "'swish'", "identity")),
         (["model.f2=swish"], _must("model.f2", f"one of {ACTIVATIONS}", "'swish'", "relu")),

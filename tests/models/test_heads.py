@@ -63,6 +63,24 @@ def test_masked_max_is_the_max_of_the_unpadded_example():
     assert pool(h, MASK, "max").shape == (4, 3)
 
 
+def test_masked_max_gradient_reaches_the_maximal_real_step_only():
+    h = torch.randn(4, 5, 3, dtype=torch.float64, requires_grad=True)
+    with torch.no_grad():
+        h[~MASK] = 1e9  # padding never wins, so never receives a gradient
+    weights = torch.randn(4, 3, dtype=torch.float64)
+    (grad,) = torch.autograd.grad((masked_max(h, MASK) * weights).sum(), h)
+    expected = torch.zeros_like(h)
+    for row, steps in ((0, range(0, 3)), (1, range(3, 5)), (2, range(0, 5))):
+        index = torch.tensor(list(steps))[h[row, list(steps)].argmax(0)]
+        expected[row, index, torch.arange(3)] = weights[row]
+    assert torch.equal(grad, expected)  # row 3 (all padding) pooled to zeros: no gradient anywhere
+    # without a mask the same as amax's (no ties among random values), through the same function
+    h2 = torch.randn(2, 6, 3, dtype=torch.float64, requires_grad=True)
+    (g_ours,) = torch.autograd.grad(masked_max(h2, torch.ones(2, 6, dtype=torch.bool)).sum(), h2)
+    (g_amax,) = torch.autograd.grad(h2.amax(1).sum(), h2)
+    assert torch.equal(g_ours, g_amax)
+
+
 def test_last_step_head_and_mean_pool_head_apply_their_linear():
     h = torch.randn(4, 5, 3)
     last, mean = LastStepHead(3, 2), MeanPoolHead(3, 2)

@@ -45,11 +45,14 @@ def test_paper_models_have_the_paper_sizes():
         ("model.skip=no", r"^model.skip must be true or false, got 'no' \(override it, e.g. model.skip=true\)$"),
         ("+model.hiden_size=4", r"^unknown key model.hiden_size \(did you mean model.hidden_size\?\)$"),
         ("~model.order", r"^model.order is required but not set"),
-        ("model.mode=fastest", r"model.mode must be one of \['auto', 'fused', 'fft', 'direct', 'recurrent'\]"),
+        (
+            "model.mode=fastest",
+            r"model.mode must be one of \['auto', 'fused', 'chunked', 'fft', 'direct', 'recurrent'\]",
+        ),
         ("model.f2=swish", r"model.f2 must be one of \["),
         ("trainer.batch_size=0", r"trainer.batch_size must be a positive integer, got 0"),
         ("trainer.optimizer.lr=-1", r"trainer.optimizer.lr must be a positive learning rate, got -1"),
-        ("trainer.precision=fp8", r"trainer.precision must be one of \('32', 'bf16'\), got 'fp8'"),
+        ("trainer.precision=fp8", r"trainer.precision must be one of \('32', 'bf16', 'auto'\), got 'fp8'"),
     ],
 )
 def test_bad_values_fail_before_data_is_touched(override, message, tmp_path, monkeypatch):
@@ -199,6 +202,16 @@ def test_a_selection_run_never_reads_the_test_split(tmp_path, monkeypatch):
 def test_bf16_precision_runs(tmp_path):
     results = train(_run_config(tmp_path, "trainer.max_epochs=1", "trainer.precision=bf16"), tmp_path / "run")
     assert results["test"] == results["test"]  # finite, not NaN
+    assert results["precision"] == "bf16"
+
+
+def test_auto_precision_is_resolved_logged_and_recorded(tmp_path):
+    from plmu.train.machine import resolve_precision
+
+    results = train(_run_config(tmp_path, "trainer.max_epochs=1", "trainer.precision=auto"), tmp_path / "run")
+    precision, why = resolve_precision("auto", torch.device("cpu"))
+    assert results["precision"] == precision
+    assert f"precision {precision} ({why})" in (tmp_path / "run" / "train.log").read_text()
 
 
 def test_compiled_model_trains_like_eager(tmp_path):

@@ -117,8 +117,8 @@ def test_the_config_is_left_unchanged():
         (["trainer.optimizer.lr=-1"], _must("trainer.optimizer.lr", "a positive learning rate", "-1", "1e-3")),
         (["trainer.optimizer.lr=0"], _must("trainer.optimizer.lr", "a positive learning rate", "0", "1e-3")),
         (["trainer.grad_clip=0"], _must("trainer.grad_clip", "null or a positive norm", "0", "1.0")),
-        (["trainer.precision=fp8"], _must("trainer.precision", "one of ('32', 'bf16')", "'fp8'", "bf16")),
-        (["trainer.precision=16"], _must("trainer.precision", "one of ('32', 'bf16')", "16", "bf16")),
+        (["trainer.precision=fp8"], _must("trainer.precision", "one of ('32', 'bf16', 'auto')", "'fp8'", "auto")),
+        (["trainer.precision=16"], _must("trainer.precision", "one of ('32', 'bf16', 'auto')", "16", "auto")),
         (
             ["task.objective=ranking"],
             _must(

@@ -403,3 +403,13 @@ def test_progress_off_a_terminal_is_log_lines(caplog):
     caplog.clear()
     quiet.update()
     assert not caplog.records
+
+
+def test_batches_made_ahead_train_the_same_run(tmp_path):
+    """trainer.prefetch (a background thread) changes where batches are made, never which: the same metrics."""
+    data = regression_data(n=40)
+    for depth in (0, 3):
+        make_trainer(
+            tmp_path / f"prefetch{depth}", data=data, prefetch=depth, model=functools.partial(PerStep, 0.2)
+        ).fit()
+    assert without_time(tmp_path / "prefetch0") == without_time(tmp_path / "prefetch3")
