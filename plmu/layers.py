@@ -150,13 +150,15 @@ class ParallelLMU(nn.Module):
             check_mask(mask, x.shape[0], x.shape[1])
         return_state = state is not None if return_state is None else return_state
         mode = self.resolve_mode(x.shape[1], x.device.type)
-        u = self.f1(self.input_to_memory(x))  # (batch, T, memory_d)
         new_state = None
         if not self.return_sequences and mode != "recurrent":
-            new_state = self.memory.last_state(u, state, mask=mask)
+            new_state = self._last_memory(x, state, mask)
             readout = self.memory_to_output(self.memory_dropout(new_state))
             x = _last_step(x, mask)
-        elif mode == "fused":
+            out = self.dropout(self.f2(self._add_skip(readout, x)))
+            return (out, new_state) if return_state else out
+        u = self.f1(self.input_to_memory(x))  # (batch, T, memory_d)
+        if mode == "fused":
             if self.training and self.memory_dropout.p > 0:
                 raise ValueError(
                     "memory_dropout needs the memory materialised while training: use mode auto, fft or direct"
@@ -181,6 +183,24 @@ class ParallelLMU(nn.Module):
             readout = self.memory_to_output(self.memory_dropout(m))
         out = self.dropout(self.f2(self._add_skip(readout, x)))
         return (out, new_state) if return_state else out
+
+    def _last_memory(self, x: Tensor, state: Tensor | None, mask: Tensor | None) -> Tensor:
+        """m_T (batch, memory_d·order) by eq. 25 (:meth:`LegendreMemory.last_state`).
+
+        With f1 the identity the memory is linear in x: m_T(U x + b) = U m_T(x) + b Σ_k H_k. So when x has no more
+        channels than u, eq. 25's GEMM runs on x itself, and for an x that needs no gradient (psMNIST's pixels) the
+        backward pass then has no GEMM through it: its gradient reaches only U and b (a sixth of psMNIST's step)."""
+        linear = isinstance(self.f1, nn.Identity) and self.input_size <= self.memory.memory_d
+        if not linear or mask is not None or state is not None:
+            return self.memory.last_state(self.f1(self.input_to_memory(x)), state, mask=mask)
+        self.memory._check_input(x.new_empty(x.shape[0], x.shape[1], self.memory.memory_d), None)
+        dtype = LegendreMemory._compute_dtype(x)
+        with torch.autocast(x.device.type, enabled=False):  # eq. 25 in float32 (LegendreMemory.last_state says why)
+            of_inputs = self.memory.last_states_of(x.to(dtype))  # (batch, I, d)
+            of_ones = self.memory._reversed_response(x.shape[1], dtype).sum(0)  # (d,): the memory of u ≡ 1
+            weight, bias = self.input_to_memory.weight.to(dtype), self.input_to_memory.bias.to(dtype)
+            m = torch.einsum("ci,bik->bck", weight, of_inputs) + bias[:, None] * of_ones
+        return m.reshape(x.shape[0], -1)
 
     def _reads_out_in_chunks(self, x: Tensor, u: Tensor) -> bool:
         """Whether the every-step output can come from :func:`plmu.chunked.chunked_readout`: f2 ReLU or the identity,

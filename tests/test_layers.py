@@ -263,3 +263,19 @@ def test_cuda_paths_equal_the_loop():
     for mode in FULL_MODES:
         layer.mode = mode
         assert_close_to(layer(x.cuda()).cpu(), expected, atol=1e-10)
+
+
+@pytest.mark.parametrize(("input_size", "memory_d"), [(1, 1), (2, 3)])
+@pytest.mark.parametrize("x_needs_grad", [False, True])
+def test_last_state_of_the_inputs_equals_the_loop_with_gradients(input_size, memory_d, x_needs_grad):
+    """f1 the identity: m_T(U x + b) = U m_T(x) + b Σ H_k, eq. 25 run on x (ParallelLMU._last_memory)."""
+    torch.manual_seed(0)
+    layer = ParallelLMU(input_size, 5, order=7, theta=11.0, memory_d=memory_d, return_sequences=False).double()
+    x = torch.randn(3, 40, input_size, dtype=torch.float64, requires_grad=x_needs_grad)
+    weights = torch.randn(3, 5, dtype=torch.float64)
+    inputs = [*layer.parameters()] + ([x] if x_needs_grad else [])
+    fast = torch.autograd.grad((layer(x) * weights).sum(), inputs)
+    layer.mode = "recurrent"
+    loop = torch.autograd.grad((layer(x) * weights).sum(), inputs)
+    for a, b in zip(fast, loop, strict=True):
+        assert_close_to(a, b, atol=1e-10)

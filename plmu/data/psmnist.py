@@ -341,20 +341,28 @@ def random_affine(
     shift = (torch.rand(n, 2, generator=generator) * 2 - 1) * translate * 2 / SIDE  # pixels → [-1, 1] coordinates
     cos, sin = (torch.cos(angle) / size)[:, None], (torch.sin(angle) / size)[:, None]
     # Each output pixel samples the input where the inverse transform sends it (affine_grid's convention, written
-    # out per point: one small product per image and pixel instead of affine_grid's batch of 3-column matmuls).
-    rows, cols = _pixel_centres(images.dtype, pixel_order)
+    # out per point: a few element-wise products instead of affine_grid's batch of 3-column matmuls). The point is
+    # built as a complex number x + iy, whose (N, P) array is the (N, P, 2) grid grid_sample reads, with no copy.
+    rows, cols = pixel_centres(images.dtype, pixel_order)
     grid_x = cos * cols - sin * rows + shift[:, 0, None]
     grid_y = sin * cols + cos * rows + shift[:, 1, None]
-    grid = torch.stack([grid_x, grid_y], -1).to(images.dtype)[:, None]  # (N, 1, P, 2)
+    grid = torch.view_as_real(torch.complex(grid_x.float(), grid_y.float())).to(images.dtype)[:, None]  # (N, 1, P, 2)
     sampled = F.grid_sample(images[:, None], grid, align_corners=False, padding_mode="zeros")[:, 0, 0]  # (N, P)
     return sampled if pixel_order is not None else sampled.view(n, SIDE, SIDE)
 
 
-def _pixel_centres(dtype: torch.dtype, pixel_order: Tensor | None) -> tuple[Tensor, Tensor]:
-    """(y, x) of every pixel's centre in [−1, 1] (align_corners=False), in ``pixel_order`` or row by row: (P,) each."""
+_CENTRES: dict[tuple[torch.dtype, bytes], tuple[Tensor, Tensor]] = {}
+
+
+def pixel_centres(dtype: torch.dtype, pixel_order: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """(y, x) of every pixel's centre in [−1, 1] (align_corners=False), in ``pixel_order`` or row by row: (P,) each;
+    computed once per order (in float64, cast late)."""
     index = torch.arange(SIDE * SIDE) if pixel_order is None else pixel_order
-    centre = lambda i: (2 * i.to(torch.float64) + 1) / SIDE - 1  # noqa: E731
-    return centre(index // SIDE).to(dtype), centre(index % SIDE).to(dtype)
+    key = (dtype, index.numpy().tobytes())
+    if key not in _CENTRES:
+        centre = lambda i: ((2 * i.to(torch.float64) + 1) / SIDE - 1).to(dtype)  # noqa: E731
+        _CENTRES[key] = centre(index // SIDE), centre(index % SIDE)
+    return _CENTRES[key]
 
 
 @dataclass

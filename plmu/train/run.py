@@ -299,7 +299,7 @@ def _banner(cfg, folder, model, data, environment, resume, trainer, memory) -> N
         environment["device_name"],
         cfg.seed,
     )
-    log.info("precision %s (%s)", trainer.precision, trainer.precision_reason)
+    log.info("precision %s (%s); %s", trainer.precision, trainer.precision_reason, trainer.prefetch_reason)
     if memory is not None:
         log.info(memory)
     if resume is not None:

@@ -186,8 +186,8 @@ class TrainerSettings:
     compile: bool = rule(isa(bool), BOOL, "true", False, help="torch.compile the model")
     prefetch: int = rule(
         lambda v: isa(int)(v) and v >= 0, "an integer >= 0", "0", 2,
-        help="batches made ahead on a background thread (augmentation, collation) while the model trains; 0: on "
-        "the training thread",
+        help="batches made ahead on a background thread (augmentation, collation) while the model trains, when "
+        "torch leaves a core free for it (OMP_NUM_THREADS below the cores); 0: always on the training thread",
     )  # fmt: skip
     limit_train_batches: int | None = rule(
         or_none(positive_int), OPTIONAL_POSITIVE_INT, "null", None, help="train on the first N batches of each epoch"

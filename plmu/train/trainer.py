@@ -39,7 +39,7 @@ from plmu.models.state import detach_state
 from plmu.train import checkpoint, progress
 from plmu.train.distributed import Sharding
 from plmu.train.loggers import JsonlLog, NullLogger
-from plmu.train.machine import check_precision, resolve_precision
+from plmu.train.machine import check_precision, prefetch_depth, resolve_precision
 from plmu.train.objectives import Objective
 from plmu.train.schedules import takes_total_steps
 from plmu.train.settings import TrainerSettings, check_carry, check_settings
@@ -108,6 +108,7 @@ class Trainer:
         self.sharding = Sharding()  # this process's part of a torchrun run (plmu.train.distributed); one: no-op
         self.device = self.sharding.device(settings.device)
         self.precision, self.precision_reason = resolve_precision(settings.precision, self.device)
+        self.prefetch_depth, self.prefetch_reason = prefetch_depth(settings.prefetch)
         check_precision(self.precision, self.device, model)
         self.model = model.to(self.device)
         self.forward = torch.compile(self.model) if settings.compile else self.model
@@ -245,7 +246,7 @@ class Trainer:
         self.model.eval()
         size = self.settings.eval_batch_size or self.settings.batch_size
         stats, carried = self.objective.zeros(), None
-        batches = prefetch(split.batches(size, limit=self.settings.limit_eval_batches), self.settings.prefetch)
+        batches = prefetch(split.batches(size, limit=self.settings.limit_eval_batches), self.prefetch_depth)
         with torch.no_grad(), self._autocast(), batches:
             for batch in batches:
                 if self.sharding.enabled and (batch := self.sharding.rows(batch)) is None:
@@ -285,7 +286,7 @@ class Trainer:
         bar.set_description(
             f"epoch {epoch + 1}" + ("" if settings.max_epochs is None else f"/{settings.max_epochs}"), refresh=False
         )
-        with prefetch(self._epoch_batches(epoch), settings.prefetch) as batches:  # made ahead, on another thread
+        with prefetch(self._epoch_batches(epoch), self.prefetch_depth) as batches:  # made ahead (spare core)
             self._train_batches(batches, epoch, bar)
 
     def _train_batches(self, batches: Iterator[dict[str, Tensor]], epoch: int, bar: progress.Bar) -> None:

@@ -55,3 +55,14 @@ def test_kept_memory_is_not_faulted_in_again():
     for _ in range(5):
         torch.empty(8 << 20).fill_(1)  # the same size again: the heap's memory, no new pages
     assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 2048  # 8,192 pages per tensor otherwise
+
+
+def test_batches_are_made_ahead_only_on_a_spare_core(monkeypatch):
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(machine, "usable_cores", lambda: threads + 1)
+    assert machine.prefetch_depth(2) == (2, f"batches made 2 ahead on a background thread ({threads} torch threads, "
+                                             f"{threads + 1} cores)")  # fmt: skip
+    assert machine.prefetch_depth(0)[0] == 0
+    monkeypatch.setattr(machine, "usable_cores", lambda: threads)
+    depth, why = machine.prefetch_depth(2)
+    assert depth == 0 and why.startswith("batches made in turn")
