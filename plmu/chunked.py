@@ -13,7 +13,7 @@ chunks of (batch·channels × d) @ (d × d) products, the only sequential part.
 Cost per step and channel: (L + d)·d multiply-adds in one large GEMM, against an FFT's O(d log T) in memory-bound
 passes over complex spectra twice the memory's size. For the small orders of the text models (d = 8 … 16, many
 channels) this is several times faster on a CPU (experiments/speed/); for large orders (psMNIST's d = 468) the d²
-term loses to the FFT, which is why :func:`plmu.memory.choose_memory_path` picks by order.
+term loses to the FFT, which is why :func:`choose_memory_path` picks by order.
 
 The memory comes out in the layout the readout W_m reads, (batch, T, channels·d), through one copy of contiguous
 d-blocks; the backward pass is the same GEMM transposed and the scan reversed (:class:`_ChunkedMemory`). Every
@@ -26,6 +26,24 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from plmu.conv import choose_conv
+
+# The chunked scan costs (L + d)·d per step and channel, the FFT O(d log T): on a CPU (one thread, fp32, forward and
+# backward) chunked was 2.4-2.7x faster than fft at d = 8 … 128 (T 512-2,048, 1-32 channels) and 2x slower at
+# d = 468 (experiments/speed/cpu/memory_paths.md). On CUDA it has not been measured, so the FFT stays there.
+CHUNKED_MAX_ORDER = 128
+CHUNKED_DEVICES = ("cpu",)
+
+
+def choose_memory_path(steps: int, order: int, device_type: str = "cpu", fixed_theta: bool = True) -> str:
+    """The path ``mode="auto"`` takes for every step's memory: ``direct`` for short sequences
+    (:func:`plmu.conv.choose_conv`), else ``chunked`` for a fixed θ, order ≤ ``CHUNKED_MAX_ORDER`` on a CPU, else
+    ``fft``. A learned θ needs the convolution paths (the chunked scan passes no gradient to Ā)."""
+    conv = choose_conv(steps, device_type)
+    if conv == "direct" or not fixed_theta or order > CHUNKED_MAX_ORDER or device_type not in CHUNKED_DEVICES:
+        return conv
+    return "chunked"
 
 
 def chunk_length(order: int) -> int:

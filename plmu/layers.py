@@ -13,7 +13,7 @@ No recurrence is nonlinear, so training runs in parallel. How the full sequence 
 - ``"recurrent"``: the step loop (the reference, and what ``step`` does one sample at a time).
 - ``"auto"``: ``fused`` for one memory (memory_d = 1) when hidden < order, else the memory path (measured the faster
   on a CPU and on an H100: experiments/speed/), which picks chunked/fft/direct by length, order and device type
-  (:func:`plmu.memory.choose_memory_path`). With several memories the fused kernel's per-frequency
+  (:func:`plmu.chunked.choose_memory_path`). With several memories the fused kernel's per-frequency
   (memory_d × hidden) complex matmuls lose: 16 memories of order 16, hidden 251, batch 32 × 2,048 steps took 23.6 s
   a training step fused and 1.6 s by fft on one CPU thread (3.5x slower at 512 steps; 2 memories of order 64,
   hidden 100: 1.4x).

@@ -30,27 +30,11 @@ import torch
 from torch import Tensor, nn
 
 from plmu.checks import ArgumentError, flag, one_of, positive_int, positive_number
-from plmu.chunked import chunk_length, chunk_operators, chunked_memory
-from plmu.conv import CONV_MODES, causal_conv, choose_conv
+from plmu.chunked import choose_memory_path, chunk_length, chunk_operators, chunked_memory
+from plmu.conv import CONV_MODES, causal_conv
 from plmu.lti import DISCRETIZERS, discretize, impulse_response, krylov, legendre_delay_system, spectral_radius
 
 MEMORY_MODES = ("auto", "recurrent", "chunked", *CONV_MODES)
-
-# The chunked scan costs (L + d)·d per step and channel, the FFT O(d log T): on a CPU (one thread, fp32, forward and
-# backward) chunked was 2.4-2.7x faster than fft at d = 8 … 128 (T 512-2,048, 1-32 channels) and 2x slower at
-# d = 468 (experiments/speed/cpu/memory_paths.md). On CUDA it has not been measured, so the FFT stays there.
-CHUNKED_MAX_ORDER = 128
-CHUNKED_DEVICES = ("cpu",)
-
-
-def choose_memory_path(steps: int, order: int, device_type: str = "cpu", fixed_theta: bool = True) -> str:
-    """The path ``mode="auto"`` takes for every step's memory: ``direct`` for short sequences
-    (:func:`plmu.conv.choose_conv`), else ``chunked`` for a fixed θ, order ≤ ``CHUNKED_MAX_ORDER`` on a CPU, else
-    ``fft``. A learned θ needs the convolution paths (the chunked scan passes no gradient to Ā)."""
-    conv = choose_conv(steps, device_type)
-    if conv == "direct" or not fixed_theta or order > CHUNKED_MAX_ORDER or device_type not in CHUNKED_DEVICES:
-        return conv
-    return "chunked"
 
 
 def check_mask(mask: Tensor, batch: int, steps: int) -> None:

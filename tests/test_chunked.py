@@ -5,9 +5,15 @@ import torch
 from conftest import assert_close_to
 
 from plmu import LegendreMemory, ParallelLMU
-from plmu.chunked import chunk_length, chunk_operators, chunked_memory, chunked_readout
+from plmu.chunked import (
+    CHUNKED_MAX_ORDER,
+    choose_memory_path,
+    chunk_length,
+    chunk_operators,
+    chunked_memory,
+    chunked_readout,
+)
 from plmu.lti import impulse_response
-from plmu.memory import CHUNKED_MAX_ORDER, choose_memory_path
 
 
 def operators(memory: LegendreMemory, chunk: int, dtype=torch.float64):
