@@ -229,7 +229,7 @@ class ParallelLMU(nn.Module):
             self.memory_to_output.weight,
             self.memory_to_output.bias,
             skip,
-            self.memory.chunk_operators(u.dtype),
+            self.memory.chunk_operators(u.dtype, steps),
             last,
             relu=isinstance(self.f2, nn.ReLU),
             multiple=READOUT_MULTIPLE if x.device.type == "cpu" else 1,

@@ -132,7 +132,7 @@ class LegendreMemory(nn.Module):
         self.register_buffer("_B", B_bar.to(torch.get_default_dtype()), persistent=False)
         # One impulse response per (dtype, device), as long as the longest sequence seen; shorter ones are slices.
         self._kernel_cache: dict[tuple[torch.dtype, torch.device], Tensor] = {}
-        self._chunk_cache: dict[tuple[torch.dtype, torch.device], tuple[Tensor, Tensor, Tensor]] = {}
+        self._chunk_cache: dict[tuple[torch.dtype, torch.device, int], tuple[Tensor, Tensor, Tensor]] = {}
         self._reversed_cache: dict[tuple[torch.dtype, torch.device], Tensor] = {}
 
     # ------------------------------------------------------------------------------------------- the system
@@ -196,15 +196,16 @@ class LegendreMemory(nn.Module):
             cached = self._kernel_cache[key] = impulse_response(self._A64, self._B64, capacity).to(dtype)
         return cached[:length]
 
-    def chunk_operators(self, dtype: torch.dtype) -> tuple[Tensor, Tensor, Tensor]:
-        """The chunked scan's fixed matrices (:func:`plmu.chunked.chunk_operators`) for this memory, built in float64
-        from Ā, B̄ and cast to ``dtype``; cached per (dtype, device). Needs a fixed θ."""
+    def chunk_operators(self, dtype: torch.dtype, steps: int = 1) -> tuple[Tensor, Tensor, Tensor]:
+        """The chunked scan's fixed matrices (:func:`plmu.chunked.chunk_operators`) for ``steps`` steps of this memory,
+        built in float64 from Ā, B̄ and cast to ``dtype``; cached per (dtype, device, chunk length: a power of two
+        or the order, so a few). Needs a fixed θ."""
         if self.trainable_theta:
             raise ArgumentError("mode", "not be 'chunked' with trainable_theta=True (no gradient reaches θ there): "
                                 "use mode auto, fft or direct")  # fmt: skip
-        key = (dtype, self._A.device)
+        chunk = chunk_length(self.order, steps)
+        key = (dtype, self._A.device, chunk)
         if key not in self._chunk_cache:
-            chunk = chunk_length(self.order)
             operators = chunk_operators(self._A64, impulse_response(self._A64, self._B64, chunk), chunk)
             self._chunk_cache[key] = tuple(t.to(dtype) for t in operators)
         return self._chunk_cache[key]
@@ -266,7 +267,8 @@ class LegendreMemory(nn.Module):
             if mode == "recurrent":
                 m = self._recurrent(u, state)
             elif mode == "chunked":
-                m = chunked_memory(u, None if state is None else state.to(dtype), *self.chunk_operators(dtype))
+                operators = self.chunk_operators(dtype, steps)
+                m = chunked_memory(u, None if state is None else state.to(dtype), *operators)
             else:
                 H = self.impulse_response(steps, dtype)  # (T, d)
                 flat = u.transpose(1, 2).reshape(batch * channels, steps, 1)  # channels share H: fold into batch

@@ -90,6 +90,12 @@ def test_auto_takes_the_chunked_scan_for_small_orders_on_a_cpu_only():
     assert choose_memory_path(40, 16) == "direct"
     assert choose_memory_path(500, 16, fixed_theta=False) == "fft"
     assert chunk_length(4) == 8 and chunk_length(16) == 16 and chunk_length(468) == 64
+    # long sequences of small orders: longer chunks (a power of two, at most 128), so the scan stays short
+    assert chunk_length(16, 2048) == 32 and chunk_length(4, 5000) == 128 and chunk_length(16, 512) == 16
+    memory = LegendreMemory(4, 8.0)
+    memory(torch.randn(1, 300, 1), mode="chunked")
+    memory(torch.randn(1, 5000, 1), mode="chunked")
+    assert sorted(key[2] for key in memory._chunk_cache) == [8, 128]  # one set of operators per chunk length
 
 
 def test_a_learned_theta_is_refused_by_name():
