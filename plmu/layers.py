@@ -151,11 +151,10 @@ class ParallelLMU(nn.Module):
         return_state = state is not None if return_state is None else return_state
         mode = self.resolve_mode(x.shape[1], x.device.type)
         new_state = None
-        if not self.return_sequences and mode != "recurrent":
+        if not self.return_sequences and mode != "recurrent":  # m_T alone, eq. 25
             new_state = self._last_memory(x, state, mask)
             readout = self.memory_to_output(self.memory_dropout(new_state))
-            x = _last_step(x, mask)
-            out = self.dropout(self.f2(self._add_skip(readout, x)))
+            out = self.dropout(self.f2(self._add_skip(readout, _last_step(x, mask))))
             return (out, new_state) if return_state else out
         u = self.f1(self.input_to_memory(x))  # (batch, T, memory_d)
         if mode == "fused":
@@ -168,10 +167,9 @@ class ParallelLMU(nn.Module):
             readout = self._fused_readout(u, state)
             if return_state:
                 new_state = self.memory.last_state(u, state, mask=mask)
-        elif mode == "chunked" and self.return_sequences and self._reads_out_in_chunks(x, u):
+        elif mode == "chunked" and self._reads_out_in_chunks(x, u):  # every step, m never leaves plmu.chunked
             out, new_state = self._chunked_readout(u, state, x, mask)
-            out = self.dropout(out)
-            return (out, new_state) if return_state else out
+            return (self.dropout(out), new_state) if return_state else self.dropout(out)
         else:
             m, new_state = self.memory(u, state, return_state=True, mode=mode, mask=mask)
             if not self.return_sequences:  # with a mask, new_state is m at each example's last real step

@@ -86,6 +86,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _code_version() -> str:
+    """plmu's git commit (with "+ changes" when the tree had uncommitted ones), or its version outside git."""
+    from plmu.train.provenance import git_state
+
+    state = git_state()
+    if state["git_commit"] == "unknown":
+        from importlib.metadata import version
+
+        return f"plmu {version('plmu')}"
+    return state["git_commit"][:12] + (" + uncommitted changes" if state["git_dirty"] else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.replot:
@@ -109,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         f"command: `{command.strip()}`",
         f"machine: {machine_description(device)}"
         + ("; freed memory kept in the process, as plmu-train does" if kept else ""),
-        f"date: {time.strftime('%Y-%m-%d')}",
+        f"date: {time.strftime('%Y-%m-%d')}; code: {_code_version()}",
         f"sizes: batch {args.batch}, T {args.steps}, input {args.input_size}, memory_d {args.memory_d}, "
         f"order {args.order}, theta {args.theta:g}, hidden {args.hidden}, classes {args.classes}; "
         f"median ± IQR/2 of {args.repeats} steps after {args.warmup} warm-up",

@@ -14,3 +14,4 @@ def test_generation_and_report():
     assert len(rows) == 2 * len(model_sizes()) and all(r["characters_per_second"] > 0 for r in rows)
     text = report("cpu", quick=True)
     assert "parallel LMU vs LSTM" in text and "context 4" in text and "device cpu" in text
+    assert "goal at least 1.3x" in text and "parallel LMU, precision 32: GEMMs" in text

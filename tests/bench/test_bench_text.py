@@ -19,6 +19,10 @@ def test_step_latency_and_report():
     assert (
         "parallel LMU vs LSTM, both read by last" in text
         and "both read by max" in text
+        and "(goal at 512 and 2,048: at least 1.3x" in text
         and "transformer step with KV cache" in text
         and "device cpu" in text
+        and "Precision 32:" in text
     )
+    assert "parallel LMU (max), 16 tokens, precision 32: GEMMs" in text and "LSTM (max), 16 tokens" in text
+    assert "bf16 not measured" in text or "Precision bf16:" in text  # measured only where it is native

@@ -50,3 +50,18 @@ def test_peak_memory_sees_a_large_temporary_allocation():
         x.add_(1)
 
     assert peak_memory_mb(step, "cpu") > 30
+
+
+def test_interleaved_times_every_run_in_turns_and_thread_scaling_restores_the_count():
+    import torch
+
+    from plmu.bench.timing import interleaved, thread_scaling
+
+    order = []
+    timings = interleaved({"a": lambda: order.append("a"), "b": lambda: order.append("b")}, repeats=3, warmup=1)
+    assert order == ["a", "b"] + ["a", "b"] * 3  # the warm-ups, then one call of each per round
+    assert [len(t.samples) for t in timings.values()] == [3, 3]
+    before = torch.get_num_threads()
+    seen = []
+    scaling = thread_scaling(lambda: seen.append(torch.get_num_threads()), (1, 2), repeats=2, rounds=1)
+    assert seen == [1, 1, 1, 2, 2, 2] and sorted(scaling) == [1, 2] and torch.get_num_threads() == before
