@@ -79,9 +79,12 @@ def test_auto_rule():
     assert learned.resolve_mode(500) == "fft"  # no gradient reaches θ through the chunked scan
 
 
-@pytest.mark.parametrize("mode", ["fused", "fft", "direct"])
-def test_layer_gradcheck(mode):
-    layer = ParallelLMU(2, 3, order=4, theta=5.0, mode=mode, trainable_theta=True).double()
+@pytest.mark.parametrize(("mode", "memory_d", "sequences"), [("fused", 1, True), ("fft", 1, True), ("direct", 1, True),
+                                                            ("auto", 2, False)])  # fmt: skip
+def test_layer_gradcheck(mode, memory_d, sequences):
+    """Every path's gradients, θ's included; the last state of x (f1 the identity, x no wider than u) too."""
+    layer = ParallelLMU(2, 3, order=4, theta=5.0, memory_d=memory_d, mode=mode, trainable_theta=True,
+                        return_sequences=sequences).double()  # fmt: skip
     x = torch.randn(2, 9, 2, dtype=torch.float64, requires_grad=True)
     params = tuple(layer.parameters())
     names = [name for name, _ in layer.named_parameters()]
