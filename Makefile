@@ -19,10 +19,10 @@ help: ## list the targets
 install: ## install plmu (editable) with the dev tools, pinned to constraints.txt
 	$(PIP) install -e ".[dev]" -c constraints.txt
 
-test: ## the whole suite, as CI runs it (offline; two workers of one thread: 4.3 min on 2 idle cores)
+test: ## the whole suite, as CI runs it (offline; two workers of one thread: 5.8 min on 2 idle cores)
 	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n $(TEST_WORKERS)
 
-test-quick: ## the suite without the end-to-end, subprocess and benchmark tests (42 s on 2 idle cores)
+test-quick: ## the suite without the end-to-end, subprocess and benchmark tests (46 s on 2 idle cores)
 	OMP_NUM_THREADS=1 $(PYTHON) -m pytest -q -n $(TEST_WORKERS) -m "not slow"
 
 lint: ## ruff: lint and format check

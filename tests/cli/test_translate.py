@@ -56,6 +56,9 @@ def test_train_translate_and_score(trained_run, capsys):
 
 def test_stdin_to_stdout_and_the_run_as_an_rnn(trained_run, monkeypatch, capsys, tmp_path):
     run, results, data = trained_run
+    # the split's greedy translations, written here: another test's may not be in this process (pytest-xdist)
+    assert translate_cli.main([str(run), "--split", "test", "--beam", "1", "--no-progress"]) == 0
+    capsys.readouterr()
     sources = (data / "tst2013.en").read_text().splitlines()[:3]
     monkeypatch.setattr(sys, "stdin", io.StringIO("\n".join(sources) + "\n"))
     assert translate_cli.main([str(run), "--beam", "1", "--no-progress"]) == 0
