@@ -11,6 +11,8 @@ PATHS (default ``experiments/``) are run folders, experiment folders (``experime
 - links to the speed plots (``speed/**/*.png`` under PATHS), when there are any.
 
 ``--output DIR`` writes ``DIR/report.md`` and ``DIR/curves/<task>.png``; without it the tables go to stdout.
+``--by-time 5,10,30,60`` reads PATHS as run folders of one task and reports what each had reached within those
+minutes of training (:mod:`plmu.equal_time`): the table on stdout, or ``DIR/time.md`` and ``DIR/time.png``.
 ``--readme README.md`` rewrites the results table of the README: only the lines between ``<!-- results:begin``
 and ``<!-- results:end -->``, nothing else; ``--check`` with it writes nothing and exits 1 if the README's table is
 not what the runs give (the test suite checks the committed README this way).
@@ -27,6 +29,7 @@ import os
 import sys
 from pathlib import Path
 
+from plmu import equal_time
 from plmu.cli import fail
 from plmu.errors import PlmuError
 from plmu.report import (
@@ -53,9 +56,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--output", metavar="DIR", help="write DIR/report.md and DIR/curves/*.png")
     parser.add_argument("--readme", metavar="FILE", help="rewrite the results table between the markers in FILE")
     parser.add_argument("--check", action="store_true", help="with --readme: exit 1 if FILE's table is out of date")
+    parser.add_argument(
+        "--by-time",
+        metavar="MINUTES",
+        help="run folders of one task: the best validation within each budget, e.g. 5,10",
+    )
     args = parser.parse_args(argv)
     if args.check and not args.readme:
         parser.error("--check needs --readme FILE")
+    if args.by_time and args.readme:
+        parser.error("--by-time reports run folders against time; run --readme separately")
     return args
 
 
@@ -170,8 +180,42 @@ def warn(message: str) -> None:
     print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
+def time_report(paths: list[Path], minutes_text: str, output: str | None) -> int:
+    """``--by-time``: the runs' validation metric against training time (plmu.equal_time)."""
+    minutes = equal_time.parse_minutes(minutes_text)
+    runs = [equal_time.load_timed_run(path) for path in paths]
+    tasks, metrics = sorted({run.task for run in runs}), sorted({run.metric for run in runs})
+    if len(tasks) > 1:
+        raise ReportError(f"--by-time compares runs of one task; these are of {', '.join(tasks)}")
+    table = equal_time.time_table(runs, minutes)
+    if output is None:
+        print(table, end="")
+        return 0
+    folder = Path(output).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise ReportError(f"--output {folder} is a file: give a folder for time.md and time.png")
+    folder.mkdir(parents=True, exist_ok=True)
+    figure = equal_time.plot_time(runs, folder / "time.png", minutes)
+    command = f"{PROG} {' '.join(map(str, paths))} --by-time {minutes_text} --output {output}"
+    lines = [
+        f"# Validation {metrics[0]} against training time",
+        "",
+        f"Written by `{command}`: the best validation {metrics[0]} each run had reached within each budget of training "
+        "time (plmu.equal_time; `(done)`: the run had ended by then).",
+        "",
+        table,
+    ]
+    if figure is not None:
+        lines += ["![validation against training time](time.png)", ""]
+    (folder / "time.md").write_text("\n".join(lines))
+    print(f"{PROG}: wrote {folder / 'time.md'}" + (f" and {figure}" if figure else ""), file=sys.stderr)
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     paths = [Path(p).expanduser() for p in args.paths]
+    if args.by_time:
+        return time_report(paths, args.by_time, args.output)
     experiments, warnings = collect(paths)
     status = 0
     if args.readme:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import datasets
@@ -75,6 +75,27 @@ TASKS = {
                      "validation", 0, 128, drop_labels=(-1,)),
 }  # fmt: skip
 ALIASES = {"stanfordnlp/imdb": "imdb", "imdb": "imdb", "glue/qqp": "qqp", "stanfordnlp/snli": "snli", "snli": "snli"}
+
+
+def with_train_split(task: TextTask, train_split: object, val_size: object) -> TextTask:
+    """``task`` training on ``train_split`` instead of its own training split (None: unchanged). A split that is the
+    task's validation split stops validating: ``val_size`` rows of it are carved to select on instead."""
+    if train_split is None or train_split == task.train:
+        return task
+    if not isinstance(train_split, str) or not train_split.strip():
+        raise ConfigError(f"task.data.train_split must be null or a split name (e.g. validation), got {train_split!r}")
+    if train_split == task.test:
+        raise ConfigError(
+            f"task.data.train_split={train_split} is {task.name}'s test split: a run never trains on the split it is "
+            f"tested on; name another one (or null for {task.train!r})"
+        )
+    if val_size is None:
+        raise ConfigError(
+            f"task.data.train_split={train_split} needs task.data.val_size: the rows of it that validate (e.g. "
+            f"task.data.val_size=1000)"
+        )
+    own_val = None if train_split == task.val else task.val
+    return replace(task, train=train_split, val=own_val)
 
 
 def resolve_task(dataset: object) -> TextTask:
@@ -153,10 +174,16 @@ def load_raw(
     for split in wanted:
         files = split_files(root, task, split)
         if not files:
+            instead = ""
+            if split == task.train and task.val is not None:  # e.g. SNLI's validation and test pairs alone
+                instead = (
+                    f"; to train on another split of the folder instead (a small-data run, not the paper's protocol) "
+                    f"name it: task.data.train_split={task.val} task.data.val_size=1000"
+                )
             raise DataNotFoundError(
                 f"task.data.path={str(path)!r} has no file for {task.name}'s {split!r} split: expected e.g. "
                 f"{root / task.config / f'{split}-00000-of-00001.parquet'} or {root / f'{split}.parquet'} (parquet, "
-                f"jsonl or csv)"
+                f"jsonl or csv){instead}"
             )
         builder = FORMATS[files[0].suffix]
         if any(FORMATS[file.suffix] != builder for file in files):
@@ -323,6 +350,7 @@ def load_text_task(
     pad_multiple: int = 8,
     unsupervised: bool = False,
     num_proc: int | None = None,
+    train_split: str | None = None,
 ) -> TextSplits:
     """Tokenised train / val / test ``DictSplit``s of ``dataset`` (``imdb``, ``qqp``, ``snli``) and their ``info``.
 
@@ -330,9 +358,12 @@ def load_text_task(
     ``cache_dir/tokenizers``; a name loads that pretrained tokenizer. ``max_length`` None is the task's default (IMDB
     512, QQP / SNLI 128); ``truncation`` keeps the ``end`` or the ``start`` of longer texts. ``val_size`` None is
     the task's default (SNLI has its own validation split and takes none). ``unsupervised`` (IMDB) adds the 50,000
-    unlabelled reviews as ``extra["unsupervised"]``. Every argument is checked before any data is read.
+    unlabelled reviews as ``extra["unsupervised"]``. ``train_split`` names the split that trains when it is not the
+    task's own (e.g. ``validation`` for a folder that holds only SNLI's validation and test pairs): the validation
+    rows (``val_size``, required then) are carved from it, and the test split is never one that trains. Every
+    argument is checked before any data is read.
     """
-    task = resolve_task(dataset)
+    task = with_train_split(resolve_task(dataset), train_split, val_size)
     length = task.max_length if max_length is None else check_int("task.data.max_length", max_length, 1, "tokens")
     if truncation not in tokenize.KEEP:
         raise ConfigError(f"task.data.truncation must be one of {tokenize.KEEP} (the part kept), got {truncation!r}")

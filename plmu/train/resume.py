@@ -83,7 +83,9 @@ def finished_results(folder: RunFolder, payload: dict[str, Any], settings: Train
     state = payload["train_state"]
     by_epochs = settings.max_epochs is not None and state["epoch"] >= settings.max_epochs
     by_steps = settings.max_steps is not None and state["step"] >= settings.max_steps
-    if not (state["stopped_early"] or by_epochs or by_steps) or not folder.results.exists():
+    train_seconds = state.get("seconds", 0.0) - state.get("validation_seconds", 0.0)
+    by_time = settings.max_seconds is not None and train_seconds >= settings.max_seconds
+    if not (state["stopped_early"] or by_epochs or by_steps or by_time) or not folder.results.exists():
         return None
     try:
         results = json.loads(folder.results.read_text())
@@ -93,7 +95,13 @@ def finished_results(folder: RunFolder, payload: dict[str, Any], settings: Train
         further = "It stopped early"
     else:
         further = "Raise " + " and ".join(
-            key for key, reached in (("trainer.max_epochs", by_epochs), ("trainer.max_steps", by_steps)) if reached
+            key
+            for key, reached in (
+                ("trainer.max_epochs", by_epochs),
+                ("trainer.max_steps", by_steps),
+                ("trainer.max_seconds", by_time),
+            )
+            if reached
         )
         further += " to train further"
     log.info(

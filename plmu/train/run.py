@@ -215,6 +215,8 @@ def train(
                     "init_from": provenance.run_relative(trainer.init_from, folder.path),
                     "precision": trainer.precision,  # as trained: trainer.precision=auto resolved on this device
                     "epoch_seconds_total": round(trainer.state.seconds, 2),  # all attempts, if resumed
+                    "train_seconds_total": round(trainer.state.train_seconds, 2),  # the same, validation excluded
+                    "out_of_time": trainer.out_of_time(),  # trainer.max_seconds ended it (or would have)
                     "wall_seconds": round(time.time() - started, 2),  # this attempt, data loading and test included
                     **environment,
                     **({"world_size": ctx.world_size} if ctx.enabled else {}),  # torchrun's processes

@@ -38,6 +38,7 @@ RESUME_MAY_CHANGE = (
     "trainer.resume",
     "trainer.device",
     "trainer.compile",
+    "trainer.max_seconds",  # a time budget: the schedule never depends on it
     "trainer.prefetch",  # where batches are made, not which
     "trainer.keep_memory",  # how the allocator behaves
     "trainer.progress",
@@ -171,6 +172,12 @@ def _schedule_spans_the_run(config: dict[str, Any]) -> bool:
     return takes_total_steps(functools.partial(target, **keywords))
 
 
+def _added_off(key: str, old: dict[str, Any], new: dict[str, Any]) -> bool:
+    """A setting added to plmu after the checkpoint was made, at null now: off, which is what the old run did (e.g.
+    ``task.data.train_split``: null trains on the task's own training split, as every run before it did)."""
+    return key not in old and key in new and new[key] is None
+
+
 def check_resume(
     saved: dict[str, Any], current: dict[str, Any], epoch: int, path: Path, step: int | None = None
 ) -> None:
@@ -183,7 +190,10 @@ def check_resume(
     differences = [
         f"{key}: {old.get(key, '<absent>')!r} in the checkpoint, {new.get(key, '<absent>')!r} now"
         for key in sorted(old.keys() | new.keys())
-        if old.get(key) != new.get(key) and not _may_change(key) and key not in RUN_LENGTH
+        if old.get(key) != new.get(key)
+        and not _may_change(key)
+        and key not in RUN_LENGTH
+        and not _added_off(key, old, new)
     ]
     if differences:
         shown = "; ".join(differences[:6]) + ("; ..." if len(differences) > 6 else "")

@@ -97,6 +97,7 @@ def refusal(key: str, value: Any, rule: Rule, source: Any = None) -> str:
 POSITIVE_INT = "a positive integer"
 BOOL = "true or false"
 OPTIONAL_POSITIVE_INT = "null or a positive integer"
+OPTIONAL_POSITIVE_NUMBER = "null or a positive number"
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
 PRECISIONS = ("32", "bf16", "auto")
 SCHEDULER_INTERVALS = ("epoch", "step")
@@ -128,6 +129,11 @@ class TrainerSettings:
     max_steps: int | None = rule(
         or_none(positive_int), OPTIONAL_POSITIVE_INT, "1000", None,
         help="optimizer steps (e.g. trainer.max_epochs=null trainer.max_steps=10000)",
+    )  # fmt: skip
+    max_seconds: float | None = rule(
+        or_none(positive_number), OPTIONAL_POSITIVE_NUMBER, "3600", None,
+        help="a training-time budget in seconds (validation excluded, all attempts): the run ends at the first "
+        "validation past it (set val_every_n_steps to check more often than once an epoch)",
     )  # fmt: skip
     val_every_n_steps: int | None = rule(
         or_none(positive_int), OPTIONAL_POSITIVE_INT, "500", None,

@@ -10,12 +10,15 @@ scheduler, RNG, carried state and early-stopping state, so it ends with the same
 interrupted (on CPU; CUDA kernels may be nondeterministic).
 
 How long: ``max_epochs`` and ``max_steps`` (optimizer steps), whichever comes first; either may be None, not both.
+``max_seconds`` adds a time budget: the run ends at the first validation at which its training time (validation
+excluded, over all attempts) has reached it.
 
 When it validates: after an optimizer step that ends an epoch, that is a multiple of ``val_every_n_steps``, or that
 is the run's last (``max_steps``); once per step, however many of these hold. Without ``val_every_n_steps`` that is
 once per epoch, as before. Every validation writes a ``metrics.jsonl`` record (``step``, ``epoch``, ``val/*``; an
-epoch's end adds ``train/epoch_loss`` and ``epoch_seconds``), last.pt, and best.pt when the metric improved; early
-stopping's patience counts validations.
+epoch's end adds ``train/epoch_loss`` and ``epoch_seconds``; every one ends with ``seconds``, the training and
+validation time so far over all attempts, and ``train_seconds``, the same without validation), last.pt, and
+best.pt when the metric improved; early stopping's patience counts validations.
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ class TrainState:
     stopped_early: bool = False
     seconds: float = 0.0  # training and validation time up to the last checkpoint, over all attempts
     epoch_seconds: float = 0.0  # of epoch ``epoch`` up to the last checkpoint (mid-epoch; 0 at its start)
+    validation_seconds: float = 0.0  # the part of ``seconds`` spent validating
     epoch_loss_sum: float = 0.0  # epoch ``epoch``'s batch losses × batch sizes so far, and its samples:
     epoch_samples: int = 0  # train/epoch_loss of an epoch resumed mid-way is still over the whole epoch
 
@@ -69,6 +73,12 @@ class TrainState:
     def from_checkpoint(cls, saved: dict[str, Any]) -> TrainState:
         """A checkpoint's ``train_state`` (earlier names: :func:`plmu.train.checkpoint.upgrade`, at load)."""
         return cls(**saved)
+
+    @property
+    def train_seconds(self) -> float:
+        """Training time up to the last checkpoint, validation excluded, over all attempts: the clock of a time
+        budget (``max_seconds``) and of accuracy-against-time comparisons."""
+        return self.seconds - self.validation_seconds
 
 
 def _partial(spec: Any) -> Callable[..., Any]:
@@ -176,13 +186,19 @@ class Trainer:
         return by_steps if by_epochs is None else min(by_epochs, by_steps)
 
     def finished(self) -> bool:
-        """Whether the run is over: stopped early, or max_epochs or max_steps reached."""
+        """Whether the run is over: stopped early, or max_epochs, max_steps or max_seconds reached."""
         settings, state = self.settings, self.state
         return (
             state.stopped_early
             or (settings.max_epochs is not None and state.epoch >= settings.max_epochs)
             or (settings.max_steps is not None and state.step >= settings.max_steps)
+            or self.out_of_time()
         )
+
+    def out_of_time(self) -> bool:
+        """Whether the training time counted up to the last validation has reached ``max_seconds``."""
+        budget = self.settings.max_seconds
+        return budget is not None and self.state.train_seconds >= budget
 
     # ------------------------------------------------------------------------------------------- checkpoints
     def _save(self, name: str) -> None:
@@ -359,7 +375,9 @@ class Trainer:
     def _validate(self, epoch: int, end_of_epoch: bool) -> None:
         """Validate, log the record, update early stopping, write best.pt (if better) and last.pt."""
         settings, state, metric = self.settings, self.state, self.objective.metric
+        validation_start = time.perf_counter()
         val_metrics = self.evaluate(self.data.val)
+        state.validation_seconds += time.perf_counter() - validation_start
         value = val_metrics[metric]
         if end_of_epoch and self.scheduler and settings.scheduler_interval == "epoch":
             self.scheduler.step()
@@ -378,6 +396,7 @@ class Trainer:
             }
         else:
             record = {"step": state.step, "epoch": epoch + 1, **validation}
+        record |= {"seconds": state.seconds, "train_seconds": state.train_seconds}
         self._log(record)
         if end_of_epoch:
             state.epoch, state.batch_in_epoch = epoch + 1, 0
@@ -413,6 +432,14 @@ class Trainer:
                 "early stop: no better val %s for %d validations; best at epoch %s (step %s)",
                 metric,
                 patience,
+                state.best_epoch,
+                state.best_step,
+            )
+        elif self.out_of_time() and not (settings.max_steps is not None and state.step >= settings.max_steps):
+            log.info(
+                "time budget: %.0f s of training (trainer.max_seconds=%s); best at epoch %s (step %s)",
+                state.train_seconds,
+                settings.max_seconds,
                 state.best_epoch,
                 state.best_step,
             )

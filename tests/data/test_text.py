@@ -72,6 +72,47 @@ def test_snli_drops_rows_without_a_gold_label(tmp_path):
     assert batch["inputs_a"].shape[1] == int(batch["mask_a"].sum(1).max())  # multiple 1: no extra padding
 
 
+def test_a_folder_without_a_training_split_is_refused_with_the_override_that_trains_on_another(tmp_path):
+    root = write_snli(tmp_path / "snli")
+    (root / "plain_text" / "train-00000-of-00001.parquet").unlink()  # as ../shared/data/snli: validation and test
+    with pytest.raises(DataNotFoundError, match=r"no file for snli's 'train' split") as error:
+        load_text_task("snli", tmp_path / "hf", path=root, **SMALL)
+    message = str(error.value)
+    assert "\n" not in message and "task.data.train_split=validation task.data.val_size=1000" in message
+
+
+def test_snli_trains_on_its_validation_pairs_when_told_and_carves_its_own_validation(tmp_path):
+    root = write_snli(tmp_path / "snli")
+    (root / "plain_text" / "train-00000-of-00001.parquet").unlink()
+    data = load_text_task("snli", tmp_path / "hf", path=root, train_split="validation", val_size=10, **SMALL)
+    assert data.info["split_sizes"] == {"train": 35, "val": 10, "test": 36}  # 45 labelled validation pairs
+    assert data.info["sources"] == {"train": "validation", "val": "validation (seeded, seed=0)", "test": "test"}
+    assert data.info["dropped_no_label"] == {"train": 5, "test": 4}
+
+    again = load_text_task("snli", tmp_path / "hf", path=root, train_split="validation", val_size=10, **SMALL)
+    assert torch.equal(torch.as_tensor(again.val.target), torch.as_tensor(data.val.target))
+
+
+@pytest.mark.parametrize(
+    ("train_split", "val_size", "match"),
+    [
+        ("test", 10, r"train_split=test is snli's test split: a run never trains on the split it is tested on"),
+        ("validation", None, r"train_split=validation needs task.data.val_size: .*val_size=1000"),
+        ("", 10, r"train_split must be null or a split name"),
+        (3, 10, r"train_split must be null or a split name"),
+    ],
+)
+def test_bad_training_splits_are_refused_before_reading(tmp_path, train_split, val_size, match):
+    with pytest.raises(ConfigError, match=match):
+        load_text_task("snli", tmp_path / "hf", path=tmp_path / "nowhere", train_split=train_split, val_size=val_size)
+
+
+def test_the_tasks_own_training_split_named_is_the_default(tmp_path):
+    root = write_snli(tmp_path / "snli")
+    named = load_text_task("snli", tmp_path / "hf", path=root, train_split="train", **SMALL)
+    assert named.info["split_sizes"] == {"train": 270, "val": 45, "test": 36}
+
+
 def test_split_and_tokenizer_are_deterministic_and_cached(tmp_path, monkeypatch):
     root = write_imdb(tmp_path / "imdb", n_train=300)
     first = load_text_task("imdb", tmp_path / "hf", path=root, val_size=30, **SMALL)

@@ -133,7 +133,7 @@ def ddp_runs(tmp_path_factory):
 
 
 def _records(run: Path) -> list[dict]:
-    drop = {"time", "epoch_seconds"}
+    drop = {"time", "epoch_seconds", "seconds", "train_seconds"}
     return [{k: v for k, v in json.loads(line).items() if k not in drop} for line in run.read_text().splitlines()]
 
 

@@ -84,7 +84,7 @@ def test_resume_null_in_a_used_folder_is_refused(tmp_path):
 
 def _lines(run):
     return [
-        {k: v for k, v in json.loads(line).items() if k not in ("time", "epoch_seconds")}
+        {k: v for k, v in json.loads(line).items() if k not in ("time", "epoch_seconds", "seconds", "train_seconds")}
         for line in (run / "metrics.jsonl").read_text().splitlines()
     ]
 
@@ -176,6 +176,10 @@ def test_check_resume_allows_where_and_how_but_not_what():
     check_resume(saved, moved, epoch=3, path="last.pt")
     with pytest.raises(ConfigError, match=r"extra: '<absent>' in the checkpoint, 1 now"):
         check_resume(saved, {**moved, "extra": 1}, epoch=3, path="last.pt")
+    # A setting added to plmu since, at null (off: what the old run did), resumes; set to anything else, it differs.
+    check_resume(saved, {**moved, "task": {"data": {"train_split": None}}}, epoch=3, path="last.pt")
+    with pytest.raises(ConfigError, match=r"task.data.train_split: '<absent>' in the checkpoint, 'validation' now"):
+        check_resume(saved, {**moved, "task": {"data": {"train_split": "validation"}}}, epoch=3, path="last.pt")
     assert flatten({"a": {"b": [1, {"c": 2}]}}) == {"a.b.0": 1, "a.b.1.c": 2}
 
 

@@ -36,7 +36,7 @@ def config(tmp_path, *extra):
 
 def lines(run_dir) -> list[dict]:
     return [
-        {k: v for k, v in json.loads(line).items() if k not in ("time", "epoch_seconds")}
+        {k: v for k, v in json.loads(line).items() if k not in ("time", "epoch_seconds", "seconds", "train_seconds")}
         for line in (run_dir / "metrics.jsonl").read_text().splitlines()
     ]
 
@@ -81,6 +81,22 @@ def test_a_finished_step_based_run_is_left_as_it_is(tmp_path, caplog):
     assert "complete (epoch 1, step 2); results.json is unchanged. Raise trainer.max_steps" in caplog.text
 
 
+def test_a_run_ended_by_its_time_budget_is_complete_and_a_larger_budget_trains_it_on(tmp_path, caplog):
+    whole = train(config(tmp_path), tmp_path / "whole")
+    budget = train(
+        config(tmp_path, "trainer.max_seconds=0.000001"), tmp_path / "run"
+    )  # ends at its first validation (an epoch)
+    assert budget["out_of_time"] and not whole["out_of_time"]
+    assert budget["steps"] == 2 and budget["train_seconds_total"] <= budget["epoch_seconds_total"]
+    with caplog.at_level("INFO", logger="plmu"):
+        again = train(config(tmp_path, "trainer.max_seconds=0.000001"), tmp_path / "run")
+    assert again == budget and "Raise trainer.max_seconds to train further" in caplog.text
+    # The schedule spans max_steps, not the budget: a larger budget continues the same run to its end.
+    longer = train(config(tmp_path, "trainer.max_seconds=100000"), tmp_path / "run")
+    assert lines(tmp_path / "run") == lines(tmp_path / "whole")
+    assert (longer["test"], longer["steps"], longer["out_of_time"]) == (whole["test"], 5, False)
+
+
 def test_a_checkpoint_from_before_the_step_keys_resumes(tmp_path):
     """A last.pt written before max_steps & co. existed: its config lacks the keys, its train_state the fields."""
     old_run = lambda epochs: compose_config(  # noqa: E731  (the keys at their defaults: what old runs did)
@@ -90,12 +106,26 @@ def test_a_checkpoint_from_before_the_step_keys_resumes(tmp_path):
     train(old_run(1), tmp_path / "old")
     last = tmp_path / "old" / "checkpoints" / "last.pt"
     payload = checkpoint.load(last)
-    for key in ("max_steps", "val_every_n_steps", "scheduler_interval", "accumulate_grad_batches", "state"):
+    for key in (
+        "max_steps",
+        "val_every_n_steps",
+        "scheduler_interval",
+        "accumulate_grad_batches",
+        "state",
+        "max_seconds",
+    ):
         del payload["config"]["trainer"][key]
     del payload["config"]["init_from"], payload["carry"], payload["init_from"], payload["format"]
     state = payload["train_state"]
     state["bad_epochs"] = state.pop("bad_validations")
-    for key in ("batch_in_epoch", "best_step", "epoch_seconds", "epoch_loss_sum", "epoch_samples"):
+    for key in (
+        "batch_in_epoch",
+        "best_step",
+        "epoch_seconds",
+        "epoch_loss_sum",
+        "epoch_samples",
+        "validation_seconds",
+    ):
         del state[key]
     checkpoint.save_atomic(payload, last)
     resumed = train(old_run(2), tmp_path / "old")

@@ -4,6 +4,7 @@ an exact resume from the middle of an epoch, and a model state carried from batc
 import functools
 import json
 import math
+import time
 
 import pytest
 import torch
@@ -16,7 +17,8 @@ from plmu.train.objectives import Regression
 from plmu.train.schedules import warmup_cosine, warmup_cosine_factor
 from plmu.train.trainer import Trainer, TrainerSettings, TrainState
 
-TIME_KEYS = ("time", "epoch_seconds")
+CLOCK = ("seconds", "train_seconds")  # every validation's: its time so far, with and without validating
+TIME_KEYS = ("time", "epoch_seconds", *CLOCK)
 
 
 class PerStep(nn.Module):
@@ -83,8 +85,9 @@ def test_max_steps_ends_the_run_mid_epoch_with_a_validation_and_a_checkpoint(tmp
     assert (state.step, state.epoch, state.batch_in_epoch) == (7, 1, 2)
     assert [(r["step"], r["epoch"]) for r in validations(tmp_path)] == [(5, 1), (7, 2)]
     end_of_epoch, mid_epoch = validations(tmp_path)
-    assert set(end_of_epoch) == {"time", "step", "epoch", "train/epoch_loss", "val/nrmse", "val/mse", "epoch_seconds"}
-    assert set(mid_epoch) == {"time", "step", "epoch", "val/nrmse", "val/mse"}
+    keys = {"time", "step", "epoch", "train/epoch_loss", "val/nrmse", "val/mse", "epoch_seconds", *CLOCK}
+    assert set(end_of_epoch) == keys
+    assert set(mid_epoch) == {"time", "step", "epoch", "val/nrmse", "val/mse", *CLOCK}
     saved = checkpoint.load(tmp_path / "checkpoints" / "last.pt")["train_state"]
     assert (saved["step"], saved["epoch"], saved["batch_in_epoch"]) == (7, 1, 2)
     assert trainer.finished() and trainer.remaining_batches() == 0
@@ -122,6 +125,56 @@ def test_early_stopping_patience_counts_validations(tmp_path):
     assert trainer.state.stopped_early and trainer.state.step == 3 and trainer.state.epoch == 0
     assert (trainer.state.best_step, trainer.state.bad_validations) == (1, 2)
     assert "last.pt holds step 3 (within epoch 1); best.pt holds step 1 of epoch 1" in trainer.what_is_kept()
+
+
+def test_every_validation_records_the_clock_with_and_without_validating(tmp_path, monkeypatch):
+    trainer = make_trainer(tmp_path, max_epochs=2, val_every_n_steps=2)
+    evaluate = trainer.evaluate
+
+    def slow_evaluate(split):  # validation takes 50 ms of the clock, so the two clocks must differ by 50 ms each
+        time.sleep(0.05)
+        return evaluate(split)
+
+    monkeypatch.setattr(trainer, "evaluate", slow_evaluate)
+    trainer.fit()
+    clock = [(r["seconds"], r["train_seconds"]) for r in validations(tmp_path)]
+    assert len(clock) == 6  # steps 2, 4, 5 (the epoch's end), 6, 8, 10
+    for count, (seconds, train_seconds) in enumerate(clock, start=1):
+        assert 0 < train_seconds < seconds
+        assert seconds - train_seconds >= 0.05 * count
+    assert [c[0] for c in clock] == sorted(c[0] for c in clock)
+    assert [c[1] for c in clock] == sorted(c[1] for c in clock)
+    assert trainer.state.train_seconds == pytest.approx(clock[-1][1])
+
+
+def test_max_seconds_ends_the_run_at_the_first_validation_past_the_budget(tmp_path, monkeypatch):
+    trainer = make_trainer(tmp_path, max_epochs=50, val_every_n_steps=3, max_seconds=0.2)
+    step = trainer._train_batches
+
+    def slow_batches(batches, epoch, bar):  # each batch takes >= 30 ms: 0.2 s pass within 7 batches
+        def slow():
+            for batch in batches:
+                time.sleep(0.03)
+                yield batch
+
+        return step(slow(), epoch, bar)
+
+    monkeypatch.setattr(trainer, "_train_batches", slow_batches)
+    trainer.fit()
+    state = trainer.state
+    assert trainer.out_of_time() and trainer.finished() and not state.stopped_early
+    assert state.train_seconds >= 0.2
+    assert state.epoch < 50 and (state.step % 3 == 0 or state.batch_in_epoch == 0)  # at a validation, long before
+    last = validations(tmp_path)[-1]
+    assert last["train_seconds"] >= 0.2 and all(r["train_seconds"] < 0.2 for r in validations(tmp_path)[:-1])
+    saved = checkpoint.load(tmp_path / "checkpoints" / "last.pt")["train_state"]
+    assert saved["step"] == state.step and saved["validation_seconds"] == state.validation_seconds
+
+
+def test_max_seconds_checked_only_at_validations(tmp_path):
+    trainer = make_trainer(tmp_path, max_epochs=3, max_seconds=1e-9)  # validations only at epoch ends
+    trainer.fit()
+    assert trainer.state.epoch == 1 and trainer.state.step == 5 and trainer.out_of_time()
 
 
 def test_the_trainer_refuses_a_run_without_an_end(tmp_path):
