@@ -157,17 +157,33 @@ def plot_time(runs: list[TimedRun], path: Path, minutes: list[float]) -> Path | 
         import matplotlib.pyplot as plt
     except ImportError:
         return None
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
+
     figure, axes = plt.subplots(figsize=(7, 4.2))
+    families = list(dict.fromkeys(run.label for run in runs))  # one colour a model family, a line style a run
+    seen: dict[str, int] = {}
     for run in runs:
         xs = [seconds / 60 for seconds, _ in run.points]
         ys = [100 * v if run.metric == "accuracy" else v for _, v in run.points]
-        axes.plot(xs, ys, marker="." if len(xs) < 40 else None, label=f"{run.label} ({run.path.name})")
+        style = ("-", "--", ":", "-.")[seen.get(run.label, 0) % 4]
+        seen[run.label] = seen.get(run.label, 0) + 1
+        colour = f"C{families.index(run.label) % 10}"
+        axes.plot(
+            xs, ys, style, color=colour, marker="." if len(xs) < 40 else None, label=f"{run.label} ({run.path.name})"
+        )
     for budget in minutes:
         axes.axvline(budget, color="grey", linestyle=":", linewidth=0.8)
     metric = runs[0].metric
     axes.set_xscale("log")
-    axes.set(xlabel="minutes of training (validation excluded)", ylabel=f"validation {metric}" + (
-        " (%)" if metric == "accuracy" else ""), title=f"validation {metric} against training time")  # fmt: skip
+    axes.set_xticks(sorted({1.0, 2.0, *minutes}))  # the budgets, labelled in plain minutes
+    axes.xaxis.set_major_formatter(ScalarFormatter())
+    axes.xaxis.set_minor_formatter(NullFormatter())
+    clocks = {run.clock for run in runs}
+    xlabel = "minutes of training" + (
+        " (validation excluded)" if clocks == {"train_seconds"} else " (epoch_seconds runs: validation included)"
+    )
+    axes.set(xlabel=xlabel, ylabel=f"validation {metric}" + (" (%)" if metric == "accuracy" else ""),
+             title=f"validation {metric} against training time")  # fmt: skip
     if LOWER_IS_BETTER[metric]:
         axes.set_yscale("log")
     axes.grid(alpha=0.3)

@@ -10,9 +10,11 @@ data they ran, because a run cannot tell a stand-in data set from the real one::
     task: imdb                  # a key of PAPER (results.json's task)
     data: real review snippets (Rotten Tomatoes), a stand-in: IMDB cannot be downloaded here
     paper_data: false           # true: the paper's own data set (its rows come first, marked so)
+    protocol: from scratch, the task's default config   # how the rows were trained, beside the paper's way
     runs:
       - dir: rotten_tomatoes_plmu
         model: parallel LMU      # the row's label (default: the config's backbone)
+        protocol: ...            # this row's, when it is not the experiment's
       - dir: synthetic_plmu      # a metric another command measured in the run folder, instead of results.json's:
         metric_from: {file: translate_test.json, key: bleu_tokenized, name: BLEU}
       - dirs: [plmu_seed0, plmu_seed1, plmu_seed2]   # one row for several seeds: mean ± sample std (n), min-max
@@ -78,6 +80,7 @@ class Run:
     curve: list[tuple[int, float]] = field(default_factory=list)  # (step, val metric)
     warnings: list[str] = field(default_factory=list)
     seeds: list[Run] = field(default_factory=list)  # a row over several seeds: its runs (value is their mean)
+    protocol: str | None = None  # how it was trained (results.yaml's, for a result row)
 
     @property
     def spread(self) -> float | None:
@@ -207,6 +210,12 @@ def _manifest(folder: Path) -> dict[str, Any]:
     if not isinstance(manifest.get("data"), str):
         raise ReportError(f"{path}: data must say, in words, what data the runs used")
     for entry in runs:
+        protocol = entry.get("protocol", manifest.get("protocol"))
+        if not isinstance(protocol, str) or not protocol.strip():
+            raise ReportError(
+                f"{path}: protocol must say, in words, how {_entry_dirs(entry)} were trained (beside the paper's "
+                f"way): set it for the experiment or for the entry"
+            )
         source = entry.get("metric_from")
         if source is not None and not (isinstance(source, dict) and "file" in source and "key" in source):
             raise ReportError(f"{path}: metric_from of {entry['dir']} must be {{file: ..., key: ..., name: ...}}")
@@ -260,7 +269,9 @@ def load_experiment(folder: Path, warnings: list[str]) -> Experiment:
         for entry in manifest["runs"]:
             runs = [load_run(folder / name, entry) for name in _entry_dirs(entry)]
             listed.update({run.path.resolve(): entry for run in runs})
-            rows.append(runs[0] if "dir" in entry else seed_row(runs, entry))
+            row = runs[0] if "dir" in entry else seed_row(runs, entry)
+            row.protocol = entry.get("protocol", manifest.get("protocol"))
+            rows.append(row)
     others = []
     for path in run_folders(folder):
         if path.resolve() in listed:
@@ -362,8 +373,9 @@ def results_table(experiments: list[Experiment], base: Path) -> str:
     """The README's table: per paper task (in PAPER's order, then any other task), every listed run, with the
     paper's number; a task without runs says so. Links are relative to ``base``."""
     header = [
-        "| task | metric | paper | data (see the experiment's README) | model | plmu (measured) | params | run |",
-        "| --- | --- | --- | --- | --- | ---: | ---: | --- |",
+        "| task | metric | paper | data (see the experiment's README) | protocol | model | plmu (measured) | params "
+        "| run |",
+        "| --- | --- | --- | --- | --- | --- | ---: | ---: | --- |",
     ]
     rows: dict[str, list[str]] = {task: [] for task in PAPER}
     # within a task, the runs on the paper's own data first (a stable sort keeps the folders' order otherwise)
@@ -380,6 +392,7 @@ def results_table(experiments: list[Experiment], base: Path) -> str:
                 paper.metric,
                 paper.paper,
                 data_cell(experiment, run, base),
+                run.protocol or "not stated (no results.yaml)",
                 run.label,
                 measured,
                 f"{params:,}" if isinstance(params, int) else "?",
@@ -390,7 +403,7 @@ def results_table(experiments: list[Experiment], base: Path) -> str:
     for task, lines in rows.items():
         if not lines and task in PAPER:
             paper = PAPER[task]
-            lines = [f"| {paper.name} | {paper.metric} | {paper.paper} | — | — | not run yet | | |"]
+            lines = [f"| {paper.name} | {paper.metric} | {paper.paper} | — | — | — | not run yet | | |"]
         body.extend(lines)
     return "\n".join(header + body) + "\n"
 

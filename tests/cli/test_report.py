@@ -69,21 +69,29 @@ def test_a_row_over_seeds_is_their_mean_and_std_and_the_papers_data_comes_first(
     write_run(stand_in / "one", task="psmnist", metric="accuracy", test=0.88)
     for seed, test in enumerate((0.985, 0.987, 0.986)):
         write_run(real / f"seed{seed}", task="psmnist", metric="accuracy", test=test)
-    (stand_in / "results.yaml").write_text("task: psmnist\ndata: a stand-in\nruns:\n  - dir: one\n")
+    (stand_in / "results.yaml").write_text(
+        "task: psmnist\ndata: a stand-in\nprotocol: from scratch\nruns:\n  - dir: one\n    protocol: this row's way\n"
+    )
     (real / "results.yaml").write_text(
-        "task: psmnist\ndata: MNIST\npaper_data: true\nruns:\n  - dirs: [seed0, seed1, seed2]\n    model: LMU\n"
+        "task: psmnist\ndata: MNIST\npaper_data: true\nprotocol: from scratch\n"
+        "runs:\n  - dirs: [seed0, seed1, seed2]\n    model: LMU\n"
     )
     assert report_cli.main([str(tmp_path / "exp")]) == 0
     out = capsys.readouterr().out
     rows = [line for line in out.splitlines() if line.startswith("| psMNIST")]
     assert "**the paper's data**: MNIST" in rows[0] and "a stand-in" in rows[1]  # the paper's data first
     assert "| 98.60% ± 0.10 (3 seeds: 98.50%–98.70%) |" in rows[0]
+    assert "| from scratch | LMU |" in rows[0] and "| this row's way |" in rows[1]  # the experiment's, the entry's
     for seed in ("seed0", "seed1", "seed2"):  # every seed is in the every-run table, listed
         assert re.search(rf"\[b_real/{seed}\]\(.*\) \| yes \|", out), seed
-    (real / "results.yaml").write_text("task: psmnist\ndata: MNIST\nruns:\n  - dirs: [seed0, nope]\n")
+    (real / "results.yaml").write_text(
+        "task: psmnist\ndata: MNIST\nprotocol: from scratch\nruns:\n  - dirs: [seed0, nope]\n"
+    )
     assert report_cli.main([str(tmp_path / "exp")]) == 2
     assert "names nope, but" in error_line(capsys)
-    (real / "results.yaml").write_text("task: psmnist\ndata: MNIST\nruns:\n  - dir: seed0\n    dirs: [seed1]\n")
+    (real / "results.yaml").write_text(
+        "task: psmnist\ndata: MNIST\nprotocol: from scratch\nruns:\n  - dir: seed0\n    dirs: [seed1]\n"
+    )
     assert report_cli.main([str(tmp_path / "exp")]) == 2
     assert "dirs: [<run folder>, ...]" in error_line(capsys)
 
@@ -95,7 +103,7 @@ def test_one_run_folder_gives_its_row_and_the_other_tasks_say_not_run(tmp_path, 
     out = capsys.readouterr().out
     row = next(line for line in out.splitlines() if line.startswith("| Mackey-Glass"))
     assert "| LSTM | 0.0312 | 1,234 |" in row and "not described (no results.yaml)" in row
-    assert "| psMNIST | test accuracy | 98.49% (165k params) | — | — | not run yet |" in out
+    assert "| psMNIST | test accuracy | 98.49% (165k params) | — | — | — | not run yet |" in out
     assert "`plmu-train task=mackey_glass`" in out  # the every-run table keeps the command
 
 
@@ -145,13 +153,19 @@ def test_a_manifest_picks_the_rows_labels_them_and_says_the_data(tmp_path, capsy
     exp = tmp_path / "experiments" / "mg"
     write_run(exp / "chosen", test=0.02)
     write_run(exp / "sweep", test=0.07)
-    write_manifest(exp, "task: mackey_glass\ndata: generated series\nruns:\n  - dir: chosen\n    model: my LMU\n")
+    write_manifest(
+        exp,
+        "task: mackey_glass\ndata: generated series\nprotocol: from scratch\n"
+        "runs:\n  - dir: chosen\n    model: my LMU\n",
+    )
     (exp / "README.md").write_text("# mg\n")
     assert report_cli.main([str(tmp_path / "experiments")]) == 0
     out = capsys.readouterr().out
     table, every = out.split("\n\n", 1)
     assert "| my LMU | 0.0200 |" in table
-    assert "| [generated series](mg/README.md) | my LMU |" in results_table(collect([exp.parent])[0], exp.parent)
+    assert "| [generated series](mg/README.md) | from scratch | my LMU |" in results_table(
+        collect([exp.parent])[0], exp.parent
+    )
     assert "0.0700" not in table and "0.0700" in every  # the unlisted sweep run is listed apart
     assert "| no |" in every
 
@@ -161,7 +175,7 @@ def test_metric_from_reads_another_measured_file(tmp_path, capsys):
     run = write_run(exp / "r", task="iwslt15_en_vi", metric="perplexity", test=1.5)
     (run / "translate_test.json").write_text(json.dumps({"bleu_tokenized": 27.345}))
     entry = "  - dir: r\n    metric_from: {file: translate_test.json, key: bleu_tokenized, name: BLEU}\n"
-    write_manifest(exp, f"task: iwslt15_en_vi\ndata: synthetic\nruns:\n{entry}")
+    write_manifest(exp, f"task: iwslt15_en_vi\ndata: synthetic\nprotocol: from scratch\nruns:\n{entry}")
     assert report_cli.main([str(exp)]) == 0
     row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("| IWSLT"))
     assert "| 27.3 |" in row and "1.50" not in row
@@ -170,10 +184,12 @@ def test_metric_from_reads_another_measured_file(tmp_path, capsys):
 @pytest.mark.parametrize(
     ("manifest", "message"),
     [
-        ("task: mnist\ndata: x\nruns: [{dir: r}]\n", "task must be one of ['psmnist', "),
+        ("task: mnist\ndata: x\nprotocol: from scratch\nruns: [{dir: r}]\n", "task must be one of ['psmnist', "),
         ("task: psmnist\nruns: [{dir: r}]\n", "data must say, in words, what data the runs used"),
-        ("task: psmnist\ndata: x\nruns: [{dir: gone}]\n", "names gone, but"),
-        ("task: psmnist\ndata: x\n", "needs task, data and runs"),
+        ("task: psmnist\ndata: x\nprotocol: from scratch\nruns: [{dir: gone}]\n", "names gone, but"),
+        ("task: psmnist\ndata: x\nprotocol: from scratch\n", "needs task, data and runs"),
+        ("task: psmnist\ndata: x\nruns: [{dir: r}]\n", "protocol must say, in words, how ['r'] were trained"),
+        ("task: psmnist\ndata: x\nprotocol: a\nruns: [{dir: r, protocol: ''}]\n", "protocol must say"),
         ("task: [\n", "is not valid YAML"),
     ],
 )
@@ -236,7 +252,9 @@ def test_a_seed_row_draws_every_seeds_curve_and_a_selection_run_says_not_measure
     exp = tmp_path / "exp"
     for seed in range(3):
         write_run(exp / f"seed{seed}", task="psmnist", metric="accuracy", test=0.98, curve=(0.5, 0.9))
-    (exp / "results.yaml").write_text("task: psmnist\ndata: MNIST\nruns:\n  - dirs: [seed0, seed1, seed2]\n")
+    (exp / "results.yaml").write_text(
+        "task: psmnist\ndata: MNIST\nprotocol: from scratch\nruns:\n  - dirs: [seed0, seed1, seed2]\n"
+    )
     selection = write_run(exp / "sweep" / "0", task="psmnist", metric="accuracy", test=None)
     results = json.loads((selection / "results.json").read_text())
     (selection / "results.json").write_text(json.dumps({**results, "test_metrics": None}))  # trainer.test=false
