@@ -16,6 +16,7 @@ from plmu.errors import CheckpointError, RunFolderError
 from plmu.train import checkpoint
 from plmu.train.run_folder import RunFolder, check_resume
 from plmu.train.settings import TrainerSettings
+from plmu.train.trainer import TrainState
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +84,9 @@ def finished_results(folder: RunFolder, payload: dict[str, Any], settings: Train
     state = payload["train_state"]
     by_epochs = settings.max_epochs is not None and state["epoch"] >= settings.max_epochs
     by_steps = settings.max_steps is not None and state["step"] >= settings.max_steps
-    train_seconds = state.get("seconds", 0.0) - state.get("validation_seconds", 0.0)
-    by_time = settings.max_seconds is not None and train_seconds >= settings.max_seconds
+    by_time = (
+        settings.max_seconds is not None and TrainState.from_checkpoint(state).train_seconds >= settings.max_seconds
+    )
     if not (state["stopped_early"] or by_epochs or by_steps or by_time) or not folder.results.exists():
         return None
     try:

@@ -65,7 +65,7 @@ class TrainState:
     stopped_early: bool = False
     seconds: float = 0.0  # training and validation time up to the last checkpoint, over all attempts
     epoch_seconds: float = 0.0  # of epoch ``epoch`` up to the last checkpoint (mid-epoch; 0 at its start)
-    validation_seconds: float = 0.0  # the part of ``seconds`` spent validating
+    validation_seconds: float = 0.0  # the part of ``seconds`` spent validating (older checkpoints: 0 until resumed)
     epoch_loss_sum: float = 0.0  # epoch ``epoch``'s batch losses × batch sizes so far, and its samples:
     epoch_samples: int = 0  # train/epoch_loss of an epoch resumed mid-way is still over the whole epoch
 
