@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from plmu.errors import PlmuError
+from plmu.report import model_label, read_config, read_records
 
 # The direction of each metric plmu-train validates (plmu.train.objectives); higher is better only for accuracy.
 LOWER_IS_BETTER = {"nrmse": True, "perplexity": True, "bpc": True, "accuracy": False}
@@ -79,18 +80,6 @@ def clock_points(lines: list[dict[str, Any]], metric: str) -> tuple[str, list[tu
     return "epoch_seconds", points
 
 
-def _read_lines(path: Path) -> list[dict[str, Any]]:
-    lines = []
-    for text in path.read_text().splitlines():
-        try:
-            record = json.loads(text)
-        except json.JSONDecodeError:
-            continue  # a torn last line (a killed run): the records before it stand
-        if isinstance(record, dict):
-            lines.append(record)
-    return lines
-
-
 def load_timed_run(path: Path) -> TimedRun:
     """A finished (or stopped) plmu-train run folder as a :class:`TimedRun`; one-line errors otherwise."""
     results_file, metrics_file = path / "results.json", path / "metrics.jsonl"
@@ -103,11 +92,9 @@ def load_timed_run(path: Path) -> TimedRun:
         raise TimeReportError(f"{results_file}: metric {metric!r} is not one of {sorted(LOWER_IS_BETTER)}")
     if not metrics_file.is_file():
         raise TimeReportError(f"{path} has no metrics.jsonl: nothing to put against time")
-    clock, points = clock_points(_read_lines(metrics_file), metric)
+    clock, points = clock_points(read_records(metrics_file, []), metric)  # a torn last line: the records before it
     if not points:
         raise TimeReportError(f"{metrics_file} has no timed validation of {metric} (no train_seconds or epoch_seconds)")
-    from plmu.report import model_label, read_config  # plmu.report's model names; imported late (it is large)
-
     return TimedRun(
         path=path,
         label=model_label(read_config(path)),

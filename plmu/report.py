@@ -133,11 +133,9 @@ def read_config(run: Path) -> dict[str, Any]:
     return {}
 
 
-def read_curve(path: Path, metric: str, warnings: list[str]) -> list[tuple[int, float]]:
-    """(step, val/<metric>) of every validation line of metrics.jsonl; a corrupt line is skipped with a warning."""
-    if not path.is_file():
-        return []
-    points = []
+def read_records(path: Path, warnings: list[str]) -> list[dict[str, Any]]:
+    """The JSON objects of a metrics.jsonl, in order; a corrupt line (a torn write) is skipped with a warning."""
+    records = []
     for number, line in enumerate(path.read_text().splitlines(), 1):
         if not line.strip():
             continue
@@ -146,7 +144,18 @@ def read_curve(path: Path, metric: str, warnings: list[str]) -> list[tuple[int, 
         except json.JSONDecodeError:
             warnings.append(f"{path}:{number}: not a JSON line, skipped (a torn write?)")
             continue
-        value = record.get(f"val/{metric}") if isinstance(record, dict) else None
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+def read_curve(path: Path, metric: str, warnings: list[str]) -> list[tuple[int, float]]:
+    """(step, val/<metric>) of every validation line of metrics.jsonl; a corrupt line is skipped with a warning."""
+    if not path.is_file():
+        return []
+    points = []
+    for record in read_records(path, warnings):
+        value = record.get(f"val/{metric}")
         if isinstance(value, (int, float)) and math.isfinite(value) and isinstance(record.get("step"), int):
             points.append((record["step"], float(value)))
     return points

@@ -128,7 +128,7 @@ def plot_curves(experiments: list[Experiment], folder: Path, warnings: list[str]
         metric = runs[0].results.get("metric", "?")
         name = PAPER[task].name if task in PAPER else task
         axes.set(xlabel="optimizer step", ylabel=f"validation {metric}", title=f"{name}: validation {metric}")
-        if metric in ("nrmse", "perplexity", "bpc"):
+        if equal_time.LOWER_IS_BETTER.get(metric, False):
             axes.set_yscale("log")  # these fall by orders of magnitude early on
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7)
