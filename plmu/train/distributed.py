@@ -351,6 +351,10 @@ class Sharding:
         """An objective's additive statistics summed over the processes (the global metric on every process)."""
         return all_reduce_sum(stats) if self.enabled else stats
 
+    def main_value(self, value: T) -> T:
+        """Rank 0's ``value`` on every process (e.g. the run's clock, so that all ranks stop at the same step)."""
+        return broadcast_object(value) if self.enabled else value
+
     def broadcast_model(self, model: nn.Module) -> None:
         """Rank 0's weights into every process's ``model`` (e.g. after rank 0 loaded best.pt)."""
         if self.enabled:

@@ -384,6 +384,8 @@ class Trainer:
         elapsed = time.perf_counter() - self._mark
         state.epoch_seconds += elapsed
         state.seconds += elapsed
+        # Each process has its own clock: rank 0's decides trainer.max_seconds for all (one stopping alone would hang).
+        state.seconds, state.validation_seconds = self.sharding.main_value((state.seconds, state.validation_seconds))
         train_loss = state.epoch_loss_sum / max(state.epoch_samples, 1)
         validation = {f"val/{name}": number for name, number in val_metrics.items()}
         if end_of_epoch:  # the keys (and their order) of every epoch record before step-based validation existed

@@ -171,6 +171,15 @@ def test_max_seconds_ends_the_run_at_the_first_validation_past_the_budget(tmp_pa
     assert saved["step"] == state.step and saved["validation_seconds"] == state.validation_seconds
 
 
+def test_the_budget_reads_rank_0s_clock(tmp_path, monkeypatch):
+    """Under torchrun each process has its own clock; one stopping alone would hang the others, so the trainer takes
+    rank 0's (Sharding.main_value; one process: the identity). Here rank 0's clock says 100 s after one epoch."""
+    trainer = make_trainer(tmp_path, max_epochs=5, max_seconds=50)
+    monkeypatch.setattr(trainer.sharding, "main_value", lambda clock: (100.0, 1.0))
+    trainer.fit()
+    assert trainer.state.epoch == 1 and trainer.state.train_seconds == 99.0 and trainer.out_of_time()
+
+
 def test_max_seconds_checked_only_at_validations(tmp_path):
     trainer = make_trainer(tmp_path, max_epochs=3, max_seconds=1e-9)  # validations only at epoch ends
     trainer.fit()
