@@ -23,7 +23,7 @@ from typing import Any
 
 from huggingface_hub import ModelHubMixin
 
-from plmu.errors import CheckpointError
+from plmu.errors import CheckpointError, RunFolderError
 
 FILES = ("model.safetensors", "run_config.yaml", "model_args.json", "data_info.json", "results.json")
 
@@ -62,12 +62,18 @@ class PlmuModel(
         from plmu.runs import load_run
 
         run = load_run(path, checkpoint)
+        config = OmegaConf.to_container(run.config, resolve=True)
         try:
             results = json.loads((run.path / "results.json").read_text())
         except (OSError, ValueError):
-            results = {}  # a run still training: no card numbers yet
-        config = OmegaConf.to_container(run.config, resolve=True)
+            results = unfinished_record(run, config)  # the card says what these weights are, and nothing more
         return cls(run.model, config, run.model_args, run.data_info, results)
+
+    def save_pretrained(self, save_directory: str | Path, **kwargs: Any) -> Any:
+        """ModelHubMixin's save (and push), into a new or empty folder or one save_pretrained wrote before; never a
+        run folder (its results.json and data_info.json would be replaced) nor a folder of other files."""
+        check_save_folder(Path(save_directory).expanduser())
+        return super().save_pretrained(save_directory, **kwargs)
 
     def _save_pretrained(self, save_directory: Path) -> None:
         from omegaconf import OmegaConf
@@ -151,6 +157,53 @@ class PlmuModel(
         return cls(model.eval(), OmegaConf.to_container(config), model_args, records["data_info"], records["results"])
 
 
+SAVED = frozenset({*FILES, "README.md", "config.json"})  # what a save writes (config.json: the mixin's)
+
+
+def check_save_folder(folder: Path) -> None:
+    """Refuse a save_pretrained folder that is, or lies in, a run folder, or holds files a save did not write."""
+    from plmu.train.run_folder import is_run_folder, run_folder_holding
+
+    inside = run_folder_holding(folder / "model.safetensors")
+    if is_run_folder(folder) or inside is not None:
+        run = folder if is_run_folder(folder) else inside[0]
+        raise RunFolderError(
+            f"save_pretrained({str(folder)!r}): {run} is a plmu-train run folder, and saving there would replace its "
+            f"results.json and data_info.json; save into a new folder, e.g. {run.name}-hub"
+        )
+    if folder.exists() and not folder.is_dir():
+        raise RunFolderError(f"save_pretrained({str(folder)!r}): it is a file; give a folder")
+    others = (
+        sorted(p.name for p in folder.iterdir() if p.name not in SAVED and not p.name.startswith("."))
+        if folder.is_dir()
+        else []
+    )  # a clone: .git
+    if others:
+        raise RunFolderError(
+            f"save_pretrained({str(folder)!r}) holds files a save did not write ({', '.join(others[:5])}"
+            f"{' ...' if len(others) > 5 else ''}) and would write beside or over them; give a new or empty folder"
+        )
+
+
+def unfinished_record(run: Any, config: dict[str, Any]) -> dict[str, Any]:
+    """What a card can truthfully say of a run without results.json (still training, interrupted, killed): its
+    status, which checkpoint and epoch the weights are, the parameters; no test, no command (recorded at the end)."""
+    from plmu.models.backbones import model_family
+
+    try:
+        status = json.loads((run.path / "status.json").read_text()).get("status", "unfinished")
+    except (OSError, ValueError, AttributeError):
+        status = "unfinished"
+    return {
+        "unfinished": status if status != "finished" else "unfinished (results.json missing)",
+        "model": model_family(config.get("model", {})),
+        "parameters": sum(p.numel() for p in run.model.parameters()),
+        "checkpoint": run.checkpoint.name,
+        "epochs": run.epoch,
+        "seed": config.get("seed"),
+    }
+
+
 def model_card(config: dict[str, Any], results: dict[str, Any]) -> str:
     """The README.md of a saved model, from its run's results.json: what it is, what it scored, how it was trained
     and how to load it."""
@@ -160,6 +213,8 @@ def model_card(config: dict[str, Any], results: dict[str, Any]) -> str:
     family = results.get("model") or "plmu"
     metric, test, best = results.get("metric"), results.get("test"), results.get("best_val")
     scored = "not measured (a selection run)" if test is None else f"{metric} {test:.6g}"
+    if results.get("unfinished"):
+        return _unfinished_card(task, family, results)
     best_text = f"{best:.6g}" if isinstance(best, int | float) else "?"
     lines = [
         "---",
@@ -187,3 +242,20 @@ def model_card(config: dict[str, Any], results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _unfinished_card(task: str, family: str, record: dict[str, Any]) -> str:
+    from plmu.models.backbones import family_label
+
+    return "\n".join([
+        "---", "library_name: plmu", "tags: [legendre-memory-unit, plmu]", "---",
+        f"# {task}: {family_label(family)} (`model={family}`), an unfinished run",
+        "",
+        f"- status: {record['unfinished']}: the run has not ended, so no test was measured and no result is recorded",
+        f"- these weights: `{record['checkpoint']}` after epoch {record.get('epochs')}; parameters: "
+        f"{record.get('parameters')}; seed: {record.get('seed')}",
+        "- trained with: `run_config.yaml` (the command is recorded in results.json when the run ends)",
+        "",
+        "```python", "from plmu.hub import PlmuModel",
+        "model = PlmuModel.from_pretrained('<this repository or folder>').model   # eval mode", "```", "",
+    ])  # fmt: skip

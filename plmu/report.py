@@ -81,6 +81,7 @@ class Run:
     warnings: list[str] = field(default_factory=list)
     seeds: list[Run] = field(default_factory=list)  # a row over several seeds: its runs (value is their mean)
     protocol: str | None = None  # how it was trained (results.yaml's, for a result row)
+    not_a_result: str | None = None  # why its test is no result (not_a_result); such a run is never a table row
 
     @property
     def spread(self) -> float | None:
@@ -176,6 +177,23 @@ def legend_name(run: Run) -> str:
     return f"{run.label} ({' '.join(kept) if kept else run.path.name})"
 
 
+def not_a_result(results: dict[str, Any]) -> str | None:
+    """Why a finished run's test is no result for a table (a smoke run, a test on part of the split, a test that is
+    not a number), or None."""
+    if any(str(override).startswith("debug=") for override in results.get("overrides") or []):
+        return "debug: a smoke run, not a result"  # a few batches of one epoch
+    if results.get("test_limited"):
+        scored = results.get("test_scored") or {}
+        return (
+            f"limited test: {scored.get('batches')} of {scored.get('of_batches')} batches "
+            f"(trainer.limit_eval_batches={scored.get('limit_eval_batches')}), not a result"
+        )
+    test = results.get("test")
+    if isinstance(test, float) and not math.isfinite(test):
+        return f"test {test}: not a result"
+    return None
+
+
 def load_run(path: Path, entry: dict[str, Any] | None = None) -> Run:
     """The run at ``path``; ``entry`` is its manifest entry (label, metric_from)."""
     entry = entry or {}
@@ -186,9 +204,11 @@ def load_run(path: Path, entry: dict[str, Any] | None = None) -> Run:
         raise ReportError(f"{path / 'results.json'} lacks a metric name or a numeric test value: not plmu-train's")
     config = read_config(path)
     label = entry.get("model") or model_label(config)
-    if any(str(override).startswith("debug=") for override in results.get("overrides") or []):
-        label += " [debug: a smoke run, not a result]"  # a few batches of one epoch: never read as a measurement
+    why_not = not_a_result(results)
+    if why_not is not None:
+        label += f" [{why_not}]"  # never read as a measurement
     run = Run(path, results, config, label, metric, value, "results.json")
+    run.not_a_result = why_not
     run.curve = read_curve(path / "metrics.jsonl", metric, run.warnings)
     source = entry.get("metric_from")
     if source is not None:
@@ -277,6 +297,12 @@ def load_experiment(folder: Path, warnings: list[str]) -> Experiment:
         manifest = _manifest(folder)
         for entry in manifest["runs"]:
             runs = [load_run(folder / name, entry) for name in _entry_dirs(entry)]
+            for run in runs:
+                if run.not_a_result:
+                    raise ReportError(
+                        f"{folder / MANIFEST} lists {run.path.name}, which is no result ({run.not_a_result}): "
+                        f"re-run it as a full run, or take it out of the manifest"
+                    )
             listed.update({run.path.resolve(): entry for run in runs})
             row = runs[0] if "dir" in entry else seed_row(runs, entry)
             row.protocol = entry.get("protocol", manifest.get("protocol"))
@@ -294,7 +320,8 @@ def load_experiment(folder: Path, warnings: list[str]) -> Experiment:
     if manifest is not None:
         paper_data = bool(manifest.get("paper_data", False))
         return Experiment(folder, manifest["task"], manifest["data"], rows, others, True, paper_data)
-    return Experiment(folder, None, None, others, [], False)
+    results = [run for run in others if run.not_a_result is None]  # no manifest: every run with a real test
+    return Experiment(folder, None, None, results, [run for run in others if run.not_a_result], False)
 
 
 def collect(paths: list[Path]) -> tuple[list[Experiment], list[str]]:
@@ -311,7 +338,8 @@ def collect(paths: list[Path]) -> tuple[list[Experiment], list[str]]:
         elif (path / "results.json").is_file():
             run = load_run(path)
             warnings.extend(run.warnings)
-            experiments.append(Experiment(path, None, None, [run], [], False))
+            result = run.not_a_result is None  # listed either way; a table row only with a real test
+            experiments.append(Experiment(path, None, None, [run] if result else [], [] if result else [run], False))
         else:
             children = sorted(p for p in path.iterdir() if p.is_dir() and p.name not in SKIP_DIRS)
             folders = [p for p in children if (p / MANIFEST).is_file() or run_folders(p)]
@@ -319,7 +347,7 @@ def collect(paths: list[Path]) -> tuple[list[Experiment], list[str]]:
                 raise ReportError(f"no runs under {path} (no results.json, no {MANIFEST} in it): give plmu-train run "
                                   f"folders or experiments/")  # fmt: skip
             experiments.extend(load_experiment(folder, warnings) for folder in folders)
-    if not any(experiment.rows for experiment in experiments):
+    if not any(experiment.rows or experiment.others for experiment in experiments):
         raise ReportError(f"no readable runs under {', '.join(map(str, paths))}: {'; '.join(warnings[:3])}")
     return experiments, warnings
 
@@ -374,6 +402,22 @@ def measured_cell(run: Run) -> str:
     return measured
 
 
+UNRECORDED_CODE_MARK = "(†)"
+UNRECORDED_CODE_NOTE = (
+    "(†): a run made from a working tree with uncommitted changes that its record does not hold (before plmu "
+    "wrote them as code_*.patch, issue 27): its commit alone is not the code that ran."
+)
+
+
+def code_recorded(run: Run) -> bool:
+    """Whether a run's record names the code that made it: a clean commit, or the commit and its saved patch."""
+    results = run.results
+    if results.get("git_dirty") is False:
+        return True
+    patch = results.get("git_patch")
+    return bool(results.get("git_dirty")) and isinstance(patch, str) and (run.path / patch).is_file()
+
+
 def task_of(experiment: Experiment, run: Run) -> str:
     return experiment.task or run.task
 
@@ -387,6 +431,7 @@ def results_table(experiments: list[Experiment], base: Path) -> str:
         "| --- | --- | --- | --- | --- | --- | ---: | ---: | --- |",
     ]
     rows: dict[str, list[str]] = {task: [] for task in PAPER}
+    marked = False
     # within a task, the runs on the paper's own data first (a stable sort keeps the folders' order otherwise)
     for experiment in sorted(experiments, key=lambda e: not e.paper_data):
         for run in experiment.rows:
@@ -395,6 +440,9 @@ def results_table(experiments: list[Experiment], base: Path) -> str:
             measured = measured_cell(run)
             if run.metric.lower() not in paper.metric.lower():  # say which metric when it is not the paper's
                 measured = f"{run.metric} {measured}"
+            if not all(code_recorded(seed) for seed in run.seeds or [run]):
+                measured += " " + UNRECORDED_CODE_MARK
+                marked = True
             params = run.results.get("parameters")
             cells = [
                 paper.name,
@@ -414,7 +462,8 @@ def results_table(experiments: list[Experiment], base: Path) -> str:
             paper = PAPER[task]
             lines = [f"| {paper.name} | {paper.metric} | {paper.paper} | — | — | — | not run yet | | |"]
         body.extend(lines)
-    return "\n".join(header + body) + "\n"
+    note = ["", f"{UNRECORDED_CODE_MARK} {UNRECORDED_CODE_NOTE}"] if marked else []
+    return "\n".join(header + body + note) + "\n"
 
 
 def runs_table(experiments: list[Experiment], base: Path) -> str:

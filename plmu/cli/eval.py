@@ -236,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_dir = Path(args.run_dir).expanduser()
         path = checkpoint_path(run_dir, args.checkpoint)
-        report_file = ReportFile(output_path(args, run_dir, path), args.output)
+        report_file = ReportFile(output_path(args, run_dir, path), args.output, run_dir)
         target = report_file.target
         report = {**evaluate(args, run_dir, path), "output": str(target.resolve())}
         text = strict_json(portable(report, run_dir))  # paths relative to the run folder: any machine reads it

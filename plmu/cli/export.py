@@ -130,7 +130,9 @@ def export(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
     import plmu
     from plmu import export as ex
+    from plmu.train.run_folder import refuse_writing_records
 
+    run_dir = None
     if args.run_dir is not None:
         run_dir = Path(args.run_dir).expanduser()
         model, source = model_from_run(run_dir, args.checkpoint)
@@ -140,6 +142,7 @@ def export(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         output = Path(args.output).expanduser() if args.output else workdir / f"step{ex.SUFFIX[args.format]}"
     if output.is_dir():
         raise ConfigError(f"--output {output} is a folder: give a file name, e.g. {output / 'step.pt2'}")
+    refuse_writing_records(output, run_dir, "--output")
     _check_one_stream(model)
     program, signature = ex.export_step(model, args.format)
     info = {"format": args.format, "model": type(model).__name__, "plmu_version": plmu.__version__, **source}

@@ -8,6 +8,7 @@ The key check composes the config once (about 0.3 s) with each sweep's first val
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 from pathlib import Path
@@ -111,6 +112,22 @@ def unusable_output_folder(arguments: list[str]) -> str | None:
             return f"{typed}: cannot create it, {where} is not writable; {writable}"
         if existing == folder and not os.access(folder, os.W_OK | os.X_OK):
             return f"{typed} is not writable; {writable}"
+        if existing != folder and (reason := _cannot_create(folder)) is not None:  # e.g. below /proc, even as root
+            return f"{typed}: cannot create it ({reason}); {writable}"
+    return None
+
+
+def _cannot_create(folder: Path) -> str | None:
+    """Why ``folder`` cannot be made, found by making it and removing at once what was made; None if it can."""
+    made = [p for p in (folder, *folder.parents) if not p.exists()]
+    try:
+        folder.mkdir(parents=True)
+    except OSError as error:
+        return error.strerror or type(error).__name__
+    finally:
+        for path in made:  # deepest first: the probe leaves nothing behind
+            with contextlib.suppress(OSError):
+                path.rmdir()
     return None
 
 
@@ -186,17 +203,44 @@ def unknown_key(arguments: list[str]) -> str | None:
     return f"unknown key {full_key}: {hint} (a key the config does not have is added with +{full_key}=...)"
 
 
+# Hydra's flags that show the composed config without changing what is composed: the overrides beside them are
+# checked as any others (``--cfg job trainer.max_epoch=3`` gets the typo's line, not Hydra's traceback).
+SHOWING_FLAGS = {"--cfg": 1, "-c": 1, "--package": 1, "-p": 1, "--resolve": 0, "-m": 0, "--multirun": 0}
+
+
 def _plain_overrides(arguments: list[str]) -> list[str] | None:
-    """The arguments that are overrides, or None when Hydra's own flags (``--help``, ``--cfg``, ``-cn``...) are
-    present: those change what is composed, and Hydra answers them."""
-    overrides = []
+    """The arguments that are overrides, or None when Hydra's flags that change what is composed (``--help``,
+    ``-cn``, ``--config-dir``...) are present: Hydra answers those."""
+    overrides, skip = [], 0
     for argument in arguments:
-        if argument in ("-m", "--multirun"):
+        if skip:
+            skip -= 1
+            continue
+        if argument in SHOWING_FLAGS:
+            skip = SHOWING_FLAGS[argument]
             continue
         if argument.startswith("-"):
             return None
         overrides.append(argument)
     return overrides
+
+
+def sweep_without_multirun(arguments: list[str], overrides: list[str]) -> str | None:
+    """The error line for a sweep override (``trainer.max_epochs=1,2``, ``seed=range(0,3)``) without ``-m``."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    if {"-m", "--multirun"} & set(arguments):
+        return None
+    parser = OverridesParser.create()
+    for argument in overrides:
+        (override,) = parser.parse_overrides([argument])
+        if override.is_sweep_override():
+            key, _, value = argument.partition("=")
+            return (
+                f"{argument} gives {key} several values (a sweep): add -m to run one job per value "
+                f"(plmu-train -m ... {argument}), or quote it for one string value: {key}='{value}'"
+            )
+    return None
 
 
 def command_line_problem(arguments: list[str]) -> str | None:
@@ -210,4 +254,4 @@ def command_line_problem(arguments: list[str]) -> str | None:
             return problem
     if overrides is None:
         return None
-    return malformed_override(overrides) or unknown_key(overrides)
+    return malformed_override(overrides) or sweep_without_multirun(arguments, overrides) or unknown_key(overrides)

@@ -44,7 +44,10 @@ class ReportFile:
     ``commit`` renames it over the target (a killed evaluation never leaves a torn report); ``discard`` removes it.
     """
 
-    def __init__(self, target: Path, flag: str | None) -> None:
+    def __init__(self, target: Path, flag: str | None, run_dir: Path | None = None) -> None:
+        from plmu.train.run_folder import refuse_writing_records
+
+        refuse_writing_records(target, run_dir, "--output" if flag else "the report")
         self.target = target
         where = f"--output {flag}" if flag else f"cannot write the report into {target.parent}"
         fix = "choose a writable path" if flag else "pass --output PATH to write it elsewhere"

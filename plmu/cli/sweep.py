@@ -34,6 +34,7 @@ JOBS_FILE = "jobs.jsonl"
 SUMMARY_FILE = "summary.md"
 OPTUNA_RESULTS = "optimization_results.yaml"  # written by hydra-optuna-sweeper when its search ends
 SWEEP_FILE = "sweep.json"  # {"sweep": id, "started": unix time}: the sweep now using the folder
+JOB_SWEEP_FILE = ".hydra/sweep.json"  # in a job's run folder: {"sweep": id, "job": n}, the sweep that started it
 RESULT_KEYS = ("metric", "best_val", "test", "epochs", "wall_seconds")  # what a finished job's line takes from results
 
 
@@ -42,15 +43,32 @@ class NoTrialCompleted(BaseException):
     Exception) lets it through to plmu-train's entry point, which prints its one line."""
 
 
-def start_sweep(sweep_dir: str | Path) -> str:
-    """Give the sweep starting in ``sweep_dir`` a new id (sweep.json, atomically); the id."""
+def start_sweep(sweep_dir: str | Path, planned: list[list[str]] | None = None) -> str:
+    """Give the sweep starting in ``sweep_dir`` a new id (sweep.json, atomically), with its ``planned`` jobs'
+    overrides when they are known in advance (the basic sweeper's grid); the id."""
     sweep_dir = Path(sweep_dir)
     sweep_dir.mkdir(parents=True, exist_ok=True)
     sweep_id = f"{time.strftime('%Y-%m-%d_%H-%M-%S')}-{uuid.uuid4().hex[:8]}"
+    record: dict[str, Any] = {"sweep": sweep_id, "started": time.time()}
+    if planned is not None:
+        record["planned"] = planned  # job n runs planned[n]: a job never started is still a row of the table
     tmp = sweep_dir / f".{SWEEP_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps({"sweep": sweep_id, "started": time.time()}) + "\n")
+    tmp.write_text(json.dumps(record) + "\n")
     os.replace(tmp, sweep_dir / SWEEP_FILE)
     return sweep_id
+
+
+def planned_jobs(overrides: list[str]) -> list[list[str]] | None:
+    """Each job's overrides, in job order, as Hydra's basic sweeper expands the command line's; None when they
+    cannot be listed in advance (an interval or a glob: another sweeper's search space)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    except Exception:  # Hydra's grammar or a sweep it cannot enumerate: the table lists the jobs that ran
+        return None
 
 
 def current_sweep(sweep_dir: str | Path) -> dict[str, Any] | None:
@@ -132,6 +150,9 @@ def summary_table(sweep_dir: str | Path, unrecorded: str = "no record (killed?)"
     folders = {
         int(p.name) for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit() and p.stat().st_mtime >= started
     }
+    planned = current.get("planned") if current is not None and isinstance(current.get("planned"), list) else []
+    never = {n: {"status": "not run", "overrides": o} for n, o in enumerate(planned) if n not in set(jobs) | folders}
+    jobs = {**never, **jobs}
     numbers = sorted(set(jobs) | folders)
     # The overrides every job shares go above the table; each row shows what its job varies.
     lists = [jobs[n].get("overrides", []) for n in numbers if n in jobs]
@@ -157,9 +178,31 @@ def summary_table(sweep_dir: str | Path, unrecorded: str = "no record (killed?)"
         rows.append(
             f"| {number} | {' '.join(entry.get('overrides', []))} | {status.replace('|', '/')} | "
             f"{entry.get('metric', '')} | {_number(entry.get('best_val'))} | {_number(entry.get('test'))} | "
-            f"{entry.get('run_dir', str(number))} |"
+            f"{'—' if entry['status'] == 'not run' else _folder_cell(sweep_dir, entry.get('run_dir', str(number)))} |"
         )
     return "\n".join(rows) + "\n" + _optuna_best(sweep_dir, jobs), failed
+
+
+def interrupted_sweep(sweep_dir: Path, job: dict[str, Any], kept: str | None) -> str:
+    """Record ``job`` as interrupted, write the table (jobs not run listed too) and return the line that resumes
+    the whole sweep: the same command with this sweep folder (finished jobs return their results, the interrupted
+    one resumes from its checkpoint, the others start)."""
+    import shlex
+    import sys
+
+    record_job(sweep_dir, {**job, "status": "interrupted", "error": kept or "before training started"})
+    table, unfinished = summary_table(sweep_dir, unrecorded="no record (interrupted, or killed)")
+    write_summary(sweep_dir, table)
+    arguments = [a for a in sys.argv[1:] if not a.startswith("hydra.sweep.dir=")] + [f"hydra.sweep.dir={sweep_dir}"]
+    return (
+        f"the sweep was interrupted at job {job.get('job')}; {len(unfinished)} of its jobs are not finished "
+        f"({sweep_dir / SUMMARY_FILE}). Resume them all with: plmu-train {shlex.join(arguments)}"
+    )
+
+
+def _folder_cell(sweep_dir: Path, run_dir: str) -> str:
+    """The job's run folder, or that it has none (a job refused before training leaves no folder behind)."""
+    return run_dir if (sweep_dir / run_dir).is_dir() else f"none (the job wrote nothing; {run_dir} was not kept)"
 
 
 def job_of_sweep(run_dir: Path) -> tuple[Path, int] | None:
@@ -171,6 +214,22 @@ def job_of_sweep(run_dir: Path) -> tuple[Path, int] | None:
     return None
 
 
+def job_sweep(run_dir: Path, sweep_dir: Path, number: int) -> str | None:
+    """The id of the sweep whose job ``run_dir`` is: its ``.hydra/sweep.json`` (written when the job started), else
+    (a run of an older plmu) the sweep of the job's last finished line; "" for a sweep without ids; None when no
+    sweep's line made this run (a later sweep's refused job shares the number, not the run)."""
+    try:
+        named = json.loads((run_dir / JOB_SWEEP_FILE).read_text()).get("sweep")
+        if isinstance(named, str):
+            return named
+    except (OSError, ValueError, AttributeError):
+        pass
+    lines = [entry for entry in _entries(sweep_dir) if entry["job"] == number and entry.get("status") == "ok"]
+    if not lines:
+        return None
+    return lines[-1].get("sweep", "")
+
+
 def record_job_run_alone(run_dir: Path, overrides: list[str], results: dict[str, Any]) -> None:
     """A sweep's job run again on its own (``plmu-train resume=<sweep>/<n>``, e.g. a killed job finished, or one
     extended): its new line in the sweep's jobs.jsonl, under the sweep its earlier line belonged to, and summary.md
@@ -179,8 +238,12 @@ def record_job_run_alone(run_dir: Path, overrides: list[str], results: dict[str,
     if found is None:
         return
     sweep_dir, number = found
-    earlier = [entry for entry in _entries(sweep_dir) if entry["job"] == number and "sweep" in entry]
-    entry: dict[str, Any] = {"sweep": earlier[-1]["sweep"]} if earlier else {}
+    sweep_id = job_sweep(run_dir, sweep_dir, number)
+    if sweep_id is None:
+        log.info("%s: no sweep of %s names this run as its job %d; its table is left as it is", run_dir, sweep_dir,
+                 number)  # fmt: skip
+        return
+    entry: dict[str, Any] = {"sweep": sweep_id} if sweep_id else {}
     entry |= {"job": number, "overrides": overrides, "run_dir": run_dir.name, "status": "ok", "alone": True}
     record_job(sweep_dir, entry | {key: results.get(key) for key in RESULT_KEYS})
     write_summary(sweep_dir, summary_table(sweep_dir)[0])
@@ -221,7 +284,11 @@ class SweepSummary(Callback):
     failed_jobs: ClassVar[list[int]] = []  # read by plmu-train's entry point to set its exit status
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        start_sweep(config.hydra.sweep.dir)
+        basic = "BasicSweeper" in str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))
+        overrides = [str(o) for o in OmegaConf.to_container(config.hydra.overrides.task, resolve=False)]
+        params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
+        overrides += [f"{key}={value}" for key, value in params.items()]  # an experiment's own sweep, as Hydra adds it
+        start_sweep(config.hydra.sweep.dir, planned_jobs(overrides) if basic else None)
         if "optuna" in str(OmegaConf.select(config, "hydra.sweeper._target_", default="")).lower():
             _one_line_when_no_trial_completes()
 

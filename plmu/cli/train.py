@@ -16,6 +16,7 @@ run folder, and a sweep (``-m``) is refused (one torchrun per sweep point).
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -33,7 +34,16 @@ from omegaconf.errors import OmegaConfBaseException
 
 from plmu.cli import stop_on_sigterm
 from plmu.cli.preflight import command_line_problem, output_folders, resumed_arguments
-from plmu.cli.sweep import RESULT_KEYS, NoTrialCompleted, SweepSummary, record_job, record_job_run_alone
+from plmu.cli.sweep import (
+    JOB_SWEEP_FILE,
+    RESULT_KEYS,
+    NoTrialCompleted,
+    SweepSummary,
+    current_sweep,
+    interrupted_sweep,
+    record_job,
+    record_job_run_alone,
+)
 from plmu.errors import PlmuError
 
 log = logging.getLogger("plmu")
@@ -77,13 +87,18 @@ def _remove_failed_run_folder(run_dir: Path) -> None:
             return
 
 
-def _hydra_records(cfg: DictConfig, hydra_cfg: DictConfig) -> dict[str, str]:
+def _hydra_records(cfg: DictConfig, hydra_cfg: DictConfig, sweep_dir: Path | None, job: int | None) -> dict[str, str]:
     """Hydra's usual ``.hydra/`` files, written by plmu once the run's checks pass (``hydra.output_subdir`` is
-    null, so that a failing command cannot overwrite a finished run's record)."""
-    return {
+    null, so that a failing command cannot overwrite a finished run's record); a sweep's job also names its sweep
+    (``.hydra/sweep.json``), so that resuming it alone updates that sweep's table and no other."""
+    records = {
         ".hydra/config.yaml": OmegaConf.to_yaml(cfg),
         ".hydra/overrides.yaml": OmegaConf.to_yaml(hydra_cfg.overrides.task),
     }
+    sweep = current_sweep(sweep_dir) if sweep_dir is not None else None
+    if sweep is not None:
+        records[JOB_SWEEP_FILE] = json.dumps({"sweep": sweep["sweep"], "job": job}) + "\n"
+    return records
 
 
 @hydra.main(config_path="pkg://plmu.conf", config_name="config", version_base="1.3")
@@ -107,10 +122,13 @@ def run(cfg: DictConfig) -> float | None:
         from plmu.train.run import train
 
         group = f"{cfg.task.name}-{sweep_dir.name}" if sweep_dir is not None else None
-        results = train(cfg, run_dir, overrides, group, _hydra_records(cfg, hydra_cfg))
+        results = train(cfg, run_dir, overrides, group, _hydra_records(cfg, hydra_cfg, sweep_dir, job["job"]))
     except KeyboardInterrupt as interrupt:
         if getattr(interrupt, "kept", None) is None:  # stopped before training: leave no empty folder
             _remove_failed_run_folder(run_dir)
+        if sweep_dir is not None:  # the sweep ends here: its table lists every job, and one command resumes them
+            print(f"plmu-train: {interrupted_sweep(sweep_dir, job, getattr(interrupt, 'kept', None))}", file=sys.stderr)
+            sys.exit(130)
         _interrupted(interrupt, overrides, run_dir)
     except (PlmuError, OSError, OmegaConfBaseException) as error:
         # Hydra made the folder for this command: a failed command leaves nothing behind (only its own folders)

@@ -250,10 +250,10 @@ def translate_report(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir).expanduser()
     path = checkpoint_path(run_dir, args.checkpoint)
     stem = report_name(args, run_dir, path)
-    report_file = ReportFile(_output(args, run_dir, stem), args.output)
+    report_file = ReportFile(_output(args, run_dir, stem), args.output, run_dir)
     text_file: ReportFile | None = None
     try:
-        text_file = ReportFile(report_file.target.with_suffix(".txt"), args.output)
+        text_file = ReportFile(report_file.target.with_suffix(".txt"), args.output, run_dir)
         model, cfg, device, path, payload = load_run(args)
         set_data_root(args, cfg)
         try:

@@ -34,7 +34,17 @@ from plmu.data import tokenize
 from plmu.data.folders import data_folder
 from plmu.data.splits import check_int, is_int, split_fractions
 from plmu.data.stream import StreamSplit, StreamSplits
-from plmu.data.text import TextTask, carve, clean, load_raw, local_name, resolve_task, split_files
+from plmu.data.text import (
+    FORMATS,
+    TextTask,
+    carve,
+    clean,
+    load_local_files,
+    load_raw,
+    local_name,
+    resolve_task,
+    split_files,
+)
 from plmu.errors import ConfigError, DataError, DataNotFoundError
 
 log = logging.getLogger(__name__)
@@ -81,13 +91,7 @@ def load_amazon(cache: Path, corpus_path: str | Path | None) -> datasets.Dataset
                 f"task.data.corpus_path={str(corpus_path)!r} has no file of amazon_polarity's 'train' split: expected "
                 f"e.g. {root / AMAZON.config / 'train-00000-of-00004.parquet'} (parquet, jsonl or csv)"
             )
-        builder = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}[files[0].suffix]
-        try:
-            table = datasets.load_dataset(
-                builder, data_files={"train": [str(f) for f in files]}, split="train", cache_dir=str(cache)
-            )
-        except Exception as error:  # pyarrow / pandas / json parse errors
-            raise DataError(f"could not read {files[0]} ({_one_line(error)}): replace it with a valid file") from None
+        table = load_local_files(FORMATS[files[0].suffix], "train", files, cache)
     table, _ = clean(table, AMAZON, "train", labelled=False)
     return table.map(_amazon_text, batched=True, remove_columns=table.column_names, desc="joining title and text")
 

@@ -192,13 +192,33 @@ def load_raw(
                 f"{task.name}'s {split!r} files in {root} mix formats ({found}): keep one of parquet, jsonl, csv "
                 f"(convert the others), so that no shard is left out"
             )
-        try:
-            raw[split] = datasets.load_dataset(
-                builder, data_files={split: [str(f) for f in files]}, split=split, cache_dir=str(cache)
-            )
-        except Exception as error:  # pyarrow / pandas / json parse errors: the file is not what it claims
-            raise DataError(f"could not read {files[0]} ({_one_line(error)}): replace it with a valid file") from None
+        raw[split] = load_local_files(builder, split, files, cache)
     return raw
+
+
+def content_key(files: list[Path]) -> str:
+    """A digest of the files' bytes (and names): the local-files cache's key. ``datasets`` keys its cache on each
+    file's path and modification time, so a file edited in place with its mtime kept (``touch -r``, an archive that
+    restores mtimes) would train on the stale cache, and the run's data fingerprint would describe that (issue 27)."""
+    digest = hashlib.blake2b(digest_size=16)
+    for file in files:
+        digest.update(file.name.encode() + b"\0")
+        with open(file, "rb") as f:
+            digest.update(hashlib.file_digest(f, "blake2b").digest())
+    return digest.hexdigest()
+
+
+def load_local_files(builder: str, split: str, files: list[Path], cache: Path) -> datasets.Dataset:
+    """``load_dataset(builder)`` over local ``files`` as ``split``, cached under a key of their content."""
+    try:
+        keyed = cache / "local" / content_key(files)
+        return datasets.load_dataset(
+            builder, data_files={split: [str(f) for f in files]}, split=split, cache_dir=str(keyed)
+        )
+    except OSError as error:
+        raise DataError(f"could not read {files[0]} ({_one_line(error)}): check the file and its permissions") from None
+    except Exception as error:  # pyarrow / pandas / json parse errors: the file is not what it claims
+        raise DataError(f"could not read {files[0]} ({_one_line(error)}): replace it with a valid file") from None
 
 
 def _check_columns(table: datasets.Dataset, task: TextTask, split: str, labelled: bool) -> None:

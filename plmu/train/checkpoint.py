@@ -180,6 +180,11 @@ def save_atomic(payload: dict[str, Any], path: str | Path) -> None:
     _write_atomic(Path(path), lambda sink: torch.save({"format": FORMAT, **payload}, sink), what="checkpoint")
 
 
+def is_orphan(path: Path) -> bool:
+    """A temp file a killed atomic write left (``.<name>.<random>.tmp``)."""
+    return bool(_ORPHAN.fullmatch(path.name)) and path.is_file() and not path.is_symlink()
+
+
 def remove_orphans(folder: str | Path) -> list[Path]:
     """Delete the temp files (``.<name>.<random>.tmp``) that writes killed mid-way left in ``folder`` (not below it).
 
@@ -190,7 +195,7 @@ def remove_orphans(folder: str | Path) -> list[Path]:
         return []
     removed = []
     for path in sorted(folder.iterdir()):
-        if _ORPHAN.fullmatch(path.name) and path.is_file() and not path.is_symlink():
+        if is_orphan(path):
             try:
                 path.unlink()
             except FileNotFoundError:

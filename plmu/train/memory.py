@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -86,14 +87,27 @@ def estimate(cfg: Mapping[str, Any], parameters: int, world_size: int = 1) -> Es
     sequences = 2 if model.get("pair") else 1  # a sentence pair runs two sequences
     per_example = int(sequences * length * (per_step + 3 * embed + 3 * outputs) * FLOAT)
     world = max(world_size, 1)
-    batch = max(int(trainer["batch_size"]) // world, 1)
-    eval_batch = max(int(trainer.get("eval_batch_size") or trainer["batch_size"]) // world, 1)
+    train_size, eval_size = stated_split_sizes(task)  # a batch never holds more examples than its split
+    batch = max(min(int(trainer["batch_size"]), train_size) // world, 1)
+    eval_batch = max(min(int(trainer.get("eval_batch_size") or trainer["batch_size"]), eval_size) // world, 1)
     attention = 2 * float(model.get("num_heads") or 4) * length * length if family == "transformer" else 0.0
     eval_per_example = int(
         sequences * (attention + 4 * length * (embed + outputs + 4 * float(model.get("hidden_size") or 0))) * FLOAT
     )
     weights = 4 * parameters * FLOAT  # weights, gradients, Adam's two moments
     return Estimate(BASE_BYTES + weights, per_example, batch, eval_per_example, eval_batch)
+
+
+def stated_split_sizes(task: Mapping[str, Any]) -> tuple[int, int]:
+    """(training examples, the largest evaluation split's) where the task's config states them (Mackey-Glass's
+    ``n_series``, ``n_train``, ``n_val``), else no bound: other tasks' sizes are known only once their data is read,
+    after this check."""
+    data = task.get("data") or {}
+    sizes = [data.get(key) for key in ("n_series", "n_train", "n_val")]
+    if not all(isinstance(size, int) and size > 0 for size in sizes):
+        return sys.maxsize, sys.maxsize
+    total, train, val = sizes
+    return train, max(val, total - train - val, 1)
 
 
 def available_bytes(device: str) -> int | None:

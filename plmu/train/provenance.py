@@ -30,6 +30,29 @@ def git_state() -> dict[str, Any]:
     return {"git_commit": commit.strip(), "git_dirty": None if status is None else bool(status.strip())}
 
 
+def git_patch() -> str | None:
+    """The tracked files' uncommitted changes against HEAD (``git diff HEAD --binary``), or None when there are none
+    or this is no git checkout: with the commit, the code that ran (untracked files are not part of it)."""
+    patch = _git("diff", "HEAD", "--binary")
+    return patch or None
+
+
+def save_git_patch(folder: Path) -> str | None:
+    """Write the working tree's difference from its commit into ``folder`` as ``code_<digest>.patch`` (named by its
+    content: a resumed attempt on other changes keeps its own file) and return the name; None for a clean tree."""
+    import hashlib
+
+    from plmu.train.loggers import write_text_atomic
+
+    patch = git_patch()
+    if patch is None:
+        return None
+    name = f"code_{hashlib.sha256(patch.encode()).hexdigest()[:12]}.patch"
+    if not (folder / name).is_file():
+        write_text_atomic(folder / name, patch)
+    return name
+
+
 def device_name(device: Any) -> str:
     """A human name for the device a run used: the GPU's model, or the CPU's."""
     import torch

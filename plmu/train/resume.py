@@ -9,12 +9,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from plmu.data.fingerprint import check_same_data
 from plmu.errors import CheckpointError, RunFolderError
 from plmu.train import checkpoint
-from plmu.train.run_folder import RunFolder, check_resume
+from plmu.train.provenance import shown_path
+from plmu.train.run_folder import RunFolder, check_resume, config_differences, shown_differences
 from plmu.train.settings import TrainerSettings
 from plmu.train.trainer import TrainState
 
@@ -43,13 +44,52 @@ def resume_path(cfg: DictConfig, folder: RunFolder) -> Path | None:
     return path
 
 
-def refuse_mixing(folder: RunFolder, resume: Path | None) -> None:
-    """A folder that already holds a run takes only that run, resumed; never a second run's records."""
-    if resume is None and folder.holds_run():
+# What plmu writes into a run folder before its first checkpoint: a folder holding only these (with a config.yaml
+# equal to this run's) is this run's own, from an attempt that stopped early; it starts over there.
+EARLY_RECORDS = frozenset(
+    {".hydra", "checkpoints", "config.yaml", "data_info.json", "metrics.jsonl", "status.json", "train.log", "wandb"}
+)
+
+
+def refuse_mixing(folder: RunFolder, resume: Path | None, config: dict[str, Any]) -> None:
+    """A new run writes only into an empty folder or its own (an earlier attempt of this same config that stopped
+    before its first checkpoint); a folder that holds a run takes only that run, resumed; anything else (a user's
+    files, another run's records) is refused before a byte is written."""
+    if resume is not None:
+        return
+    if folder.holds_run():
         raise RunFolderError(
             f"run folder {folder.path} already holds a run (checkpoints/last.pt or results.json) and this command "
             f"would start a new one there. Resume it with trainer.resume=auto, or choose another hydra.run.dir"
         )
+    entries = sorted(p.name for p in folder.path.iterdir() if not checkpoint.is_orphan(p))
+    if not entries:
+        return
+    foreign = [name for name in entries if name not in EARLY_RECORDS]
+    if foreign or "config.yaml" not in entries:
+        shown = ", ".join((foreign or entries)[:5]) + (" ..." if len(foreign or entries) > 5 else "")
+        raise RunFolderError(
+            f"run folder {shown_path(folder.path)} is not empty and holds no plmu run ({shown}): a run writes "
+            f"config.yaml, metrics.jsonl and train.log there and would write over such files. Choose an empty or new "
+            f"folder (hydra.run.dir=<path>)"
+        )
+    try:  # OmegaConf's loader: it reads back what it wrote (1e-06 is a float, not YAML 1.1's string)
+        saved = OmegaConf.to_container(OmegaConf.load(folder.path / "config.yaml"))
+    except Exception as error:  # unreadable for any reason: not a config this run can be compared with
+        saved = error
+    if not (isinstance(saved, dict) and all(isinstance(saved.get(key), dict) for key in ("task", "model", "trainer"))):
+        raise RunFolderError(
+            f"run folder {shown_path(folder.path)} holds a config.yaml that is not a plmu run's config (no task, "
+            f"model and trainer): a new run would write over it. Choose an empty or new folder (hydra.run.dir=<path>)"
+        )
+    differences = config_differences(saved, config, "there")
+    if differences:
+        raise RunFolderError(
+            f"run folder {shown_path(folder.path)} holds another run that stopped before its first checkpoint "
+            f"({shown_differences(differences)}): this command would mix the two runs' records. Choose another "
+            f"folder (hydra.run.dir=<path>), or run that config again there"
+        )
+    log.info("%s: starting over the attempt that stopped before its first checkpoint", shown_path(folder.path))
 
 
 def read_folder(
@@ -58,7 +98,7 @@ def read_folder(
     """(the checkpoint to resume, its payload, the recorded results if that run already ended), all checked
     against this config; a folder holding another run is refused."""
     resume = resume_path(cfg, folder)
-    refuse_mixing(folder, resume)
+    refuse_mixing(folder, resume, config)
     payload = checkpoint.load(resume) if resume is not None else None
     if payload is None:
         return None, None, None

@@ -102,16 +102,21 @@ def train(
     check_config(cfg)  # the run's keys; the model's are checked by its constructors, in build_model
     ctx = distributed.setup(cfg.trainer.get("device", "auto"))  # torchrun: join the processes; one: nothing
     folder = RunFolder(distributed.agree_run_dir(run_dir))  # rank 0's folder on every process
+    config = OmegaConf.to_container(cfg, resolve=True)
+    planned = _parameters_without_memory(cfg)
+    # before the model is allocated (model.hidden_size=100000 must be refused, not fail in the allocator) and
+    # before any data is read
+    memory = check_memory(cfg, config, planned, ctx.world_size) if planned is not None else None
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
+    if planned is None:  # a builder that cannot run on the meta device: checked once the model exists
+        memory = check_memory(cfg, config, model.num_parameters, ctx.world_size)
     check_carry(cfg.trainer.get("state", "reset"), model)
     task_objective = build_objective(cfg.task.objective)
     settings = trainer_settings(cfg)
     if settings.keep_memory:
         keep_freed_memory()  # process-wide: every large tensor of every step reuses memory already mapped
     distributed.check_batch_sizes(settings.batch_size, settings.eval_batch_size, ctx.world_size)
-    config = OmegaConf.to_container(cfg, resolve=True)
-    memory = check_memory(cfg, config, model.num_parameters, ctx.world_size)  # before any data is read
     logger = build_logger(cfg) if ctx.is_main else NullLogger()  # one tracker run: rank 0's
     distributed.on_main(folder.lock)  # one process per run folder; released even on kill -9
     try:
@@ -160,6 +165,10 @@ def train(
             write_status(folder.path, "running")
         with run_log(folder.path / "train.log") if ctx.is_main else contextlib.nullcontext():
             environment = provenance.environment(trainer.device)
+            if environment.get("git_dirty"):  # the code that ran is the commit plus this difference (issue 27)
+                environment["git_patch"] = distributed.on_main(lambda: provenance.save_git_patch(folder.path))
+                log.info("uncommitted changes: %s holds their difference from %s", environment["git_patch"],
+                         environment["git_commit"][:12])  # fmt: skip
             _banner(cfg, folder, model, data, environment, resume, trainer, memory)
             if killed:
                 log.warning("the last attempt in this folder ended without a word (%s)", killed)
@@ -176,8 +185,8 @@ def train(
                     test_metrics = trainer.test() if cfg.trainer.get("test", True) else None
                 except KeyboardInterrupt:
                     if ctx.is_main:
-                        write_status(folder.path, "interrupted", trainer.what_is_kept())
-                    raise RunInterrupted(trainer.what_is_kept()) from None
+                        write_status(folder.path, "interrupted", trainer.what_is_kept("it was interrupted"))
+                    raise RunInterrupted(trainer.what_is_kept("it was interrupted")) from None
                 except Exception as error:
                     message = " ".join(str(error).split()) or type(error).__name__
                     if ctx.is_main:
@@ -186,7 +195,7 @@ def train(
                         raise OutOfMemoryError(
                             f"out of memory during training ({message[:200]}): lower trainer.batch_size or "
                             f"trainer.eval_batch_size (a new run), or use a machine with more memory. "
-                            f"{trainer.what_is_kept()}"
+                            f"{trainer.what_is_kept('it ran out of memory')}"
                         ) from None
                     raise
                 results = {
@@ -199,6 +208,10 @@ def train(
                     "metric": trainer.objective.metric,
                     "test": None if test_metrics is None else test_metrics[trainer.objective.metric],
                     "test_metrics": test_metrics,  # null: not measured (trainer.test=false)
+                    # what the test scored; limited (trainer.limit_eval_batches): part of the split, not a result
+                    "test_scored": None if test_metrics is None else trainer.scored,
+                    "test_limited": test_metrics is not None
+                    and trainer.scored["batches"] < trainer.scored["of_batches"],
                     "best_val": best_val,
                     "best_epoch": trainer.state.best_epoch,
                     "best_step": trainer.state.best_step,
@@ -229,7 +242,7 @@ def train(
                 log.info(
                     "done: test %s %s, best val %.6g (epoch %s), %d parameters, %.0f s -> %s",
                     metric,
-                    "not measured (trainer.test=false)" if results["test"] is None else f"{results['test']:.6g}",
+                    _test_text(results),
                     best_val,
                     trainer.state.best_epoch,
                     model.num_parameters,
@@ -241,6 +254,29 @@ def train(
     finally:
         folder.unlock()
     return results
+
+
+def _parameters_without_memory(cfg: DictConfig) -> int | None:
+    """The model's parameter count from a build on the meta device (shapes only, no memory), or None when its
+    builder cannot build there (a bad config then fails in the real build, with its own message)."""
+    try:
+        with torch.device("meta"):
+            return build_model(cfg).num_parameters
+    except Exception:
+        return None
+
+
+def _test_text(results: dict[str, Any]) -> str:
+    """The test score for the closing line, saying what it is when it is not the split's."""
+    if results["test"] is None:
+        return "not measured (trainer.test=false)"
+    scored = results["test_scored"]
+    if not results["test_limited"]:
+        return f"{results['test']:.6g}"
+    return (
+        f"{results['test']:.6g} on {scored['batches']} of {scored['of_batches']} test batches ({scored['examples']} "
+        f"examples; trainer.limit_eval_batches={scored['limit_eval_batches']}): a limited test, not the test score"
+    )
 
 
 def _write_records(

@@ -178,6 +178,27 @@ def _added_off(key: str, old: dict[str, Any], new: dict[str, Any]) -> bool:
     return key not in old and key in new and new[key] is None
 
 
+def config_differences(saved: dict[str, Any], current: dict[str, Any], where: str) -> list[str]:
+    """What would train a different run: "key: <saved> <where>, <current> now" for each leaf that differs, besides
+    the keys that may change on a resume (``RESUME_MAY_CHANGE``), the run's length and settings added at null."""
+    old, new = flatten(saved), flatten(current)
+    return [
+        f"{key}: {old.get(key, '<absent>')!r} {where}, {new.get(key, '<absent>')!r} now"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key)
+        and not _may_change(key)
+        and key not in RUN_LENGTH
+        and not _added_off(key, old, new)
+    ]
+
+
+def shown_differences(differences: list[str]) -> str:
+    """The differences for one line: the task's and the model's first (what a reader checks first), six at most."""
+    first = ("task.name:", "model._target_:")
+    ordered = sorted(differences, key=lambda text: next((i for i, key in enumerate(first) if text.startswith(key)), 2))
+    return "; ".join(ordered[:6]) + (f"; and {len(ordered) - 6} more" if len(ordered) > 6 else "")
+
+
 def check_resume(
     saved: dict[str, Any], current: dict[str, Any], epoch: int, path: Path, step: int | None = None
 ) -> None:
@@ -187,16 +208,9 @@ def check_resume(
     ``total_steps`` comes from it): extending such a run would bend the schedule mid-way.
     """
     old, new = flatten(saved), flatten(current)
-    differences = [
-        f"{key}: {old.get(key, '<absent>')!r} in the checkpoint, {new.get(key, '<absent>')!r} now"
-        for key in sorted(old.keys() | new.keys())
-        if old.get(key) != new.get(key)
-        and not _may_change(key)
-        and key not in RUN_LENGTH
-        and not _added_off(key, old, new)
-    ]
+    differences = config_differences(saved, current, "in the checkpoint")
     if differences:
-        shown = "; ".join(differences[:6]) + ("; ..." if len(differences) > 6 else "")
+        shown = shown_differences(differences)
         raise ConfigError(
             f"cannot resume {path} with a different config ({shown}). Resume with the checkpoint's values "
             f"(plmu-train resume={shown_path(Path(path).parent.parent)}), or start a new run in another folder "
@@ -301,3 +315,50 @@ def killed_attempt(folder: Path) -> str | None:
         return f"process {pid} stopped while training, since {record.get('at')}: killed, e.g. out of memory or kill -9"
     except PermissionError:
         return None
+
+
+# A run's records: what plmu-train writes and every tool reads; no other tool writes over them (issue 27).
+RUN_RECORDS = ("config.yaml", "metrics.jsonl", "results.json", "data_info.json", "status.json", "train.log")
+RECORD_FOLDERS = ("checkpoints", ".hydra", "wandb")
+
+
+def is_run_folder(folder: Path) -> bool:
+    """A folder plmu-train wrote: its config.yaml beside a checkpoint folder, metrics, results or a status."""
+    folder = Path(folder)
+    return (folder / "config.yaml").is_file() and any(
+        (folder / name).exists() for name in ("checkpoints", "metrics.jsonl", "results.json", "status.json")
+    )
+
+
+def run_folder_holding(path: Path) -> tuple[Path, bool] | None:
+    """(the run folder ``path`` lies in, whether ``path`` is one of its records), or None when it lies in no run.
+
+    A record is a file of ``RUN_RECORDS`` or anything under ``RECORD_FOLDERS``; other files in a run folder
+    (plmu-eval's ``eval_*.json``, plmu-export's ``step_*.pt2``) are its reports."""
+    path = Path(path).expanduser().absolute()
+    if is_run_folder(path.parent):
+        return path.parent, path.name in RUN_RECORDS or path.name in RECORD_FOLDERS
+    for parent in path.parents:
+        if parent.name in RECORD_FOLDERS and is_run_folder(parent.parent):
+            return parent.parent, True
+    return None
+
+
+def refuse_writing_records(target: Path, own_run: Path | None, flag: str) -> None:
+    """Refuse a tool's output ``target`` that would write over a run's record, or put a report of one run into
+    another run's folder (where plmu-report would take it for that run's); ``own_run``: the run it reports on."""
+    found = run_folder_holding(target)
+    if found is None:
+        return
+    folder, is_record = found
+    if is_record:
+        raise RunFolderError(
+            f"{flag} {target} would write over a record of the run in {folder} (plmu never writes over a run's "
+            f"config, metrics, results or checkpoints): give a path outside it"
+        )
+    if own_run is None or folder.resolve() != Path(own_run).expanduser().resolve():
+        raise RunFolderError(
+            f"{flag} {target} lies in the run folder {folder}, not in the run it comes from"
+            f"{'' if own_run is None else f' ({own_run})'}: a report there would read as that run's; give a path "
+            f"outside it"
+        )

@@ -262,9 +262,14 @@ class Trainer:
         self.model.eval()
         size = self.settings.eval_batch_size or self.settings.batch_size
         stats, carried = self.objective.zeros(), None
-        batches = prefetch(split.batches(size, limit=self.settings.limit_eval_batches), self.prefetch_depth)
+        limit = self.settings.limit_eval_batches
+        # what was scored: a limited evaluation is recorded as one (results.json's test_scored), never as the split's
+        self.scored = {"batches": 0, "of_batches": split.num_batches(size), "examples": 0, "limit_eval_batches": limit}
+        batches = prefetch(split.batches(size, limit=limit), self.prefetch_depth)
         with torch.no_grad(), self._autocast(), batches:
             for batch in batches:
+                self.scored["batches"] += 1
+                self.scored["examples"] += len(next(iter(batch.values())))  # the global batch's rows (all ranks)
                 if self.sharding.enabled and (batch := self.sharding.rows(batch)) is None:
                     continue  # this process has no rows of this (short) global batch
                 batch = self.to_device(batch)
@@ -332,8 +337,7 @@ class Trainer:
                 if not math.isfinite(value):  # so every process stops here, with the same message
                     raise NonFiniteLossError(
                         f"the training loss became {value}{where} at epoch {epoch + 1}, step {state.step + 1}; the "
-                        f"run stopped. {self.what_is_kept()}. Lower trainer.optimizer.lr, set trainer.grad_clip, or "
-                        f"use trainer.precision=32"
+                        f"run stopped. {self.what_is_kept('it diverged')}. {self._divergence_fixes()}"
                     )
                 (loss if window == 1 else loss / window).backward()
             window_loss += value / window  # the window's mean loss: the loss this step descends
@@ -455,11 +459,21 @@ class Trainer:
             return epochs if settings.max_steps is None else f"{epochs} ({steps})"
         return f"{steps} (epoch {epoch + 1}, batch {state.batch_in_epoch}/{self.train_batches()})"
 
-    def what_is_kept(self) -> str:
-        """What the checkpoints hold now, stated only as far as it is true."""
+    def _divergence_fixes(self) -> str:
+        """What to change after a non-finite loss: the settings not already at their safe values."""
+        fixes = ["lower trainer.optimizer.lr (a new run)"]
+        if self.settings.grad_clip is None:
+            fixes.append("set trainer.grad_clip")
+        if str(self.precision) != "32":
+            fixes.append("use trainer.precision=32")
+        return "Next: " + ", or ".join(fixes)
+
+    def what_is_kept(self, why: str = "it stopped") -> str:
+        """What the checkpoints hold now, stated only as far as it is true; ``why`` the run stopped (it diverged,
+        it was interrupted, it ran out of memory), said when no checkpoint was written."""
         metric, last = self.objective.metric, self.checkpoints / "last.pt"
         if self.saved is None or (not self.sharding.enabled and not last.exists()):  # DDP: the same on every rank
-            return "No checkpoint was written (it diverged before its first validation)"
+            return f"No checkpoint was written ({why} before its first checkpoint)"
         step, epoch, end_of_epoch = self.saved
         kept = f"{last} holds epoch {epoch}" if end_of_epoch else f"{last} holds step {step} (within epoch {epoch})"
         if self.saved_value is not None and not math.isfinite(self.saved_value):
