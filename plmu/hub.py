@@ -18,6 +18,7 @@ from results.json (task, data, metric, the command that trained it, how to load 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +82,9 @@ class PlmuModel(
 
         folder = Path(save_directory)
         save_model(self.model, str(folder / "model.safetensors"))  # tied tensors (an embedding shared) kept once
+        umask = os.umask(0)  # safetensors writes 0600; the folder's files should be as readable as any other
+        os.umask(umask)
+        os.chmod(folder / "model.safetensors", 0o666 & ~umask)
         (folder / "run_config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(self.config)))
         for name, record in (("model_args", self.model_args), ("data_info", self.data_info), ("results", self.results)):
             (folder / f"{name}.json").write_text(json.dumps(record, indent=2, default=str))

@@ -412,10 +412,10 @@ UNRECORDED_CODE_NOTE = (
 def code_recorded(run: Run) -> bool:
     """Whether a run's record names the code that made it: a clean commit, or the commit and its saved patch."""
     results = run.results
-    if results.get("git_dirty") is False:
+    if results.get("git_dirty") is not True:  # clean, or not known (no git checkout): nothing is claimed lost
         return True
     patch = results.get("git_patch")
-    return bool(results.get("git_dirty")) and isinstance(patch, str) and (run.path / patch).is_file()
+    return isinstance(patch, str) and (run.path / patch).is_file()
 
 
 def task_of(experiment: Experiment, run: Run) -> str:

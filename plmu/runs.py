@@ -45,8 +45,14 @@ def load_run(path: str | Path, checkpoint: str = "best", device: str | torch.dev
     """Load a plmu-train run folder: ``checkpoint`` is ``best`` (default), ``last`` or a checkpoint file's path (of
     the same task: another task's is refused). Errors are :class:`plmu.errors.PlmuError` with one line naming the
     fix (not a run folder, no such checkpoint, a corrupt file)."""
+    import torch
+
     from plmu.train import checkpoint as checkpoints
 
+    if not isinstance(device, torch.device):  # a name: checked, so a missing GPU or a typo is one line
+        from plmu.train.distributed import named_device
+
+        device = named_device(str(device), "device=", "device='cpu'")
     run_dir = Path(path).expanduser()
     weights = checkpoint_path(run_dir, str(checkpoint))
     payload = checkpoints.load(weights)

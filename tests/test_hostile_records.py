@@ -387,3 +387,172 @@ def test_a_sweep_stopped_mid_job_lists_every_job_and_resumes_with_one_command(tm
     command = hint.split("Resume them all with: plmu-", 1)[1].split()
     assert command[0] == "train" and "seed=0,1,2" in command and "hydra.sweep.dir=sw" in command
     assert os.path.isdir(tmp_path / "sw" / "0") and not (tmp_path / "sw" / "1").exists()
+
+
+# Poor cases: resume and signals.
+
+
+@pytest.mark.parametrize("signals", [("SIGINT", "SIGINT", "SIGINT"), ("SIGHUP",)])
+def test_repeated_ctrl_c_and_sighup_end_as_one_interruption(tmp_path, signals):
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    arguments = [*TINY_MACKEY_GLASS, "logger=none", f"data_dir={tmp_path / 'data'}", "trainer.progress=false",
+                 "trainer.max_epochs=100000", "hydra.run.dir=run"]  # fmt: skip
+    process = subprocess.Popen(
+        [sys.executable, "-m", "plmu.cli.train", *arguments], cwd=tmp_path, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.time() + 120
+    while not (tmp_path / "run" / "checkpoints" / "last.pt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    for name in signals:
+        process.send_signal(getattr(signal, name))
+        time.sleep(0.01)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert "Resume with: plmu-train resume=run" in stderr
+    assert json.loads((tmp_path / "run" / "status.json").read_text())["status"] == "interrupted"
+
+
+def test_resuming_with_another_task_names_the_task_first(tmp_path):
+    from plmu.errors import ConfigError
+
+    train(_cfg(tmp_path), tmp_path / "run")
+    other = compose_config(["task=psmnist", f"data_dir={tmp_path / 'data'}", "trainer.resume=auto"])
+    with pytest.raises(ConfigError, match=r"different config \(task.name: 'mackey_glass' in the checkpoint, 'psmnist'"):
+        train(other, tmp_path / "run")
+
+
+def test_a_results_json_without_last_pt_says_the_run_cannot_be_resumed(tmp_path):
+    train(_cfg(tmp_path), tmp_path / "run")
+    (tmp_path / "run" / "checkpoints" / "last.pt").unlink()
+    with pytest.raises(RunFolderError, match=r"no checkpoints/last.pt .*init_from=.*best.pt") as refused:
+        train(_cfg(tmp_path, "trainer.max_epochs=2"), tmp_path / "run")
+    assert "trainer.resume=auto" not in str(refused.value)
+
+
+def test_a_corrupt_data_info_is_not_taken_for_an_older_runs(tmp_path):
+    train(_cfg(tmp_path), tmp_path / "run")
+    (tmp_path / "run" / "data_info.json").write_text('{"fingerprint": ')
+    with pytest.raises(RunFolderError, match=r"data_info\.json cannot be read"):
+        train(_cfg(tmp_path, "trainer.max_epochs=2"), tmp_path / "run")
+    assert (tmp_path / "run" / "data_info.json").read_text() == '{"fingerprint": '
+
+
+def test_a_relative_data_path_says_what_it_is_relative_to(tmp_path, monkeypatch):
+    from plmu.data.text import load_raw
+    from plmu.errors import DataNotFoundError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(DataNotFoundError, match=f"relative to the working directory {tmp_path}"):
+        load_raw("imdb", tmp_path / "cache", "data/imdb")
+
+
+# Poor cases: local text files that cannot be used, one line with the reason.
+
+
+def _imdb_folder(tmp_path, train: bytes, suffix: str):
+    folder = tmp_path / "imdb"
+    folder.mkdir()
+    (folder / f"train{suffix}").write_bytes(train)
+    (folder / f"test{suffix}").write_bytes(b'{"text": "fine", "label": 1}\n' if suffix == ".jsonl" else train)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "reason"),
+    [
+        (b'{"text": "a", "label": 1}\n{"text": "b", "lab', ".jsonl", r"could not read .*train.jsonl \(\S"),
+        (bytes(range(256)) * 4, ".jsonl", r"could not read .*\('utf-8' codec can't decode"),
+        (b"", ".jsonl", r"train.jsonl is empty \(0 bytes\)"),
+        (b"", ".parquet", r"train.parquet is empty \(0 bytes\)"),
+        (b"not a parquet file at all" * 20, ".parquet", r"Parquet magic bytes not found"),
+        (b'text,label\n"abc,1\nxyz,0\n', ".csv", r"EOF inside string"),
+        (b'{"text": "a", "label": 1}\n{"text": "b", "label": "pos"}\n', ".jsonl", r"'label' holds mixed values"),
+        (b'{"text": 5, "label": 1}\n{"text": 6, "label": 0}\n', ".jsonl", r"'text' holds integers, not text"),
+    ],
+)
+def test_unusable_local_text_files_are_one_line_with_the_reason(tmp_path, capsys, content, suffix, reason):
+    from plmu.data.text import clean, load_raw, resolve_task
+    from plmu.errors import DataError
+
+    folder = _imdb_folder(tmp_path, content, suffix)
+    with pytest.raises(DataError, match=reason) as refused:
+        raw = load_raw("imdb", tmp_path / "cache", folder, ("train",))
+        clean(raw["train"], resolve_task("imdb"), "train", labelled=True)
+    assert "An error occurred while generating" not in str(refused.value) and "\n" not in str(refused.value)
+    printed = capsys.readouterr().err
+    assert "[ERROR]" not in printed and "Failed to" not in printed  # datasets' own error line, kept quiet
+
+
+def test_a_parquet_with_no_rows_is_called_empty_not_unreadable(tmp_path):
+    from data.text_fixtures import IMDB_FEATURES, write_parquet
+
+    from plmu.data.text import load_raw
+    from plmu.errors import DataError
+
+    write_parquet(tmp_path / "imdb" / "train.parquet", {"text": [], "label": []}, IMDB_FEATURES)
+    with pytest.raises(DataError, match=r"train.parquet: no rows \(an empty 'train' split\)"):
+        load_raw("imdb", tmp_path / "cache", tmp_path / "imdb", ("train",))
+
+
+# Poor cases: the Python API and the tools.
+
+
+@pytest.mark.parametrize(("device", "said"), [("banana", "not a device plmu runs on"), ("cuda:7", "cuda:7: ")])
+def test_load_run_names_a_bad_device_in_one_line(two_runs, device, said):
+    import plmu
+    from plmu.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"device={device}: .*"):
+        plmu.load_run(two_runs[0], device=device)
+
+
+def test_export_config_and_checkpoint_mistakes_are_one_line(two_runs, tmp_path, capsys):
+    from plmu.cli import export as export_cli
+
+    assert export_cli.main(["--config", "model=mamba", "--output", str(tmp_path / "s.pt2")]) == 2
+    err = capsys.readouterr().err
+    assert "model=mamba: no such model config; choose one of" in err and "search path" not in err
+    script = tmp_path / "run.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    assert export_cli.main([str(two_runs[0]), "--checkpoint", str(script), "--output", str(tmp_path / "x.pt2")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a checkpoint (not a PyTorch file)" in err and "Delete it" not in err
+    assert script.read_text() == "#!/bin/sh\necho hi\n"
+
+
+def test_a_saved_models_weights_are_as_readable_as_its_other_files(two_runs, tmp_path):
+    import os
+    import stat
+
+    from plmu.hub import PlmuModel
+
+    PlmuModel.from_run(two_runs[0]).save_pretrained(tmp_path / "hf")
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "hf").iterdir()}
+    umask = os.umask(0)
+    os.umask(umask)
+    assert modes["model.safetensors"] == modes["run_config.yaml"] == 0o666 & ~umask
+
+
+def test_plmu_eval_off_a_terminal_prints_no_data_bars(tmp_path, capsys):
+    from data.text_fixtures import write_imdb
+
+    from plmu.cli import eval as eval_cli
+
+    overrides = ["task=imdb", f"task.data.path={write_imdb(tmp_path / 'imdb')}", f"data_dir={tmp_path / 'data'}",
+                 "task.data.vocab_size=300", "model.hidden_size=8", "trainer.max_epochs=1", "trainer.batch_size=16"]  # fmt: skip
+    train(compose_config(overrides), tmp_path / "run")
+    import shutil
+
+    import datasets
+
+    shutil.rmtree(tmp_path / "data" / "hf" / "local")  # the split is generated again: its bar would show
+    datasets.enable_progress_bars()  # as in a fresh process
+    capsys.readouterr()
+    assert eval_cli.main([str(tmp_path / "run"), "--mode", "parallel", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert "Generating" not in err and "examples/s" not in err and "it/s" not in err

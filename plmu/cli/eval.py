@@ -87,9 +87,11 @@ def load_split(
     args: argparse.Namespace, cfg: DictConfig, path: Path, data_root: str | None, run_dir: Path
 ) -> TensorSplit:
     """``args.split`` of the task; data errors are said in terms of ``--data-root``, the one data flag eval has."""
+    from plmu.data.folders import library_progress
     from plmu.train.run import load_data
 
     where = f"--data-root {args.data_root}: " if args.data_root is not None else ""
+    library_progress(not args.no_progress and sys.stderr.isatty())  # datasets' bars: a terminal's, not a log's
     try:
         data = load_data(cfg)
     except ConfigError as error:
@@ -106,7 +108,7 @@ def load_split(
     split = getattr(data, args.split)
     if len(split) == 0:
         raise ConfigError(f"--split {args.split}: task {cfg.task.name} has no {args.split} data; use another split")
-    check_recorded_data(run_dir, args.split, split)
+    check_recorded_data(run_dir, args.split, split, path)
     return split
 
 

@@ -80,12 +80,16 @@ def model_from_config(overrides: list[str], vocab_size: int | None) -> tuple[Any
     import torch
     from hydra import compose, initialize_config_module
 
+    from plmu.cli.preflight import malformed_override, unknown_group_choice, unknown_key
     from plmu.models.build import build_model, model_args
 
+    problem = unknown_group_choice(overrides) or malformed_override(overrides) or unknown_key(overrides)
+    if problem is not None:  # the same line plmu-train gives, not Hydra's search path
+        raise ConfigError(f"--config: {problem}")
     try:
         with initialize_config_module(config_module="plmu.conf", version_base="1.3"):
             cfg = compose("config", overrides=[*overrides, "logger=none"])
-    except Exception as error:  # hydra's own: unknown group, bad override syntax
+    except Exception as error:  # hydra's own: what the checks above do not cover
         message = " ".join(str(error).split())
         raise ConfigError(f"--config {' '.join(overrides)}: {message}") from None
     torch.manual_seed(cfg.seed)

@@ -254,4 +254,4 @@ def command_line_problem(arguments: list[str]) -> str | None:
             return problem
     if overrides is None:
         return None
-    return malformed_override(overrides) or sweep_without_multirun(arguments, overrides) or unknown_key(overrides)
+    return malformed_override(overrides) or unknown_key(overrides) or sweep_without_multirun(arguments, overrides)

@@ -12,7 +12,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plmu.errors import ConfigError, PlmuError
+from plmu.errors import ConfigError
 
 if TYPE_CHECKING:  # torch loads lazily: a tool's --help should not wait seconds for it
     import argparse
@@ -22,7 +22,6 @@ if TYPE_CHECKING:  # torch loads lazily: a tool's --help should not wait seconds
 
 # the task.data key that names the data folder, per loader; a text task's local files (path) before its hub cache
 DATA_KEYS = ("path", "root", "cache_dir", "data_dir")
-DEVICE_TYPES = ("cpu", "cuda", "mps")  # what the model code is tested on; `meta` etc. would fail mid-evaluation
 
 
 def checkpoint_label(run_dir: Path, path: Path) -> str | None:
@@ -79,39 +78,25 @@ class ReportFile:
 
 def resolve_eval_device(name: str) -> torch.device:
     """``--device``, checked here so errors name the flag, not the training key ``trainer.device``."""
-    import torch
+    from plmu.train.distributed import named_device
 
-    from plmu.train.distributed import resolve_device
-
-    if name != "auto":
-        try:
-            device = torch.device(name)
-        except (RuntimeError, ValueError):
-            device = None
-        if device is None or device.type not in DEVICE_TYPES:
-            raise ConfigError(f"--device {name}: not a device plmu runs on; use cpu, cuda, cuda:N or auto")
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise ConfigError(f"--device {name}: CUDA is not available here; use --device cpu or auto")
-        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
-            count = torch.cuda.device_count()
-            raise ConfigError(f"--device {name}: this machine has {count} CUDA device(s); use cuda:0..{count - 1}")
-        if device.type == "mps" and not torch.backends.mps.is_available():
-            raise ConfigError(f"--device {name}: MPS is not available here; use --device cpu or auto")
-    try:
-        return resolve_device(name)
-    except PlmuError as error:  # whatever else it checks, said in terms of the flag
-        raise ConfigError(f"--device {name}: {error}") from None
+    return named_device(name, "--device ", "--device cpu or auto")
 
 
-def check_recorded_data(run_dir: Path, name: str, split: Any) -> None:
-    """The split read now is the one the run was trained on (its data_info.json's fingerprint), or a DataError."""
+def check_recorded_data(run_dir: Path, name: str, split: Any, checkpoint: Path | None = None) -> None:
+    """The split read now is the one the weights were trained on, or a DataError: the fingerprint in the
+    data_info.json of the run that wrote ``checkpoint`` (another run's, given with --checkpoint), else ``run_dir``'s."""
     from plmu.data.fingerprint import check_same_data, split_fingerprint
 
+    owner = Path(checkpoint).expanduser().resolve().parent.parent if checkpoint is not None else None
+    source = owner if owner is not None and (owner / "data_info.json").is_file() else run_dir
     try:
-        recorded = json.loads((run_dir / "data_info.json").read_text()).get("fingerprint") or {}
+        recorded = json.loads((source / "data_info.json").read_text()).get("fingerprint") or {}
     except (OSError, ValueError, AttributeError):
         return  # no record to compare with (a run of an older plmu)
     fix = "restore the files, tokenizer or vocabulary it was trained with (or point --data-root at them)"
+    if source.resolve() != Path(run_dir).expanduser().resolve():
+        fix = f"the checkpoint's own run ({source}) recorded it; " + fix
     check_same_data({name: recorded.get(name)}, {name: split_fingerprint(split)}, fix)
 
 

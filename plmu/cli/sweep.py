@@ -285,7 +285,8 @@ class SweepSummary(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         basic = "BasicSweeper" in str(OmegaConf.select(config, "hydra.sweeper._target_", default=""))
-        overrides = [str(o) for o in OmegaConf.to_container(config.hydra.overrides.task, resolve=False)]
+        typed = OmegaConf.select(config, "hydra.overrides.task", default=None)
+        overrides = [str(o) for o in OmegaConf.to_container(typed, resolve=False)] if typed is not None else []
         params = OmegaConf.select(config, "hydra.sweeper.params", default=None) or {}
         overrides += [f"{key}={value}" for key, value in params.items()]  # an experiment's own sweep, as Hydra adds it
         start_sweep(config.hydra.sweep.dir, planned_jobs(overrides) if basic else None)

@@ -243,6 +243,7 @@ def translate_report(args: argparse.Namespace) -> int:
 
     import plmu
     from plmu.cli.reports import ReportFile, check_recorded_data, strict_json
+    from plmu.data.folders import library_progress
     from plmu.data.translation import TranslationSplits
     from plmu.runs import checkpoint_path
     from plmu.train.run import load_data
@@ -257,6 +258,7 @@ def translate_report(args: argparse.Namespace) -> int:
         model, cfg, device, path, payload = load_run(args)
         set_data_root(args, cfg)
         try:
+            library_progress(not args.no_progress and sys.stderr.isatty())  # datasets' bars: a terminal's only
             data = load_data(cfg)
         except PlmuError as error:
             raise _said_with_data_root(error, args) from None
@@ -265,7 +267,7 @@ def translate_report(args: argparse.Namespace) -> int:
         folder = str(data.info.get("folder", "the data folder"))
         _check_vocabularies(model, data.source_vocab, data.target_vocab, folder)
         split = getattr(data, args.split)
-        check_recorded_data(run_dir, args.split, split)  # the vocabularies' content too, not only their sizes
+        check_recorded_data(run_dir, args.split, split, path)  # the vocabularies' content too, not only their sizes
         indices = list(range(min(args.limit, len(split)) if args.limit is not None else len(split)))
         started = time.perf_counter()
         translations, speed = translate_split(

@@ -89,3 +89,9 @@ def data_folder(value: object, key: str, wanted: str, fix: str) -> Path:
     if not existing.is_dir():
         raise ConfigError(f"{key}={str(value)!r}: {existing} is a file, not a folder: {fix}")
     return path
+
+
+def relative_note(path: str | Path) -> str:
+    """ " (relative to the working directory <cwd>)" for a relative path, else "": a run resumed from another folder
+    reads a relative task.data.path from there."""
+    return "" if Path(path).expanduser().is_absolute() else f" (relative to the working directory {Path.cwd()})"

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 
 from plmu.data import tokenize
 from plmu.data.batching import DictSplit, Ragged, TextSplits
-from plmu.data.folders import HUB, data_folder, offline
+from plmu.data.folders import HUB, data_folder, offline, relative_note
 from plmu.data.splits import check_int, is_int
 from plmu.errors import ConfigError, DataError, DataNotFoundError
 
@@ -168,7 +168,8 @@ def load_raw(
     root = Path(path).expanduser()
     if not root.is_dir():
         raise DataNotFoundError(
-            f"task.data.path={str(path)!r} is not a folder: point it at the folder of {task.name}'s files"
+            f"task.data.path={str(path)!r}{relative_note(path)} is not a folder: point it at the folder of "
+            f"{task.name}'s files"
         )
     raw = {}
     for split in wanted:
@@ -209,16 +210,49 @@ def content_key(files: list[Path]) -> str:
 
 
 def load_local_files(builder: str, split: str, files: list[Path], cache: Path) -> datasets.Dataset:
-    """``load_dataset(builder)`` over local ``files`` as ``split``, cached under a key of their content."""
+    """``load_dataset(builder)`` over local ``files`` as ``split``, cached under a key of their content; a file that
+    cannot be read is one DataError naming it and the parser's own reason (``datasets`` logs its own [ERROR] line
+    and wraps the reason in "An error occurred while generating the dataset": both are kept quiet here)."""
+    empty = next((file for file in files if file.stat().st_size == 0), None)
+    if empty is not None:
+        raise DataError(f"{empty} is empty (0 bytes): replace it with the split's {builder} file")
+    if builder == "parquet" and _parquet_rows(files) == 0:  # datasets' reader fails on it with "BatchSize ... 0"
+        raise DataError(f"{task_files(files)}: no rows (an empty {split!r} split); give the split its examples")
+    quiet, level = logging.getLogger("datasets"), logging.getLogger("datasets").level
+    quiet.setLevel(logging.CRITICAL)
     try:
         keyed = cache / "local" / content_key(files)
         return datasets.load_dataset(
             builder, data_files={split: [str(f) for f in files]}, split=split, cache_dir=str(keyed)
         )
     except OSError as error:
-        raise DataError(f"could not read {files[0]} ({_one_line(error)}): check the file and its permissions") from None
+        raise DataError(f"could not read {files[0]} ({_reason(error)}): check the file and its permissions") from None
     except Exception as error:  # pyarrow / pandas / json parse errors: the file is not what it claims
-        raise DataError(f"could not read {files[0]} ({_one_line(error)}): replace it with a valid file") from None
+        reason = _reason(error)
+        raise DataError(f"could not read {files[0]} ({reason}): replace it with a valid {builder} file") from None
+    finally:
+        quiet.setLevel(level)
+
+
+def _parquet_rows(files: list[Path]) -> int | None:
+    """The parquet files' rows from their footers, or None if a footer cannot be read (the reader then says why)."""
+    import pyarrow.parquet as pq
+
+    try:
+        return sum(pq.read_metadata(file).num_rows for file in files)
+    except Exception:
+        return None
+
+
+def task_files(files: list[Path]) -> str:
+    return str(files[0]) if len(files) == 1 else f"{files[0]} and {len(files) - 1} more file(s)"
+
+
+def _reason(error: BaseException) -> str:
+    """The innermost cause's message (the parser's: "JSON parse error: ... in row 1"), on one line."""
+    while (inner := error.__cause__ or error.__context__) is not None and str(inner).strip():
+        error = inner
+    return _one_line(error) or type(error).__name__
 
 
 def _check_columns(table: datasets.Dataset, task: TextTask, split: str, labelled: bool) -> None:
@@ -234,14 +268,22 @@ def _check_columns(table: datasets.Dataset, task: TextTask, split: str, labelled
     for column in task.texts:
         kind = table.data.schema.field(column).type
         if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_null(kind)):
-            raise DataError(f"{task.name}'s {split!r} column {column!r} holds {kind}, not text")
+            raise DataError(f"{task.name}'s {split!r} column {column!r} holds {_kind(kind)}, not text")
     if labelled:
         kind = table.data.schema.field(task.label).type
         if not pa.types.is_integer(kind):
             raise DataError(
-                f"{task.name}'s {split!r} column {task.label!r} holds {kind}, not integer class ids 0 to "
+                f"{task.name}'s {split!r} column {task.label!r} holds {_kind(kind)}, not integer class ids 0 to "
                 f"{task.num_classes - 1} (map class names to ids first)"
             )
+
+
+def _kind(kind: pa.DataType) -> str:
+    """A column's type in words: Arrow's JSON extension is what a column of mixed values (numbers and strings in one
+    jsonl column) becomes."""
+    if "json" in str(kind):
+        return "mixed values (numbers and strings, or other JSON)"
+    return {"int64": "integers", "double": "numbers", "bool": "booleans"}.get(str(kind), str(kind))
 
 
 def clean(table: datasets.Dataset, task: TextTask, split: str, labelled: bool) -> tuple[datasets.Dataset, dict]:

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from plmu.data.folders import data_folder, offline
+from plmu.data.folders import data_folder, offline, relative_note
 from plmu.data.seq2seq import (  # noqa: F401 (re-exported: the names this module had before plmu.data.seq2seq)
     BOS,
     EOS,
@@ -219,8 +219,8 @@ def data_folder_of(data_dir: object, path: object) -> tuple[Path, bool]:
     folder = Path(path).expanduser()
     if not folder.is_dir():
         raise DataNotFoundError(
-            f"task.data.path={str(path)!r} is not a folder: point it at a folder holding train/tst2012/tst2013 "
-            f".en/.vi and vocab.en/vocab.vi (the layout of {URL})"
+            f"task.data.path={str(path)!r}{relative_note(path)} is not a folder: point it at a folder holding "
+            f"train/tst2012/tst2013.en/.vi and vocab.en/vocab.vi (the layout of {URL})"
         )
     return folder, False
 

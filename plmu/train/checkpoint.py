@@ -109,7 +109,7 @@ def _fsync_folder(folder: Path) -> None:
 
 @contextlib.contextmanager
 def interrupts_deferred() -> Iterator[None]:
-    """Hold Ctrl-C and SIGTERM until the block ends, then deliver them to the handlers they had.
+    """Hold Ctrl-C, SIGTERM and SIGHUP until the block ends, then deliver them to the handlers they had.
 
     A KeyboardInterrupt raised inside ``torch.save`` makes its zip writer's ``__exit__`` fail with a RuntimeError
     ("unexpected pos") that replaces the interrupt: the run then ended in a traceback (exit 1) instead of its
@@ -120,7 +120,7 @@ def interrupts_deferred() -> Iterator[None]:
         yield
         return
     received: list[int] = []
-    handled = (signal.SIGINT, signal.SIGTERM)
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {signum: signal.signal(signum, lambda signum, frame: received.append(signum)) for signum in handled}
     try:
         yield
@@ -216,13 +216,32 @@ def load(path: str | Path) -> dict[str, Any]:
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated zip, random bytes, pickles of foreign objects
+        in_run = path.parent.name == "checkpoints"  # a run's own file, damaged; anything else is not plmu's to judge
+        if not in_run and not _starts_like_a_checkpoint(path):
+            raise CheckpointError(
+                f"{path} is not a checkpoint (not a PyTorch file): give a last.pt or best.pt a plmu-train run wrote"
+            ) from None
+        fix = (
+            "Delete it, or point trainer.resume / --checkpoint at another one (each run keeps last.pt and best.pt)"
+            if in_run
+            else "give a last.pt or best.pt a plmu-train run wrote"
+        )
         raise CheckpointError(
-            f"checkpoint {path} is unreadable (corrupt or truncated: {type(error).__name__}). Delete it, or point "
-            f"trainer.resume / --checkpoint at another one (each run keeps last.pt and best.pt)"
+            f"checkpoint {path} is unreadable (corrupt or truncated: {type(error).__name__}). {fix}"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a plmu checkpoint (expected format {FORMAT!r})")
     return upgrade(payload)
+
+
+def _starts_like_a_checkpoint(path: Path) -> bool:
+    """Whether the file opens as torch.save's formats do: a zip archive, or a pickle of the legacy format."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head.startswith(b"PK") or head[:1] == b"\x80"
 
 
 # What checkpoints of earlier versions hold differently, undone in one place (:func:`upgrade`) as each is loaded, so

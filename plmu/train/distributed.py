@@ -97,6 +97,32 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+DEVICE_TYPES = ("cpu", "cuda", "mps")  # what the model code is tested on; `meta` etc. would fail mid-evaluation
+
+
+def named_device(name: str, shown: str, fallback: str) -> torch.device:
+    """A device a tool or the Python API was given (``shown``: how the user gave it, ``--device `` or ``device=``;
+    ``fallback``: the setting to suggest), checked so that every error is one line in those terms."""
+    if name != "auto":
+        try:
+            device = torch.device(name)
+        except (RuntimeError, ValueError, TypeError):
+            device = None
+        if device is None or device.type not in DEVICE_TYPES:
+            raise ConfigError(f"{shown}{name}: not a device plmu runs on; use cpu, cuda, cuda:N or auto")
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(f"{shown}{name}: CUDA is not available here; use {fallback}")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            count = torch.cuda.device_count()
+            raise ConfigError(f"{shown}{name}: this machine has {count} CUDA device(s); use cuda:0..{count - 1}")
+        if device.type == "mps" and not torch.backends.mps.is_available():
+            raise ConfigError(f"{shown}{name}: MPS is not available here; use {fallback}")
+    try:
+        return resolve_device(name)
+    except ConfigError as error:  # whatever else it checks, said in the user's terms
+        raise ConfigError(f"{shown}{name}: {error}") from None
+
+
 def process_device(setting: str, local_rank: int) -> torch.device:
     """The device of process ``local_rank`` under torchrun: ``cuda:LOCAL_RANK`` (auto or cuda) or the CPU.
 

@@ -51,12 +51,25 @@ EARLY_RECORDS = frozenset(
 )
 
 
+def _is_code_patch(name: str) -> bool:
+    """A run's ``code_<digest>.patch`` (plmu.train.provenance.save_git_patch)."""
+    return name.startswith("code_") and name.endswith(".patch")
+
+
 def refuse_mixing(folder: RunFolder, resume: Path | None, config: dict[str, Any]) -> None:
     """A new run writes only into an empty folder or its own (an earlier attempt of this same config that stopped
     before its first checkpoint); a folder that holds a run takes only that run, resumed; anything else (a user's
     files, another run's records) is refused before a byte is written."""
     if resume is not None:
         return
+    if folder.results.exists() and not folder.last_checkpoint.exists():
+        best = folder.path / "checkpoints" / "best.pt"
+        weights = f"; to train on from its weights: init_from={shown_path(best)}" if best.exists() else ""
+        raise RunFolderError(
+            f"run folder {shown_path(folder.path)} holds a run's results.json but no checkpoints/last.pt (removed), "
+            f"so that run can be neither resumed nor extended: start a new run in another folder "
+            f"(hydra.run.dir=<path>){weights}"
+        )
     if folder.holds_run():
         raise RunFolderError(
             f"run folder {folder.path} already holds a run (checkpoints/last.pt or results.json) and this command "
@@ -65,7 +78,7 @@ def refuse_mixing(folder: RunFolder, resume: Path | None, config: dict[str, Any]
     entries = sorted(p.name for p in folder.path.iterdir() if not checkpoint.is_orphan(p))
     if not entries:
         return
-    foreign = [name for name in entries if name not in EARLY_RECORDS]
+    foreign = [name for name in entries if name not in EARLY_RECORDS and not _is_code_patch(name)]
     if foreign or "config.yaml" not in entries:
         shown = ", ".join((foreign or entries)[:5]) + (" ..." if len(foreign or entries) > 5 else "")
         raise RunFolderError(
@@ -110,10 +123,17 @@ def read_folder(
 def check_resumed_data(folder: RunFolder, current: dict[str, Any], resume: Path) -> None:
     """A run resumes on the data it was trained on (its data_info.json's fingerprint), moved or not; before any
     record is rewritten."""
+    path = folder.path / "data_info.json"
     try:
-        recorded = json.loads((folder.path / "data_info.json").read_text()).get("fingerprint")
-    except (OSError, ValueError, AttributeError):
-        recorded = None
+        recorded = json.loads(path.read_text()).get("fingerprint")
+    except FileNotFoundError:
+        recorded = None  # a run of an older plmu
+    except (OSError, ValueError, AttributeError) as error:  # torn or edited: the data cannot be compared
+        raise RunFolderError(
+            f"{path} cannot be read ({' '.join(str(error).split())[:120]}), so the resumed data cannot be checked "
+            f"against the run's: restore the file from a copy of the run, or delete it to resume without the check "
+            f"(as a run of an older plmu)"
+        ) from None
     fix = f"a run resumes on its own data: start a new run from these weights with init_from={resume}"
     if not check_same_data(recorded, current, fix):
         log.info("no data fingerprint recorded (a run of an older plmu): the resumed data is not compared")

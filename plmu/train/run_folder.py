@@ -337,7 +337,8 @@ def run_folder_holding(path: Path) -> tuple[Path, bool] | None:
     (plmu-eval's ``eval_*.json``, plmu-export's ``step_*.pt2``) are its reports."""
     path = Path(path).expanduser().absolute()
     if is_run_folder(path.parent):
-        return path.parent, path.name in RUN_RECORDS or path.name in RECORD_FOLDERS
+        patch = path.name.startswith("code_") and path.name.endswith(".patch")  # the code that ran (provenance)
+        return path.parent, path.name in RUN_RECORDS or path.name in RECORD_FOLDERS or patch
     for parent in path.parents:
         if parent.name in RECORD_FOLDERS and is_run_folder(parent.parent):
             return parent.parent, True

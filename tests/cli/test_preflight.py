@@ -48,7 +48,7 @@ def test_a_typo_among_other_typos_still_gets_its_sections_keys():
         ["trainer.batch_size=${nonexist}"],  # unresolved interpolations: plmu reports them once the run starts
         ["hydra.run.dir=outputs/${now:%H}", "seed=7"],
         ["--help"],
-        ["--cfg", "job", "model.ordr=1"],  # Hydra's own flags: Hydra answers them
+        ["--cfg", "job", "model.order=1"],  # Hydra's showing flags: the overrides beside them are checked (issue 27)
     ],
 )
 def test_good_command_lines_pass(arguments):
