@@ -539,20 +539,29 @@ def test_a_saved_models_weights_are_as_readable_as_its_other_files(two_runs, tmp
 
 
 def test_plmu_eval_off_a_terminal_prints_no_data_bars(tmp_path, capsys):
+    import shutil
+
+    import datasets
     from data.text_fixtures import write_imdb
 
     from plmu.cli import eval as eval_cli
 
     overrides = ["task=imdb", f"task.data.path={write_imdb(tmp_path / 'imdb')}", f"data_dir={tmp_path / 'data'}",
-                 "task.data.vocab_size=300", "model.hidden_size=8", "trainer.max_epochs=1", "trainer.batch_size=16"]  # fmt: skip
+                 "task.data.vocab_size=300", "model.hidden_size=8", "trainer.max_epochs=1",
+                 "trainer.batch_size=16"]  # fmt: skip
     train(compose_config(overrides), tmp_path / "run")
-    import shutil
-
-    import datasets
-
     shutil.rmtree(tmp_path / "data" / "hf" / "local")  # the split is generated again: its bar would show
     datasets.enable_progress_bars()  # as in a fresh process
     capsys.readouterr()
     assert eval_cli.main([str(tmp_path / "run"), "--mode", "parallel", "--no-progress"]) == 0
     err = capsys.readouterr().err
     assert "Generating" not in err and "examples/s" not in err and "it/s" not in err
+
+
+def test_the_fix_for_a_changed_resume_is_a_command_that_works(tmp_path):
+    from plmu.errors import ConfigError
+
+    train(_cfg(tmp_path), tmp_path / "run")
+    with pytest.raises(ConfigError, match=r"Resume with the checkpoint's values \(plmu-train resume=\S+ seed=0\)"):
+        train(_cfg(tmp_path, "seed=9", "trainer.max_epochs=2"), tmp_path / "run")
+    train(_cfg(tmp_path, "seed=0", "trainer.max_epochs=2"), tmp_path / "run")  # what the line says: it resumes

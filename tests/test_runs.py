@@ -51,5 +51,5 @@ def test_what_is_not_a_run_is_one_clear_error(run, tmp_path):
         plmu.load_run(run, checkpoint="middle")
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint")
-    with pytest.raises(PlmuError, match="unreadable"):
+    with pytest.raises(PlmuError, match="is not a checkpoint"):  # not even a PyTorch file (issue 27)
         plmu.load_run(run, checkpoint=str(corrupt))

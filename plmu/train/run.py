@@ -109,9 +109,9 @@ def train(
     memory = check_memory(cfg, config, planned, ctx.world_size) if planned is not None else None
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
+    check_carry(cfg.trainer.get("state", "reset"), model)
     if planned is None:  # a builder that cannot run on the meta device: checked once the model exists
         memory = check_memory(cfg, config, model.num_parameters, ctx.world_size)
-    check_carry(cfg.trainer.get("state", "reset"), model)
     task_objective = build_objective(cfg.task.objective)
     settings = trainer_settings(cfg)
     if settings.keep_memory:

@@ -199,6 +199,16 @@ def shown_differences(differences: list[str]) -> str:
     return "; ".join(ordered[:6]) + (f"; and {len(ordered) - 6} more" if len(ordered) > 6 else "")
 
 
+def _as_override(key: str, value: Any) -> str:
+    """``key=value`` as a command line writes it (null, true, numbers; a string quoted only where Hydra needs it)."""
+    import json
+
+    if isinstance(value, str):
+        plain = value and all(c.isalnum() or c in "._-/:+" for c in value)
+        return f"{key}={value}" if plain else f"{key}='{value}'"
+    return f"{key}={json.dumps(value)}"
+
+
 def check_resume(
     saved: dict[str, Any], current: dict[str, Any], epoch: int, path: Path, step: int | None = None
 ) -> None:
@@ -211,10 +221,14 @@ def check_resume(
     differences = config_differences(saved, current, "in the checkpoint")
     if differences:
         shown = shown_differences(differences)
+        # the checkpoint's values as overrides: they win over the run's saved ones (.hydra/overrides.yaml, which may
+        # be what was edited), so this command resumes whatever the difference came from
+        keys = [text.split(":", 1)[0] for text in differences if not text.split(":", 1)[0][-1:].isdigit()]
+        values = " ".join(_as_override(key, old[key]) for key in keys[:6] if key in old)
+        resume = f"plmu-train resume={shown_path(Path(path).parent.parent)}" + (f" {values}" if values else "")
         raise ConfigError(
             f"cannot resume {path} with a different config ({shown}). Resume with the checkpoint's values "
-            f"(plmu-train resume={shown_path(Path(path).parent.parent)}), or start a new run in another folder "
-            f"(another hydra.run.dir)"
+            f"({resume}), or start a new run in another folder (another hydra.run.dir)"
         )
     lengthened = [key for key in RUN_LENGTH if old.get(key) != new.get(key)]
     if lengthened and _schedule_spans_the_run(current):

@@ -291,7 +291,7 @@ def test_resume_in_one_word(tmp_path):
     assert "trainer.max_epochs=2" in (run / ".hydra" / "overrides.yaml").read_text()  # the next resume extends it
     refused = plmu_train(*tiny, "trainer.max_epochs=2", "model.order=3", f"data_dir={tmp_path / 'data'}",
                          f"hydra.run.dir={run}", cwd=tmp_path)  # fmt: skip
-    assert refused.returncode == 2 and "(plmu-train resume=run)" in refused.stderr, refused.stderr  # cwd-relative
+    assert refused.returncode == 2 and "(plmu-train resume=run model.order=2)" in refused.stderr, refused.stderr
     for arguments, message in (
         ([f"resume={tmp_path / 'nothing'}"], f"resume={tmp_path / 'nothing'}: no such run folder"),
         ([f"resume={tmp_path / 'data'}"], "overrides.yaml is missing or unreadable"),

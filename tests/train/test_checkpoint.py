@@ -43,9 +43,15 @@ def test_corrupt_truncated_and_foreign_files_give_clear_errors(tmp_path):
     garbage.write_bytes(b"not a checkpoint at all")
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.ones(2)}, foreign)
-    for path in (truncated, garbage):
-        with pytest.raises(CheckpointError, match=rf"checkpoint {path} is unreadable \(corrupt or truncated"):
-            checkpoint.load(path)
+    with pytest.raises(CheckpointError, match=rf"checkpoint {truncated} is unreadable \(corrupt or truncated"):
+        checkpoint.load(truncated)  # a zip cut short: a checkpoint, damaged
+    with pytest.raises(CheckpointError, match=rf"{garbage} is not a checkpoint \(not a PyTorch file\)"):
+        checkpoint.load(garbage)  # not even a PyTorch file: not called corrupt, nor to be deleted (issue 27)
+    damaged = tmp_path / "run" / "checkpoints" / "last.pt"
+    damaged.parent.mkdir(parents=True)
+    damaged.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match=r"is unreadable .* Delete it, or point trainer.resume"):
+        checkpoint.load(damaged)  # a run's own file, whatever its bytes: damaged
     with pytest.raises(CheckpointError, match="is not a plmu checkpoint"):
         checkpoint.load(foreign)
     with pytest.raises(CheckpointError, match="no checkpoint at"):

@@ -94,7 +94,7 @@ def test_a_bad_init_from_fails_before_data_in_one_line(tmp_path, monkeypatch, ki
     monkeypatch.setattr(run_module, "load_data", lambda cfg: pytest.fail("data was loaded"))
     message = {
         "missing": rf"^init_from='{path}': no checkpoint at {path}",
-        "corrupt": rf"^init_from='{path}': checkpoint {path} is unreadable",
+        "corrupt": rf"^init_from='{path}': {path} is not a checkpoint",
         "empty folder": rf"^init_from='{path}': {path} is a folder without checkpoints/best.pt",
     }[kind]
     with pytest.raises(CheckpointError, match=message) as caught:

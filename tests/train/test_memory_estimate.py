@@ -25,9 +25,12 @@ def test_the_transformers_attention_grows_with_the_square_of_the_length():
     lstm = estimate(resolved("task=mackey_glass", "model=lstm", "task.data.steps=2000"), 10_000)
     doubled = estimate(resolved("task=mackey_glass", "model=lstm", "task.data.steps=4000"), 10_000)
     assert doubled.per_example == 2 * lstm.per_example  # a recurrence: linear in the length
-    batch = estimate(resolved("task=mackey_glass", "model=lstm", "trainer.batch_size=64"), 10_000)
-    assert batch.training - batch.fixed == 2 * (estimate(resolved("task=mackey_glass", "model=lstm"), 10_000).training
-                                                - batch.fixed)  # fmt: skip
+    big = ("task.data.n_series=256", "task.data.n_train=128")  # splits that hold a batch of 64 (it is capped at them)
+    batch = estimate(resolved("task=mackey_glass", "model=lstm", "trainer.batch_size=64", *big), 10_000)
+    assert batch.training - batch.fixed == 2 * (estimate(resolved("task=mackey_glass", "model=lstm", *big),
+                                                         10_000).training - batch.fixed)  # fmt: skip
+    capped = estimate(resolved("task=mackey_glass", "model=lstm", "trainer.batch_size=100000"), 10_000)
+    assert (capped.batch, capped.eval_batch) == (32, 64)  # 128 series: 32 train, 32 val, 64 test
 
 
 @pytest.mark.parametrize(("task", "family"), list(itertools.product(TASKS, FAMILIES)))
@@ -46,8 +49,10 @@ def test_a_run_that_cannot_fit_is_refused_before_any_data_is_read(tmp_path, monk
 
     monkeypatch.setattr(memory, "available_bytes", lambda device: 2 * GIB)
     run_dir = tmp_path / "run"
+    # 24 series: test 12 ≥ the batch of 8 (the estimate caps a batch at the splits the config states)
     cfg = compose_config([*TINY_MACKEY_GLASS, "model=transformer", "model.hidden_size=8", "task.data.steps=4000",
-                          "trainer.batch_size=8", "model.num_heads=2", f"data_dir={tmp_path / 'data'}"])  # fmt: skip
+                          "task.data.n_series=24", "trainer.batch_size=8", "model.num_heads=2",
+                          f"data_dir={tmp_path / 'data'}"])  # fmt: skip
     with pytest.raises(ConfigError) as refused:
         train(cfg, run_dir)
     line = str(refused.value)
