@@ -16,6 +16,7 @@ SLOW = (
     "tests/bench/",
     "tests/cli/",
     "tests/test_packaging.py",
+    "tests/test_hostile_records.py",
     "tests/test_readme.py",
     "tests/train/test_distributed.py",
     "tests/train/test_init_from.py",
