@@ -566,3 +566,18 @@ def test_the_fix_for_a_changed_resume_is_a_command_that_works(tmp_path):
     with pytest.raises(ConfigError, match=r"Resume with the checkpoint's values \(plmu-train resume=\S+ seed=0\)"):
         train(_cfg(tmp_path, "seed=9", "trainer.max_epochs=2"), tmp_path / "run")
     train(_cfg(tmp_path, "seed=0", "trainer.max_epochs=2"), tmp_path / "run")  # what the line says: it resumes
+
+
+def test_a_data_warning_said_before_train_log_opens_is_in_it(tmp_path):
+    from data.text_fixtures import IMDB_FEATURES, imdb_columns, write_parquet
+
+    columns = imdb_columns(60, seed=1)
+    columns["text"][3] = ""  # dropped with a warning while the data loads, before the run folder is written
+    write_parquet(tmp_path / "imdb" / "train.parquet", columns, IMDB_FEATURES)
+    write_parquet(tmp_path / "imdb" / "test.parquet", imdb_columns(20, seed=2), IMDB_FEATURES)
+    overrides = ["task=imdb", f"task.data.path={tmp_path / 'imdb'}", f"data_dir={tmp_path / 'data'}",
+                 "task.data.vocab_size=300", "model.hidden_size=8", "trainer.max_epochs=1", "trainer.batch_size=16",
+                 "task.data.val_size=10"]  # fmt: skip
+    train(compose_config(overrides), tmp_path / "run")
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "dropped 1 row(s) with an empty text" in log.splitlines()[0]

@@ -41,7 +41,7 @@ from plmu.train.machine import keep_freed_memory
 from plmu.train.memory import check_memory
 from plmu.train.objectives import Classification, build_objective
 from plmu.train.resume import check_resumed_data, read_folder, warn_of_earlier_reports
-from plmu.train.run_folder import RunFolder, RunInterrupted, killed_attempt, run_log, write_status
+from plmu.train.run_folder import RunFolder, RunInterrupted, held_warnings, killed_attempt, run_log, write_status
 from plmu.train.schema import check_config
 from plmu.train.settings import TrainerSettings, check_carry
 from plmu.train.trainer import Trainer
@@ -126,7 +126,8 @@ def train(
         # A resumed run's weights are in its checkpoint: init_from only starts a run (it is not read again).
         init = distributed.on_main(lambda: init_from_checkpoint(cfg)) if payload is None else None
         library_progress(settings.progress and sys.stderr.isatty())  # the data libraries' bars follow the run's
-        data = distributed.main_first(lambda: load_data(cfg))
+        with held_warnings() as data_warnings:  # said on the console now, and in train.log once it opens
+            data = distributed.main_first(lambda: load_data(cfg))
         check_carry(cfg.trainer.get("state", "reset"), data=data, task=cfg.task.name)
         data.info["fingerprint"] = fingerprint(data)  # the data is part of the run's identity (data_info.json)
         if payload is not None:
@@ -163,7 +164,7 @@ def train(
         distributed.on_main(lambda: _write_records(cfg, folder, trainer, data.info, payload is None, extra_records))
         if ctx.is_main:
             write_status(folder.path, "running")
-        with run_log(folder.path / "train.log") if ctx.is_main else contextlib.nullcontext():
+        with run_log(folder.path / "train.log", data_warnings) if ctx.is_main else contextlib.nullcontext():
             environment = provenance.environment(trainer.device)
             if environment.get("git_dirty"):  # the code that ran is the commit plus this difference (issue 27)
                 environment["git_patch"] = distributed.on_main(lambda: provenance.save_git_patch(folder.path))

@@ -257,13 +257,34 @@ class RunInterrupted(KeyboardInterrupt):
 
 
 @contextmanager
-def run_log(path: Path) -> Iterator[None]:
-    """Everything plmu logs during the block also goes to ``path`` (appended: a resumed run continues its story)."""
+def held_warnings() -> Iterator[list[logging.LogRecord]]:
+    """The warnings plmu logs during the block (they still reach the console), kept for ``run_log``: a warning about
+    the data comes before train.log opens, and belongs in it."""
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep(logging.WARNING)
+    logging.getLogger("plmu").addHandler(handler)
+    try:
+        yield records
+    finally:
+        logging.getLogger("plmu").removeHandler(handler)
+
+
+@contextmanager
+def run_log(path: Path, earlier: list[logging.LogRecord] | None = None) -> Iterator[None]:
+    """Everything plmu logs during the block also goes to ``path`` (appended: a resumed run continues its story),
+    after the ``earlier`` records (``held_warnings``: what was said before the file could be opened)."""
     try:
         handler = logging.FileHandler(path, encoding="utf-8")
     except OSError as error:
         raise RunFolderError(f"cannot write {path} ({error.strerror}); choose another hydra.run.dir") from None
     handler.setFormatter(logging.Formatter("[%(asctime)s][%(levelname)s] %(message)s", "%Y-%m-%d %H:%M:%S"))
+    for record in earlier or []:
+        handler.handle(record)
     logger = logging.getLogger("plmu")
     level = logger.level
     if logger.getEffectiveLevel() > logging.INFO:
