@@ -166,11 +166,11 @@ SAVED = frozenset({*FILES, "README.md", "config.json"})  # what a save writes (c
 
 def check_save_folder(folder: Path) -> None:
     """Refuse a save_pretrained folder that is, or lies in, a run folder, or holds files a save did not write."""
-    from plmu.train.run_folder import is_run_folder, run_folder_holding
+    from plmu.train.run_folder import run_folder_holding
 
-    inside = run_folder_holding(folder / "model.safetensors")
-    if is_run_folder(folder) or inside is not None:
-        run = folder if is_run_folder(folder) else inside[0]
+    inside = run_folder_holding(folder / "model.safetensors")  # the folder a run's, or a run's checkpoints/
+    if inside is not None:
+        run = inside[0]
         raise RunFolderError(
             f"save_pretrained({str(folder)!r}): {run} is a plmu-train run folder, and saving there would replace its "
             f"results.json and data_info.json; save into a new folder, e.g. {run.name}-hub"

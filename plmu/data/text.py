@@ -217,7 +217,7 @@ def load_local_files(builder: str, split: str, files: list[Path], cache: Path) -
     if empty is not None:
         raise DataError(f"{empty} is empty (0 bytes): replace it with the split's {builder} file")
     if builder == "parquet" and _parquet_rows(files) == 0:  # datasets' reader fails on it with "BatchSize ... 0"
-        raise DataError(f"{task_files(files)}: no rows (an empty {split!r} split); give the split its examples")
+        raise DataError(f"{_named(files)}: no rows (an empty {split!r} split); give the split its examples")
     quiet, level = logging.getLogger("datasets"), logging.getLogger("datasets").level
     quiet.setLevel(logging.CRITICAL)
     try:
@@ -244,7 +244,8 @@ def _parquet_rows(files: list[Path]) -> int | None:
         return None
 
 
-def task_files(files: list[Path]) -> str:
+def _named(files: list[Path]) -> str:
+    """A split's files in a message: the one, or the first and how many more."""
     return str(files[0]) if len(files) == 1 else f"{files[0]} and {len(files) - 1} more file(s)"
 
 

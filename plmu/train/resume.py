@@ -15,7 +15,14 @@ from plmu.data.fingerprint import check_same_data
 from plmu.errors import CheckpointError, RunFolderError
 from plmu.train import checkpoint
 from plmu.train.provenance import shown_path
-from plmu.train.run_folder import RunFolder, check_resume, config_differences, shown_differences
+from plmu.train.run_folder import (
+    RunFolder,
+    check_resume,
+    config_differences,
+    flatten,
+    is_record,
+    shown_differences,
+)
 from plmu.train.settings import TrainerSettings
 from plmu.train.trainer import TrainState
 
@@ -44,18 +51,6 @@ def resume_path(cfg: DictConfig, folder: RunFolder) -> Path | None:
     return path
 
 
-# What plmu writes into a run folder before its first checkpoint: a folder holding only these (with a config.yaml
-# equal to this run's) is this run's own, from an attempt that stopped early; it starts over there.
-EARLY_RECORDS = frozenset(
-    {".hydra", "checkpoints", "config.yaml", "data_info.json", "metrics.jsonl", "status.json", "train.log", "wandb"}
-)
-
-
-def _is_code_patch(name: str) -> bool:
-    """A run's ``code_<digest>.patch`` (plmu.train.provenance.save_git_patch)."""
-    return name.startswith("code_") and name.endswith(".patch")
-
-
 def refuse_mixing(folder: RunFolder, resume: Path | None, config: dict[str, Any]) -> None:
     """A new run writes only into an empty folder or its own (an earlier attempt of this same config that stopped
     before its first checkpoint); a folder that holds a run takes only that run, resumed; anything else (a user's
@@ -78,7 +73,7 @@ def refuse_mixing(folder: RunFolder, resume: Path | None, config: dict[str, Any]
     entries = sorted(p.name for p in folder.path.iterdir() if not checkpoint.is_orphan(p))
     if not entries:
         return
-    foreign = [name for name in entries if name not in EARLY_RECORDS and not _is_code_patch(name)]
+    foreign = [name for name in entries if not is_record(name)]  # an early attempt's records are all it may hold
     if foreign or "config.yaml" not in entries:
         shown = ", ".join((foreign or entries)[:5]) + (" ..." if len(foreign or entries) > 5 else "")
         raise RunFolderError(
@@ -95,12 +90,13 @@ def refuse_mixing(folder: RunFolder, resume: Path | None, config: dict[str, Any]
             f"run folder {shown_path(folder.path)} holds a config.yaml that is not a plmu run's config (no task, "
             f"model and trainer): a new run would write over it. Choose an empty or new folder (hydra.run.dir=<path>)"
         )
-    differences = config_differences(saved, config, "there")
+    old, new = flatten(saved), flatten(config)
+    differences = config_differences(old, new)
     if differences:
         raise RunFolderError(
             f"run folder {shown_path(folder.path)} holds another run that stopped before its first checkpoint "
-            f"({shown_differences(differences)}): this command would mix the two runs' records. Choose another "
-            f"folder (hydra.run.dir=<path>), or run that config again there"
+            f"({shown_differences(differences, old, new, 'there')}): this command would mix the two runs' records. "
+            f"Choose another folder (hydra.run.dir=<path>), or run that config again there"
         )
     log.info("%s: starting over the attempt that stopped before its first checkpoint", shown_path(folder.path))
 

@@ -178,25 +178,26 @@ def _added_off(key: str, old: dict[str, Any], new: dict[str, Any]) -> bool:
     return key not in old and key in new and new[key] is None
 
 
-def config_differences(saved: dict[str, Any], current: dict[str, Any], where: str) -> list[str]:
-    """What would train a different run: "key: <saved> <where>, <current> now" for each leaf that differs, besides
-    the keys that may change on a resume (``RESUME_MAY_CHANGE``), the run's length and settings added at null."""
-    old, new = flatten(saved), flatten(current)
-    return [
-        f"{key}: {old.get(key, '<absent>')!r} {where}, {new.get(key, '<absent>')!r} now"
+def config_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """The flattened keys (``flatten``) whose values would train a different run, the task's and the model's first
+    (what a reader checks first), then sorted; the keys that may change on a resume (``RESUME_MAY_CHANGE``), the run's
+    length and settings added at null are left out."""
+    keys = [
+        key
         for key in sorted(old.keys() | new.keys())
         if old.get(key) != new.get(key)
         and not _may_change(key)
         and key not in RUN_LENGTH
         and not _added_off(key, old, new)
     ]
+    first = ("task.name", "model._target_")
+    return sorted(keys, key=lambda key: first.index(key) if key in first else len(first))
 
 
-def shown_differences(differences: list[str]) -> str:
-    """The differences for one line: the task's and the model's first (what a reader checks first), six at most."""
-    first = ("task.name:", "model._target_:")
-    ordered = sorted(differences, key=lambda text: next((i for i, key in enumerate(first) if text.startswith(key)), 2))
-    return "; ".join(ordered[:6]) + (f"; and {len(ordered) - 6} more" if len(ordered) > 6 else "")
+def shown_differences(keys: list[str], old: dict[str, Any], new: dict[str, Any], where: str) -> str:
+    """The differences for one line, six at most: "key: <old> <where>, <new> now"."""
+    shown = [f"{key}: {old.get(key, '<absent>')!r} {where}, {new.get(key, '<absent>')!r} now" for key in keys[:6]]
+    return "; ".join(shown) + (f"; and {len(keys) - 6} more" if len(keys) > 6 else "")
 
 
 def _as_override(key: str, value: Any) -> str:
@@ -218,13 +219,13 @@ def check_resume(
     ``total_steps`` comes from it): extending such a run would bend the schedule mid-way.
     """
     old, new = flatten(saved), flatten(current)
-    differences = config_differences(saved, current, "in the checkpoint")
+    differences = config_differences(old, new)
     if differences:
-        shown = shown_differences(differences)
+        shown = shown_differences(differences, old, new, "in the checkpoint")
         # the checkpoint's values as overrides: they win over the run's saved ones (.hydra/overrides.yaml, which may
-        # be what was edited), so this command resumes whatever the difference came from
-        keys = [text.split(":", 1)[0] for text in differences if not text.split(":", 1)[0][-1:].isdigit()]
-        values = " ".join(_as_override(key, old[key]) for key in keys[:6] if key in old)
+        # be what was edited), so this command resumes whatever the difference came from (list items excepted)
+        named = [key for key in differences[:6] if key in old and not key[-1:].isdigit()]
+        values = " ".join(_as_override(key, old[key]) for key in named)
         resume = f"plmu-train resume={shown_path(Path(path).parent.parent)}" + (f" {values}" if values else "")
         raise ConfigError(
             f"cannot resume {path} with a different config ({shown}). Resume with the checkpoint's values "
@@ -365,6 +366,12 @@ def is_run_folder(folder: Path) -> bool:
     )
 
 
+def is_record(name: str) -> bool:
+    """Whether a name in a run folder is one of its records (``RUN_RECORDS``, ``RECORD_FOLDERS``, or the
+    ``code_<digest>.patch`` of a run from a modified tree); anything else there is a report or not plmu's."""
+    return name in RUN_RECORDS or name in RECORD_FOLDERS or (name.startswith("code_") and name.endswith(".patch"))
+
+
 def run_folder_holding(path: Path) -> tuple[Path, bool] | None:
     """(the run folder ``path`` lies in, whether ``path`` is one of its records), or None when it lies in no run.
 
@@ -372,8 +379,7 @@ def run_folder_holding(path: Path) -> tuple[Path, bool] | None:
     (plmu-eval's ``eval_*.json``, plmu-export's ``step_*.pt2``) are its reports."""
     path = Path(path).expanduser().absolute()
     if is_run_folder(path.parent):
-        patch = path.name.startswith("code_") and path.name.endswith(".patch")  # the code that ran (provenance)
-        return path.parent, path.name in RUN_RECORDS or path.name in RECORD_FOLDERS or patch
+        return path.parent, is_record(path.name)
     for parent in path.parents:
         if parent.name in RECORD_FOLDERS and is_run_folder(parent.parent):
             return parent.parent, True
