@@ -211,8 +211,11 @@ class WandbLogger(NullLogger):
     def __init__(self, **settings: Any) -> None:
         """``settings``: the keys of :class:`plmu.train.settings.WandbSettings` (project, mode, entity, group, tags,
         quiet), each checked against its rule."""
-        try:
-            values = checked(WandbSettings(**settings), "logger.")
+        from omegaconf import OmegaConf
+
+        plain = {key: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for key, v in settings.items()}
+        try:  # Hydra hands lists over as ListConfig: the rules check plain values
+            values = checked(WandbSettings(**plain), "logger.")
         except TypeError as error:  # a key WandbSettings does not declare
             raise ConfigError(f"logger: {error} (the keys: {', '.join(defaults(WandbSettings))})") from None
         self.project, self.mode, self.entity, self.group = values.project, values.mode, values.entity, values.group
