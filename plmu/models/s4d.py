@@ -22,6 +22,7 @@ row's real steps must be one block (left or right padding).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -134,21 +135,16 @@ class S4DStack(nn.Module):
         hidden_size: int,
         num_layers: int = 1,
         return_sequences: bool = True,
-        state_size: int = 64,
-        init: str = "lin",
-        dt_min: float = 1e-3,
-        dt_max: float = 1e-1,
-        dropout: float = 0.0,
+        **layer_options: Any,
     ) -> None:
+        """``layer_options``: :class:`S4DLayer`'s (``state_size``, ``init``, ``dt_min``, ``dt_max``, ``dropout``)."""
         super().__init__()
         positive_int("input_size", input_size)
         positive_int("hidden_size", hidden_size)
         positive_int("num_layers", num_layers)
         self.return_sequences = flag("return_sequences", return_sequences)
         self.encoder = nn.Linear(input_size, hidden_size)
-        self.layers = nn.ModuleList(
-            S4DLayer(hidden_size, state_size, init, dt_min, dt_max, dropout) for _ in range(num_layers)
-        )
+        self.layers = nn.ModuleList(S4DLayer(hidden_size, **layer_options) for _ in range(num_layers))
 
     def initial_state(self, batch: int) -> list[Tensor]:
         like = self.layers[0].c
