@@ -17,8 +17,7 @@ if TYPE_CHECKING:
     from plmu.original import OriginalLMU, OriginalLMUCell, OriginalLMUStack
     from plmu.runs import TrainedRun, load_run
 
-# The one place the version is written: pyproject.toml reads it from here (tool.setuptools.dynamic).
-__version__ = "0.1.0"
+from plmu.version import __version__ as __version__
 
 __all__ = [
     "LegendreMemory",

@@ -31,3 +31,9 @@ class RunFolderError(PlmuError, OSError):
 
 class OutOfMemoryError(PlmuError, MemoryError):
     """A run that ran out of memory anyway (its estimate passed, or ``trainer.memory_check=false``)."""
+
+
+def one_line(error: BaseException) -> str:
+    """``error``'s message on one line (library errors often span several; plmu prints one), or its type's name
+    when it has no message."""
+    return " ".join(str(error).split()) or type(error).__name__

@@ -194,8 +194,9 @@ def not_a_result(results: dict[str, Any]) -> str | None:
     return None
 
 
-def load_run(path: Path, entry: dict[str, Any] | None = None) -> Run:
-    """The run at ``path``; ``entry`` is its manifest entry (label, metric_from)."""
+def read_run_record(path: Path, entry: dict[str, Any] | None = None) -> Run:
+    """The record of the run at ``path`` (results.json, config.yaml, metrics.jsonl: no weights; :func:`plmu.load_run`
+    loads a model); ``entry`` is its manifest entry (label, metric_from)."""
     entry = entry or {}
     results = read_json(path / "results.json")
     metric = results.get("metric")
@@ -296,7 +297,7 @@ def load_experiment(folder: Path, warnings: list[str]) -> Experiment:
     if (folder / MANIFEST).is_file():
         manifest = _manifest(folder)
         for entry in manifest["runs"]:
-            runs = [load_run(folder / name, entry) for name in _entry_dirs(entry)]
+            runs = [read_run_record(folder / name, entry) for name in _entry_dirs(entry)]
             for run in runs:
                 if run.not_a_result:
                     raise ReportError(
@@ -312,7 +313,7 @@ def load_experiment(folder: Path, warnings: list[str]) -> Experiment:
         if path.resolve() in listed:
             continue
         try:
-            others.append(load_run(path))
+            others.append(read_run_record(path))
         except ReportError as error:
             warnings.append(f"skipped {path}: {error}")
     for run in rows + others:
@@ -336,7 +337,7 @@ def collect(paths: list[Path]) -> tuple[list[Experiment], list[str]]:
         if (path / MANIFEST).is_file():
             experiments.append(load_experiment(path, warnings))
         elif (path / "results.json").is_file():
-            run = load_run(path)
+            run = read_run_record(path)
             warnings.extend(run.warnings)
             result = run.not_a_result is None  # listed either way; a table row only with a real test
             experiments.append(Experiment(path, None, None, [run] if result else [], [] if result else [run], False))

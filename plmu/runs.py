@@ -36,9 +36,15 @@ class TrainedRun:
     checkpoint: Path  # the weights' file
     model: torch.nn.Module  # in eval mode, on the device asked for
     config: DictConfig  # the run's config as trained (the checkpoint's copy)
-    epoch: int | None  # the epoch the checkpoint holds
+    epoch: int | None  # the epochs finished when the checkpoint was written
+    step: int | None  # the optimizer steps taken by then (None: a checkpoint older than the step count)
     data_info: dict[str, Any] = field(default_factory=dict)  # data_info.json (sizes, fingerprint, vocabulary...)
     model_args: dict[str, Any] = field(default_factory=dict)  # the shapes the data gave the builder (vocabulary...)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights are."""
+        return next(self.model.parameters()).device
 
 
 def load_run(path: str | Path, checkpoint: str = "best", device: str | torch.device = "cpu") -> TrainedRun:
@@ -62,9 +68,10 @@ def load_run(path: str | Path, checkpoint: str = "best", device: str | torch.dev
         info = json.loads((run_dir / "data_info.json").read_text())
     except (OSError, ValueError):
         info = {}
-    epoch = (payload.get("train_state") or {}).get("epoch")
+    state = payload.get("train_state") or {}
     info = info if isinstance(info, dict) else {}
-    return TrainedRun(run_dir, weights, model, cfg, epoch, info, dict(payload.get("model_args") or {}))
+    model_args = dict(payload.get("model_args") or {})
+    return TrainedRun(run_dir, weights, model, cfg, state.get("epoch"), state.get("step"), info, model_args)
 
 
 def checkpoint_path(run_dir: Path, which: str) -> Path:

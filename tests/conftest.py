@@ -34,7 +34,7 @@ SLOW = (
     "tests/test_layers.py::test_torch_compile_matches_eager",
     "tests/test_original.py::test_torch_compile_matches_eager",
     "tests/train/test_settings.py::test_help_lists_every_setting",
-    "tests/train/test_memory_estimate.py::test_every_shipped_run_but_one_fits_a_16_gib_machine",
+    "tests/train/test_peak_memory.py::test_every_shipped_run_but_one_fits_a_16_gib_machine",
 )
 
 

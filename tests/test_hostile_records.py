@@ -351,7 +351,7 @@ def test_a_model_too_large_is_refused_before_it_is_allocated(tmp_path, monkeypat
 
 
 def test_the_estimate_caps_a_batch_at_the_splits_the_config_states():
-    from plmu.train.memory import estimate
+    from plmu.train.peak_memory import estimate
 
     config = _cfg(Path("/tmp"), "trainer.batch_size=100000")
     from omegaconf import OmegaConf

@@ -27,14 +27,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plmu.cli import fail, flags, stop_on_sigterm
-from plmu.cli.flags import positive_int
-from plmu.cli.reports import (
+from plmu.cli.flags import positive_int_flag
+from plmu.cli.run_tools import (
     DATA_KEYS,
     ReportFile,
     check_recorded_data,
@@ -43,9 +42,10 @@ from plmu.cli.reports import (
     set_data_root,
     strict_json,
 )
-from plmu.errors import CheckpointError, ConfigError, PlmuError
-from plmu.runs import checkpoint_path, saved_config, saved_model
+from plmu.errors import CheckpointError, ConfigError, OutOfMemoryError, PlmuError
+from plmu.runs import checkpoint_path
 from plmu.train.provenance import portable
+from plmu.version import __version__
 
 if TYPE_CHECKING:  # torch and plmu.train load lazily: `plmu-eval --help` should not wait seconds for torch
     from omegaconf import DictConfig
@@ -75,12 +75,12 @@ def output_path(args: argparse.Namespace, run_dir: Path, path: Path) -> Path:
 def eval_batch_size(args: argparse.Namespace, cfg: DictConfig, path: Path) -> int:
     if args.batch_size is not None:
         return args.batch_size
-    from omegaconf import OmegaConf
+    from plmu.train.settings import evaluation_batch_size
 
-    size = OmegaConf.select(cfg, "trainer.eval_batch_size") or OmegaConf.select(cfg, "trainer.batch_size")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise CheckpointError(f"checkpoint {path}: its config has no usable batch size ({size!r}); pass --batch-size N")
-    return size
+    try:
+        return evaluation_batch_size(cfg.get("trainer") or {})
+    except ConfigError as error:
+        raise CheckpointError(f"checkpoint {path}: its config: {error}; pass --batch-size N") from None
 
 
 def load_split(
@@ -114,107 +114,51 @@ def load_split(
 
 # ------------------------------------------------------------------------------------------------ evaluation
 def evaluate(args: argparse.Namespace, run_dir: Path, path: Path) -> dict[str, Any]:
+    """The report: :func:`plmu.evaluate.evaluate` of the run's model on ``args.split``, and what was used."""
     import torch
     from omegaconf import OmegaConf
-    from tqdm import tqdm
 
-    import plmu
-    from plmu.train import checkpoint
+    from plmu.evaluate import evaluate as measure
+    from plmu.runs import load_run
     from plmu.train.objectives import build_objective
+    from plmu.train.settings import TrainerSettings
 
     device = resolve_eval_device(args.device)  # before the checkpoint: a wrong flag fails at once
-    payload = checkpoint.load(path)
-    cfg = saved_config(payload, path, run_dir)
+    run = load_run(run_dir, str(path), device)
+    cfg = run.config
     batch_size = eval_batch_size(args, cfg, path)
     data_root = set_data_root(args, cfg)
     try:
         task_objective = build_objective(cfg.task.objective)
     except ConfigError as error:
         raise CheckpointError(f"checkpoint {path}: its saved config does not build an objective: {error}") from None
-    model = saved_model(payload, path, cfg)
-    model.to(device).eval()
     split = load_split(args, cfg, path, data_root, run_dir)
-
-    total = split.num_batches(batch_size, args.limit_batches)
-    interactive = sys.stderr.isatty()
-    stats, max_difference, max_output, samples, seconds, compared = task_objective.zeros(), 0.0, 0.0, 0, 0.0, 0
-    time_steps = 0
-    # A stream task (trainer.state=carry, e.g. text8): chunk i + 1 continues chunk i, in both modes.
-    carry = OmegaConf.select(cfg, "trainer.state") == "carry"
-    recurrent_state = parallel_state = None
-    out_of_memory = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-    bar = tqdm(
-        split.batches(batch_size, limit=args.limit_batches),
-        total=total,
-        desc=f"{args.mode} {args.split}",
-        unit="batch",
-        file=sys.stderr,
-        disable=args.no_progress,
-        leave=not interactive,  # a terminal gets its line back; a log keeps the final count and rate
-        dynamic_ncols=interactive,
-        mininterval=0.1 if interactive else 30.0,  # in a log file every refresh is a line: one per 30 s is plenty
-    )
     try:
-        with bar, torch.no_grad():
-            for batch in bar:
-                batch = {key: value.to(device) for key, value in batch.items()}
-                start = time.perf_counter()
-                recurrent = None
-                if args.mode == "recurrent" and carry:
-                    recurrent, recurrent_state = model.forward_recurrent_with_state(batch, recurrent_state)
-                elif args.mode == "recurrent":
-                    recurrent = model.forward_recurrent(batch)
-                middle = time.perf_counter()
-                if carry:
-                    parallel, parallel_state = model.forward_with_state(batch, parallel_state)
-                else:
-                    parallel = model(batch)
-                end = time.perf_counter()
-                prediction = recurrent if args.mode == "recurrent" else parallel
-                seconds += (middle - start) if args.mode == "recurrent" else (end - middle)
-                if recurrent is None and samples == 0:  # parallel mode: check the RNN on the first batch only (slow)
-                    recurrent = model.forward_recurrent(batch)
-                if recurrent is not None:
-                    max_difference = max(max_difference, (recurrent - parallel).abs().max().item())
-                    max_output = max(max_output, parallel.abs().max().item())
-                    compared += 1
-                stats += task_objective.stats(prediction, batch).cpu()
-                samples += len(batch["target"])
-                inputs = batch.get("inputs")
-                if inputs is not None:  # real steps only, where a padding mask says which
-                    mask = batch.get("mask")
-                    time_steps += int(mask.sum()) if mask is not None else inputs.shape[0] * inputs.shape[1]
-                bar.set_postfix(samples_per_s=f"{samples / max(seconds, 1e-9):.1f}", refresh=False)
-    except out_of_memory:
-        raise PlmuError(f"out of memory on {device} at batch size {batch_size}; pass a smaller --batch-size") from None
-
-    train_state = payload.get("train_state") or {}
+        measured = measure(
+            run.model, split, task_objective, mode=args.mode, batch_size=batch_size, limit_batches=args.limit_batches,
+            # a stream task (trainer.state=carry, e.g. text8): chunk i + 1 continues chunk i, in both modes
+            carry=TrainerSettings.recorded(cfg.get("trainer") or {}).state == "carry",
+            device=device, progress=not args.no_progress, label=f"{args.mode} {args.split}",
+        )  # fmt: skip
+    except OutOfMemoryError as error:
+        raise PlmuError(f"{error}; pass a smaller --batch-size") from None
     return {
         "checkpoint": str(path.resolve()),
-        "checkpoint_epoch": train_state.get("epoch"),  # epochs finished when the checkpoint was written
-        "checkpoint_step": train_state.get("step"),
+        "checkpoint_epoch": run.epoch,  # epochs finished when the checkpoint was written
+        "checkpoint_step": run.step,
         "task": cfg.task.name,
         "split": args.split,
         "mode": args.mode,
-        "metric": task_objective.metric,
-        "value": task_objective.value(stats),
-        "metrics": task_objective.reduce(stats),
-        "samples": samples,
-        "batches": total,
+        **{key: measured[key] for key in ("metric", "value", "metrics", "samples", "batches")},
         "batch_size": batch_size,
         "limit_batches": args.limit_batches,
-        "samples_per_second": samples / seconds if seconds > 0 else None,
-        "time_steps_per_second": time_steps / seconds if seconds > 0 else None,
-        "max_abs_difference_recurrent_vs_parallel": max_difference,
-        # relative to the largest output: float32 rounding accumulated over T steps is ~1e-6 .. 1e-5
-        "max_relative_difference_recurrent_vs_parallel": max_difference / max(max_output, 1e-30),
-        "batches_compared_recurrent_vs_parallel": compared,
+        **{key: value for key, value in measured.items() if key.endswith(("per_second", "vs_parallel"))},
         "device": str(device),
         "data_root": data_root,
         "data_root_from": "--data-root" if args.data_root is not None else "checkpoint config",
         "data": OmegaConf.to_container(cfg.task.data, resolve=True),
         "torch_version": torch.__version__,
-        "plmu_version": plmu.__version__,
+        "plmu_version": __version__,
         "evaluated_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
 
@@ -225,7 +169,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     flags.add_run(parser, "a plmu-train run directory (holds checkpoints/ and config.yaml)")
     parser.add_argument("--mode", choices=["recurrent", "parallel"], default="recurrent")
     parser.add_argument("--split", choices=["test", "val", "train"], default="test")
-    parser.add_argument("--limit-batches", type=positive_int, default=None, help="evaluate only this many batches")
+    parser.add_argument("--limit-batches", type=positive_int_flag, default=None, help="evaluate only this many batches")
     flags.add_data(parser)
     flags.add_report_output(parser)
     return parser.parse_args(argv)

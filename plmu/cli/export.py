@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from plmu.cli import fail, flags, stop_on_sigterm
-from plmu.cli.flags import positive_int
-from plmu.errors import ConfigError, PlmuError
+from plmu.cli.flags import positive_int_flag
+from plmu.errors import ConfigError, PlmuError, one_line
 
 PROG = "plmu-export"
 LOAD_SNIPPET = """loading what it writes needs torch alone (the state's shapes travel inside the file):
@@ -54,9 +54,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--format", choices=["export", "torchscript"], default="export")
     parser.add_argument("--output", metavar="FILE", help="where to save (default: RUN_DIR/step_<checkpoint><suffix>)")
     parser.add_argument("--config", nargs="+", metavar="OVERRIDE", help="build from the configs instead of a run")
-    parser.add_argument("--vocab-size", type=positive_int, help="with --config: a token model's vocabulary")
-    parser.add_argument("--latency", type=positive_int, metavar="STEPS", help="time this many steps at batch 1")
-    parser.add_argument("--warmup", type=positive_int, default=200, help="untimed steps before --latency's")
+    parser.add_argument("--vocab-size", type=positive_int_flag, help="with --config: a token model's vocabulary")
+    parser.add_argument("--latency", type=positive_int_flag, metavar="STEPS", help="time this many steps at batch 1")
+    parser.add_argument("--warmup", type=positive_int_flag, default=200, help="untimed steps before --latency's")
     args = parser.parse_args(argv)
     if (args.run_dir is None) == (args.config is None):
         parser.error("give a RUN_DIR or --config OVERRIDE ..., one of the two")
@@ -65,14 +65,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def model_from_run(run_dir: Path, which: str) -> tuple[Any, dict[str, Any]]:
     """The run's model with its checkpoint's weights, in eval mode, and where it came from."""
-    from plmu.runs import checkpoint_path, saved_config, saved_model
-    from plmu.train import checkpoint
+    from plmu.runs import load_run
 
-    path = checkpoint_path(run_dir, which)
-    payload = checkpoint.load(path)
-    model = saved_model(payload, path, saved_config(payload, path, run_dir))
-    epoch = (payload.get("train_state") or {}).get("epoch")
-    return model.eval(), {"run_dir": str(run_dir.resolve()), "checkpoint": str(path.resolve()), "epoch": epoch}
+    run = load_run(run_dir, which)
+    source = {"run_dir": str(run_dir.resolve()), "checkpoint": str(run.checkpoint.resolve()), "epoch": run.epoch}
+    return run.model, source
 
 
 def model_from_config(overrides: list[str], vocab_size: int | None) -> tuple[Any, dict[str, Any]]:
@@ -90,7 +87,7 @@ def model_from_config(overrides: list[str], vocab_size: int | None) -> tuple[Any
         with initialize_config_module(config_module="plmu.conf", version_base="1.3"):
             cfg = compose("config", overrides=[*overrides, "logger=none"])
     except Exception as error:  # hydra's own: what the checks above do not cover
-        message = " ".join(str(error).split())
+        message = one_line(error)
         raise ConfigError(f"--config {' '.join(overrides)}: {message}") from None
     torch.manual_seed(cfg.seed)
     vocab = vocab_size or cfg.task.output_size
@@ -118,7 +115,7 @@ def _check_one_stream(model: Any) -> None:
 
 
 def default_output(args: argparse.Namespace, run_dir: Path) -> Path:
-    from plmu.cli.reports import checkpoint_label
+    from plmu.cli.run_tools import checkpoint_label
     from plmu.export import SUFFIX
 
     if args.checkpoint in ("best", "last"):

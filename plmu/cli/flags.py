@@ -9,7 +9,7 @@ import argparse
 CHECKPOINT_HELP = "best (default), last, or the path of a checkpoint file (of the same task)"
 
 
-def positive_int(text: str) -> int:
+def positive_int_flag(text: str) -> int:
     """argparse ``type=``: argparse prefixes the flag (``argument --batch-size: ...``) and exits 2 with usage."""
     try:
         value = int(text)
@@ -32,7 +32,7 @@ def add_run(parser: argparse.ArgumentParser, what: str, device: str | None = "au
 
 def add_data(parser: argparse.ArgumentParser) -> None:
     """``--batch-size``, ``--data-root``, ``--no-progress``: for the tools that read a split."""
-    parser.add_argument("--batch-size", type=positive_int, default=None, help="default: the run's eval batch size")
+    parser.add_argument("--batch-size", type=positive_int_flag, default=None, help="default: the run's eval batch size")
     parser.add_argument("--data-root", default=None, help="where the data is, if not where training found it")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
 

@@ -46,9 +46,9 @@ def generate(args: argparse.Namespace) -> tuple[str, float]:
     """The prompt and ``args.length`` sampled characters, and the sampling speed (characters per second)."""
     import torch
 
-    from plmu.cli.reports import resolve_eval_device
-    from plmu.runs import checkpoint_path, saved_config, saved_model
-    from plmu.train import checkpoint
+    from plmu.cli.run_tools import resolve_eval_device
+    from plmu.runs import checkpoint_path, load_run
+    from plmu.train.settings import TrainerSettings
 
     run_dir = Path(args.run_dir).expanduser()
     path = checkpoint_path(run_dir, args.checkpoint)
@@ -58,16 +58,14 @@ def generate(args: argparse.Namespace) -> tuple[str, float]:
     if unknown:
         raise ConfigError(f"--prompt has characters the model does not know: {unknown}; use only {alphabet!r}")
     device = resolve_eval_device(args.device)
-    payload = checkpoint.load(path)
-    cfg = saved_config(payload, path, run_dir)
+    run = load_run(run_dir, str(path), device)
+    model, cfg = run.model, run.config
     if not cfg.task.per_step:
         raise ConfigError(f"{run_dir} is a {cfg.task.name} run, not a language model: nothing to generate")
-    model = saved_model(payload, path, cfg)
-    model.to(device).eval()
     generator = torch.Generator(device=device).manual_seed(args.seed)
     ids = torch.tensor([alphabet.index(c) for c in prompt], device=device)
     out = list(prompt)
-    window = cfg.task.data.get("chunk_length") if cfg.trainer.get("state", "reset") == "reset" else None
+    window = cfg.task.data.get("chunk_length") if TrainerSettings.recorded(cfg.trainer).state == "reset" else None
     history = ids.tolist()  # every character so far, as ids
     with torch.no_grad():
         state = model.initial_state(1)

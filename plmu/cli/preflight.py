@@ -13,6 +13,8 @@ import difflib
 import os
 from pathlib import Path
 
+from plmu.errors import one_line
+
 
 def resumed_arguments(arguments: list[str]) -> tuple[list[str], str | None]:
     """``resume=<run folder>`` replaced by that run's command: its saved overrides (``.hydra/overrides.yaml``), then
@@ -177,7 +179,7 @@ def unknown_key(arguments: list[str]) -> str | None:
         except ConfigCompositionException as error:
             full_key = getattr(error.__cause__, "full_key", None)
             if not full_key or "not in" not in str(error.__cause__):  # e.g. ~key of a key that is not there
-                return " ".join(str(error).split())
+                return one_line(error)
         except Exception:  # Hydra's own report names it
             return None
         # the keys a section has come from the config groups chosen (other overrides may hold typos too)

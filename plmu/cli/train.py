@@ -133,7 +133,7 @@ def run(cfg: DictConfig) -> float | None:
     except (PlmuError, OSError, OmegaConfBaseException) as error:
         # Hydra made the folder for this command: a failed command leaves nothing behind (only its own folders)
         _remove_failed_run_folder(run_dir)
-        message = _one_line(error)
+        message = _error_line(error)
         if sweep_dir is None:
             _fail(message)
         log.error("job %s (%s) failed: %s", job["job"], " ".join(overrides), message)
@@ -160,17 +160,19 @@ def _join_processes(cfg: DictConfig, run_dir: Path, multirun: bool) -> Path:
     from plmu.errors import ConfigError
     from plmu.train import distributed
     from plmu.train.run_folder import RunFolder
+    from plmu.train.settings import TrainerSettings
 
     if multirun:  # hydra.mode=MULTIRUN; main() refuses -m before the sweep starts
         raise ConfigError(MULTIRUN_UNDER_TORCHRUN)
-    distributed.setup(cfg.trainer.get("device", "auto"))
+    distributed.setup(TrainerSettings.recorded(cfg.trainer).device)
     agreed = Path(distributed.agree_run_dir(str(run_dir)))
     if agreed != run_dir:
         RunFolder(run_dir).remove_if_created_since(COMMAND_STARTED_NS)
     return agreed
 
 
-def _one_line(error: BaseException) -> str:
+def _error_line(error: BaseException) -> str:
+    """What plmu-train prints after "error:" for an error that ended the run."""
     if isinstance(error, OmegaConfBaseException):  # e.g. ${nonexist}, ${oc.env:NOPE}: the first line says which
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return f"the config does not resolve: {first}; fix or remove that interpolation"

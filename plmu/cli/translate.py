@@ -27,8 +27,6 @@ Errors are one line on stderr (``plmu-translate: error: ...``), exit code 2.
 from __future__ import annotations
 
 import argparse
-import html
-import json
 import math
 import os
 import sys
@@ -38,16 +36,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plmu.cli import fail, stop_on_sigterm
-from plmu.cli.reports import set_data_root
+from plmu.cli.run_tools import set_data_root
 from plmu.errors import ConfigError, PlmuError
 from plmu.train.provenance import portable
+from plmu.translate import DEFAULT_ALPHA, DEFAULT_BEAM
+from plmu.version import __version__
 
 if TYPE_CHECKING:  # torch loads lazily: `plmu-translate --help` answers at once
     from omegaconf import DictConfig
 
 PROG = "plmu-translate"
-DEFAULT_BEAM = 5
-DEFAULT_ALPHA = 0.6
 
 
 def non_negative_float(text: str) -> float:
@@ -60,83 +58,6 @@ def non_negative_float(text: str) -> float:
     return value
 
 
-# ------------------------------------------------------------------------------------------------ scoring
-def score(hypotheses: list[str], references: list[str]) -> dict[str, Any]:
-    """Corpus BLEU of tokenised ``hypotheses`` against one reference each (module docstring: the two BLEUs)."""
-    from sacrebleu.metrics import BLEU
-
-    if len(hypotheses) != len(references):
-        raise ValueError(f"{len(hypotheses)} hypotheses for {len(references)} references")
-    tokenized = BLEU(tokenize="none", force=True)
-    tokenized_score = tokenized.corpus_score(hypotheses, [references])
-    sacre = BLEU(force=True)  # force: the text is tokenised on purpose (see the module docstring)
-    sacre_score = sacre.corpus_score([html.unescape(h) for h in hypotheses], [[html.unescape(r) for r in references]])
-    return {
-        "bleu_tokenized": round(tokenized_score.score, 2),
-        "bleu_tokenized_signature": str(tokenized.get_signature()),
-        "bleu_tokenized_detail": str(tokenized_score),
-        "sacrebleu": round(sacre_score.score, 2),
-        "sacrebleu_signature": str(sacre.get_signature()),
-        "sacrebleu_detail": str(sacre_score),
-        "sacrebleu_input": "tokenised text, HTML entities unescaped (not detokenised)",
-    }
-
-
-# ------------------------------------------------------------------------------------------------ translating
-def translate_split(
-    model: Any,
-    split: Any,
-    target_vocab: Any,
-    indices: list[int] | None = None,
-    batch_size: int = 64,
-    beam_size: int = DEFAULT_BEAM,
-    length_penalty: float = DEFAULT_ALPHA,
-    max_length: int | None = None,
-    device: Any = "cpu",
-    progress: bool = False,
-) -> tuple[list[str], dict[str, float]]:
-    """The translations of ``split``'s sentences ``indices`` (default all), in that order, and the speed.
-
-    Sentences are decoded in batches of similar source length (less padding); returns (translations, {seconds,
-    sentences_per_second, tokens_per_second} of the decoding alone).
-    """
-    if beam_size > len(target_vocab):  # a wider beam only repeats hypotheses, at its full cost (issue 16)
-        raise ConfigError(
-            f"--beam {beam_size} is wider than the target vocabulary ({len(target_vocab)} words): a step can extend a "
-            f"hypothesis by at most that many words; use --beam {len(target_vocab)} or less (5 is usual)"
-        )
-    import torch
-    from tqdm import tqdm
-
-    from plmu.models.decode import decode
-
-    indices = list(range(len(split))) if indices is None else list(indices)
-    lengths = split.source.lengths()
-    order = sorted(indices, key=lambda i: (int(lengths[i]), i))
-    chunks = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
-    found: dict[int, str] = {}
-    seconds, tokens = 0.0, 0
-    model.eval()
-    with torch.no_grad():
-        for chunk in tqdm(chunks, desc="translate", unit="batch", file=sys.stderr, disable=not progress):
-            batch = {key: value.to(device) for key, value in split.collate(chunk).items()}
-            start = time.perf_counter()
-            outputs = decode(
-                model, batch, target_vocab.bos_id, target_vocab.eos_id, beam_size, length_penalty, max_length,
-                target_vocab.pad_id,
-            )  # fmt: skip
-            seconds += time.perf_counter() - start
-            for index, ids in zip(chunk, outputs, strict=True):
-                found[index] = " ".join(target_vocab.decode(ids))
-                tokens += len(ids) + 1
-    speed = {
-        "seconds": round(seconds, 3),
-        "sentences_per_second": round(len(indices) / seconds, 2) if seconds > 0 else None,
-        "tokens_per_second": round(tokens / seconds, 1) if seconds > 0 else None,
-    }
-    return [found[i] for i in indices], speed
-
-
 # ------------------------------------------------------------------------------------------------ the run
 def _said_with_data_root(error: PlmuError, args: argparse.Namespace) -> PlmuError:
     message = str(error)
@@ -145,64 +66,51 @@ def _said_with_data_root(error: PlmuError, args: argparse.Namespace) -> PlmuErro
     return ConfigError(message)
 
 
-def load_run(args: argparse.Namespace) -> tuple[Any, Any, Any, Path, dict]:
-    """(model on its device, its config, the device, the checkpoint path, the checkpoint payload)."""
-    from plmu.cli.reports import resolve_eval_device
+def load_translation_run(args: argparse.Namespace) -> Any:
+    """The run of ``args`` (:func:`plmu.load_run`, on ``--device``), refused unless its model translates."""
+    from plmu.cli.run_tools import resolve_eval_device
     from plmu.models.seq2seq import Seq2Seq
-    from plmu.runs import checkpoint_path, saved_config, saved_model
-    from plmu.train import checkpoint
+    from plmu.runs import load_run
 
-    run_dir = Path(args.run_dir).expanduser()
-    path = checkpoint_path(run_dir, args.checkpoint)
-    device = resolve_eval_device(args.device)
-    payload = checkpoint.load(path)
-    cfg = saved_config(payload, path, run_dir)
-    model = saved_model(payload, path, cfg)
-    if not isinstance(model, Seq2Seq):
+    device = resolve_eval_device(args.device)  # before the checkpoint: a wrong flag fails at once
+    run = load_run(Path(args.run_dir).expanduser(), args.checkpoint, device)
+    if not isinstance(run.model, Seq2Seq):
         raise ConfigError(
-            f"{run_dir} is a {cfg.task.name} run, not a translation model: plmu-translate needs a run of "
+            f"{run.path} is a {run.config.task.name} run, not a translation model: plmu-translate needs a run of "
             f"task=iwslt15_en_vi (or another task with a plmu.models.seq2seq model)"
         )
-    return model.to(device).eval(), cfg, device, path, payload
-
-
-def _check_vocabularies(model: Any, source_vocab: Any, target_vocab: Any, folder: str) -> None:
-    sizes = (model.source_embedding.vocab_size, model.target_embedding.vocab_size)
-    if sizes != (len(source_vocab), len(target_vocab)):
-        raise ConfigError(
-            f"the vocabularies in {folder} have {len(source_vocab)} and {len(target_vocab)} words, but the model was "
-            f"trained with {sizes[0]} and {sizes[1]}: point --data-root at the data the run was trained on"
-        )
+    return run
 
 
 def batch_size_of(args: argparse.Namespace, cfg: DictConfig) -> int:
     if args.batch_size is not None:
         return args.batch_size
-    from omegaconf import OmegaConf
+    from plmu.train.settings import evaluation_batch_size
 
-    size = OmegaConf.select(cfg, "trainer.eval_batch_size") or OmegaConf.select(cfg, "trainer.batch_size")
-    return size if isinstance(size, int) and not isinstance(size, bool) and size > 0 else 64
+    try:
+        return evaluation_batch_size(cfg.get("trainer") or {})
+    except ConfigError as error:
+        raise ConfigError(f"the run's config: {error}; pass --batch-size N") from None
 
 
 def translate_stdin(args: argparse.Namespace) -> int:
     """Source lines from stdin → translations on stdout, in order, one a line."""
-    from plmu.data.translation import as_split, recorded_vocabularies
+    from plmu.data.translation import as_split
+    from plmu.translate import check_vocabularies, recorded_vocabularies, translate_split
 
-    model, cfg, device, _, _ = load_run(args)
+    run = load_translation_run(args)
+    model, cfg, device = run.model, run.config, run.device
     set_data_root(args, cfg)  # checks the flag; the vocabularies come from the run's record (below)
-    run_dir = Path(args.run_dir).expanduser()
-    try:
-        info = json.loads((run_dir / "data_info.json").read_text())
-    except (OSError, ValueError):
+    if not run.data_info:
         raise ConfigError(
-            f"{run_dir}/data_info.json is missing or unreadable: it names the run's vocabulary files (plmu-train "
+            f"{run.path}/data_info.json is missing or unreadable: it names the run's vocabulary files (plmu-train "
             f"writes it when the run starts)"
-        ) from None
+        )
     try:
-        source_vocab, target_vocab, folder = recorded_vocabularies(info, run_dir, args.data_root)
+        source_vocab, target_vocab, folder = recorded_vocabularies(run.data_info, run.path, args.data_root)
     except PlmuError as error:
         raise _said_with_data_root(error, args) from None
-    _check_vocabularies(model, source_vocab, target_vocab, str(folder))
+    check_vocabularies(model, source_vocab, target_vocab, str(folder))
     lines = sys.stdin.read().split("\n")
     if lines and lines[-1] == "":
         lines.pop()
@@ -221,7 +129,7 @@ def translate_stdin(args: argparse.Namespace) -> int:
 
 def report_name(args: argparse.Namespace, run_dir: Path, path: Path) -> str:
     """``translate_<split>`` and a suffix for each setting that is not the default (module docstring)."""
-    from plmu.cli.reports import checkpoint_label
+    from plmu.cli.run_tools import checkpoint_label
 
     parts = [f"translate_{args.split}"]
     if args.beam != DEFAULT_BEAM:
@@ -241,12 +149,12 @@ def translate_report(args: argparse.Namespace) -> int:
     """``--split``: translate, score, write the report and the translations (atomically), print the report."""
     import torch
 
-    import plmu
-    from plmu.cli.reports import ReportFile, check_recorded_data, strict_json
+    from plmu.cli.run_tools import ReportFile, check_recorded_data, strict_json
     from plmu.data.folders import library_progress
     from plmu.data.translation import TranslationSplits
     from plmu.runs import checkpoint_path
     from plmu.train.run import load_data
+    from plmu.translate import check_vocabularies, score, translate_split
 
     run_dir = Path(args.run_dir).expanduser()
     path = checkpoint_path(run_dir, args.checkpoint)
@@ -255,7 +163,8 @@ def translate_report(args: argparse.Namespace) -> int:
     text_file: ReportFile | None = None
     try:
         text_file = ReportFile(report_file.target.with_suffix(".txt"), args.output, run_dir)
-        model, cfg, device, path, payload = load_run(args)
+        run = load_translation_run(args)
+        model, cfg, device = run.model, run.config, run.device
         set_data_root(args, cfg)
         try:
             library_progress(not args.no_progress and sys.stderr.isatty())  # datasets' bars: a terminal's only
@@ -265,7 +174,7 @@ def translate_report(args: argparse.Namespace) -> int:
         if not isinstance(data, TranslationSplits):
             raise ConfigError(f"{run_dir}'s data ({cfg.task.data._target_}) is not a translation data set")
         folder = str(data.info.get("folder", "the data folder"))
-        _check_vocabularies(model, data.source_vocab, data.target_vocab, folder)
+        check_vocabularies(model, data.source_vocab, data.target_vocab, folder)
         split = getattr(data, args.split)
         check_recorded_data(run_dir, args.split, split, path)  # the vocabularies' content too, not only their sizes
         indices = list(range(min(args.limit, len(split)) if args.limit is not None else len(split)))
@@ -275,10 +184,9 @@ def translate_report(args: argparse.Namespace) -> int:
             args.max_length, device, not args.no_progress,
         )  # fmt: skip
         references = [split.references[i] for i in indices]
-        train_state = payload.get("train_state") or {}
         report = {
             "checkpoint": str(path.resolve()),
-            "checkpoint_epoch": train_state.get("epoch"),
+            "checkpoint_epoch": run.epoch,
             "task": cfg.task.name,
             "dataset": data.info.get("dataset"),
             "split": args.split,
@@ -299,7 +207,7 @@ def translate_report(args: argparse.Namespace) -> int:
             "data_root": folder,
             "parameters": model.num_parameters,
             "torch_version": torch.__version__,
-            "plmu_version": plmu.__version__,
+            "plmu_version": __version__,
             "translated_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "output": str(report_file.target.resolve()),
         }
@@ -339,18 +247,19 @@ def _output(args: argparse.Namespace, run_dir: Path, stem: str) -> Path:
 # ------------------------------------------------------------------------------------------------ command line
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     from plmu.cli import flags
-    from plmu.cli.flags import positive_int
+    from plmu.cli.flags import positive_int_flag
 
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     flags.add_run(parser, "a plmu-train run directory of a translation task")
     parser.add_argument("--split", choices=["test", "val", "train"], default=None,
                         help="translate and score this split (default: translate stdin to stdout)")  # fmt: skip
-    parser.add_argument("--beam", type=positive_int, default=DEFAULT_BEAM, help="beam size; 1 is greedy (default 5)")
+    parser.add_argument("--beam", type=positive_int_flag, default=DEFAULT_BEAM,
+                        help="beam size; 1 is greedy (default 5)")  # fmt: skip
     parser.add_argument("--length-penalty", type=non_negative_float, default=DEFAULT_ALPHA,
                         help="GNMT length penalty alpha (default 0.6; 0: none)")  # fmt: skip
-    parser.add_argument("--max-length", type=positive_int, default=None,
+    parser.add_argument("--max-length", type=positive_int_flag, default=None,
                         help="at most this many tokens per translation (default 2 * source length + 10)")  # fmt: skip
-    parser.add_argument("--limit", type=positive_int, default=None, help="only the split's first N sentences")
+    parser.add_argument("--limit", type=positive_int_flag, default=None, help="only the split's first N sentences")
     flags.add_data(parser)
     flags.add_report_output(parser)
     return parser.parse_args(argv)

@@ -8,8 +8,7 @@ few distinct shapes occur (compiled kernels and cuDNN plans are cached per shape
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,71 +26,41 @@ def mask_key(key: str) -> str:
     return "mask" + key.removeprefix("inputs")
 
 
-class LengthBucketBatchSampler:
-    """Index lists (batches) of examples of similar length; every index exactly once per epoch.
+def length_buckets(
+    lengths: Sequence[int] | np.ndarray,
+    batch_size: int,
+    seed: int = 0,
+    shuffle: bool = True,
+    bucket_size_multiplier: int = 50,
+) -> list[np.ndarray]:
+    """An epoch's batches of examples of similar length, as int64 index arrays; every index exactly once.
 
     Shuffled: a seeded permutation is cut into chunks of ``batch_size * bucket_size_multiplier`` examples, each
     chunk is sorted by length (stable, so equal lengths keep their random order) and cut into batches, then the
     batch order is shuffled. Chunks are a multiple of the batch size, so only the very last batch can be short, and
     every batch comes from one chunk: batches stay length-homogeneous while each epoch still mixes differently.
     Not shuffled: the same within consecutive chunks of the natural order, batches in order; independent of seed.
-
     The order depends only on ``seed`` (the trainer passes ``seed * K + epoch``), so a resumed epoch sees the same
-    batches; ``start_batch`` skips the first batches of that order (an exact mid-epoch resume).
+    batches (:class:`plmu.data.splits.Split` skips those already trained).
     """
-
-    def __init__(
-        self,
-        lengths: Sequence[int] | np.ndarray,
-        batch_size: int,
-        seed: int = 0,
-        shuffle: bool = True,
-        bucket_size_multiplier: int = 50,
-        drop_last: bool = False,
-        start_batch: int = 0,
-    ) -> None:
-        self.lengths = np.asarray(lengths, dtype=np.int64)
-        if self.lengths.ndim != 1:
-            raise ValueError(f"lengths must be 1-D (one per example), got shape {self.lengths.shape}")
-        self.batch_size = check_int("batch_size", batch_size, 1, "examples per batch")
-        self.bucket_size_multiplier = check_int(
-            "bucket_size_multiplier", bucket_size_multiplier, 1, "batches per chunk"
-        )
-        self.seed = check_int("seed", seed, 0, "the shuffling seed")
-        self.start_batch = check_int("start_batch", start_batch, 0, "batches to skip")
-        if not isinstance(shuffle, bool) or not isinstance(drop_last, bool):
-            raise ValueError(f"shuffle and drop_last must be true or false, got {shuffle!r} and {drop_last!r}")
-        self.shuffle, self.drop_last = shuffle, drop_last
-
-    def total_batches(self) -> int:
-        """Batches in a whole epoch, before ``start_batch`` is skipped."""
-        n = len(self.lengths)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-
-    def __len__(self) -> int:
-        """The batches this sampler yields: a whole epoch less ``start_batch``."""
-        return max(self.total_batches() - self.start_batch, 0)
-
-    def batches(self) -> list[np.ndarray]:
-        """Every batch of the epoch, in order, as int64 index arrays (``start_batch`` not applied)."""
-        n, size = len(self.lengths), self.batch_size
-        rng = np.random.default_rng(self.seed)
-        order = rng.permutation(n) if self.shuffle else np.arange(n)
-        chunk = size * self.bucket_size_multiplier
-        batches: list[np.ndarray] = []
-        for start in range(0, n, chunk):
-            part = order[start : start + chunk]
-            part = part[np.argsort(self.lengths[part], kind="stable")]
-            batches.extend(part[i : i + size] for i in range(0, len(part), size))
-        if self.drop_last and batches and len(batches[-1]) < size:
-            batches.pop()  # only the last batch can be short: every chunk but the last is whole batches
-        if self.shuffle:
-            batches = [batches[i] for i in rng.permutation(len(batches))]
-        return batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for batch in self.batches()[self.start_batch :]:
-            yield batch.tolist()
+    lengths = np.asarray(lengths, dtype=np.int64)
+    if lengths.ndim != 1:
+        raise ValueError(f"lengths must be 1-D (one per example), got shape {lengths.shape}")
+    size = check_int("batch_size", batch_size, 1, "examples per batch")
+    chunk = size * check_int("bucket_size_multiplier", bucket_size_multiplier, 1, "batches per chunk")
+    seed = check_int("seed", seed, 0, "the shuffling seed")
+    if not isinstance(shuffle, bool):
+        raise ValueError(f"shuffle must be true or false, got {shuffle!r}")
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(lengths)) if shuffle else np.arange(len(lengths))
+    batches: list[np.ndarray] = []
+    for start in range(0, len(lengths), chunk):
+        part = order[start : start + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches.extend(part[i : i + size] for i in range(0, len(part), size))
+    if shuffle:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
+    return batches
 
 
 def _as_ids(value: object, key: str, number: int) -> np.ndarray:
@@ -230,17 +199,9 @@ class DictSplit(Split):
             example["target"] = int(self.target[index])
         return example
 
-    def sampler(
-        self, batch_size: int, shuffle: bool = False, seed: int = 0, start_batch: int = 0
-    ) -> LengthBucketBatchSampler:
-        """The length-bucketing sampler ``batches`` uses."""
-        return LengthBucketBatchSampler(
-            self._lengths, batch_size, seed, shuffle, self.bucket_size_multiplier, start_batch=start_batch
-        )
-
     def order(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> list[np.ndarray]:
-        """Length-bucketed index arrays (:class:`LengthBucketBatchSampler`); fixed when not shuffled."""
-        return self.sampler(batch_size, shuffle, seed).batches()
+        """Length-bucketed index arrays (:func:`length_buckets`); fixed when not shuffled."""
+        return length_buckets(self._lengths, batch_size, seed, shuffle, self.bucket_size_multiplier)
 
     def collate(self, item: np.ndarray) -> dict[str, Tensor]:
         """Examples ``item`` padded into one batch (module docstring)."""

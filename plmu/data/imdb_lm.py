@@ -45,7 +45,7 @@ from plmu.data.text import (
     resolve_task,
     split_files,
 )
-from plmu.errors import ConfigError, DataError, DataNotFoundError
+from plmu.errors import ConfigError, DataError, DataNotFoundError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -55,10 +55,6 @@ NO_TRUNCATION = 2**31 - 1
 # The paper's pre-training corpus: title, content, label (unused); train 3.6M, test 400k.
 AMAZON = TextTask("amazon_polarity", "fancyzhx/amazon_polarity", "amazon_polarity", ("content",), 2, "train", "test",
                   None, 0, NO_TRUNCATION)  # fmt: skip
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
 
 
 def _amazon_text(batch: dict[str, list]) -> dict[str, list]:
@@ -80,7 +76,7 @@ def load_amazon(cache: Path, corpus_path: str | Path | None) -> datasets.Dataset
         except OSError as error:  # offline (ConnectionError), not found, HTTP: all OSErrors
             raise DataNotFoundError(
                 f"{AMAZON.hub_id} ({AMAZON.config}) is not cached in {cache} and could not be downloaded "
-                f"({_one_line(error)}): run once online with the same data_dir to fill the cache, or set "
+                f"({one_line(error)}): run once online with the same data_dir to fill the cache, or set "
                 f"task.data.corpus_path to a folder of its files (e.g. amazon_polarity/train-00000-of-00004.parquet)"
             ) from None
     else:

@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from plmu.data.folders import data_folder, nearest_existing, offline
 from plmu.data.splits import DataSplits, TensorSplit, check_int, is_int
-from plmu.errors import ConfigError, DataError, DataNotFoundError
+from plmu.errors import ConfigError, DataError, DataNotFoundError, one_line
 
 DATASETS = {"mnist": torchvision.datasets.MNIST, "fashion_mnist": torchvision.datasets.FashionMNIST}
 PERMUTATION_SEED = 50
@@ -199,10 +199,6 @@ def _check_loaded(images: torch.Tensor, labels: torch.Tensor, source: Path) -> N
         )
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())  # torchvision's download errors span lines; plmu prints one
-
-
 def _read(cls: type, root: Path, download: bool) -> tuple[torch.Tensor, ...]:
     train, test = cls(str(root), train=True, download=download), cls(str(root), train=False, download=download)
     return train.data, train.targets, test.data, test.targets
@@ -239,7 +235,7 @@ def load_images(
         try:  # nothing to download, so nothing is written: a read-only root works
             data = _read(cls, root, download=False)
         except Exception as error:  # an old torchvision's .pt files, not checked before
-            raise DataError(f"could not read {dataset} from {source} ({_one_line(error)}): {_fix(fetch)}") from None
+            raise DataError(f"could not read {dataset} from {source} ({one_line(error)}): {_fix(fetch)}") from None
     elif not missing:  # plain or .gz, as published: read here, nothing written, so a read-only root works
         found = {name: path for name, path in files.items() if path is not None}
         _check_val_size(val_size, _validate_raw(raw, found, fetch), found["train-images-idx3-ubyte"])
@@ -286,7 +282,7 @@ def _download(
     except PermissionError as error:
         raise not_writable(error.filename or existing) from None
     except (RuntimeError, OSError) as error:  # torchvision: "Error downloading ..."
-        raise not_found(f"the download failed ({_one_line(error)})") from None
+        raise not_found(f"the download failed ({one_line(error)})") from None
     files = {name: raw_file(raw, name) for name in RAW_FILES}
     if any(path is None for path in files.values()):
         raise not_found("the download left some of them missing")

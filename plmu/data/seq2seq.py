@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from plmu.data.batching import LengthBucketBatchSampler, Ragged
+from plmu.data.batching import Ragged, length_buckets
 from plmu.data.splits import Split, ThreeSplits, check_int
 from plmu.data.stream import IGNORE_INDEX
 from plmu.errors import DataError, DataNotFoundError
@@ -176,8 +176,7 @@ class TranslationSplit(Split):
 
     def order(self, batch_size: int, shuffle: bool = False, seed: int = 0) -> list[np.ndarray]:
         """Length-bucketed index arrays (as the text tasks'); fixed when not shuffled."""
-        sampler = LengthBucketBatchSampler(self._lengths, batch_size, seed, shuffle, self.bucket_size_multiplier)
-        return sampler.batches()
+        return length_buckets(self._lengths, batch_size, seed, shuffle, self.bucket_size_multiplier)
 
     def check_labels(self, num_classes: int, split: str = "this", key: str = "num_classes") -> None:
         """Raise a DataError unless every target id (``</s>`` included) is in [0, num_classes)."""

@@ -33,7 +33,7 @@ from plmu.data import tokenize
 from plmu.data.batching import DictSplit, Ragged, TextSplits
 from plmu.data.folders import HUB, data_folder, offline, relative_note
 from plmu.data.splits import check_int, is_int
-from plmu.errors import ConfigError, DataError, DataNotFoundError
+from plmu.errors import ConfigError, DataError, DataNotFoundError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +74,13 @@ TASKS = {
     "snli": TextTask("snli", "stanfordnlp/snli", "plain_text", ("premise", "hypothesis"), 3, "train", "test",
                      "validation", 0, 128, drop_labels=(-1,)),
 }  # fmt: skip
-ALIASES = {"stanfordnlp/imdb": "imdb", "imdb": "imdb", "glue/qqp": "qqp", "stanfordnlp/snli": "snli", "snli": "snli"}
+DATASET_TASKS = {
+    "stanfordnlp/imdb": "imdb",
+    "imdb": "imdb",
+    "glue/qqp": "qqp",
+    "stanfordnlp/snli": "snli",
+    "snli": "snli",
+}
 
 
 def with_train_split(task: TextTask, train_split: object, val_size: object) -> TextTask:
@@ -100,7 +106,7 @@ def with_train_split(task: TextTask, train_split: object, val_size: object) -> T
 
 def resolve_task(dataset: object) -> TextTask:
     """The task named by ``dataset`` (``imdb``, ``qqp``, ``snli`` or a hub id of one), or a ConfigError."""
-    name = ALIASES.get(dataset, dataset) if isinstance(dataset, str) else None
+    name = DATASET_TASKS.get(dataset, dataset) if isinstance(dataset, str) else None
     if name not in TASKS:
         raise ConfigError(
             f"task.data.dataset must be one of {sorted(TASKS)} (or the hub ids stanfordnlp/imdb, stanfordnlp/snli), "
@@ -134,10 +140,6 @@ def local_name(path: str | Path, hub_id: str) -> str:
     return f"local files ({Path(path).expanduser().resolve().name}) in the {hub_id} layout"
 
 
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split())
-
-
 def load_raw(
     dataset: str, cache_dir: str | Path, path: str | Path | None = None, splits: tuple[str, ...] | None = None
 ) -> dict[str, datasets.Dataset]:
@@ -158,7 +160,7 @@ def load_raw(
         except OSError as error:  # ConnectionError (offline), DatasetNotFoundError, HTTP errors: all OSErrors
             raise DataNotFoundError(
                 f"{task.hub_id} ({task.config}) is not cached in {cache} and could not be downloaded "
-                f"({_one_line(error)}): run once online with the same data_dir to fill the cache, or set "
+                f"({one_line(error)}): run once online with the same data_dir to fill the cache, or set "
                 f"task.data.path to a folder of local files in the hub's layout (e.g. train.parquet, test.parquet)"
             ) from None
         missing = [split for split in wanted if split not in loaded]
@@ -253,7 +255,7 @@ def _reason(error: BaseException) -> str:
     """The innermost cause's message (the parser's: "JSON parse error: ... in row 1"), on one line."""
     while (inner := error.__cause__ or error.__context__) is not None and str(inner).strip():
         error = inner
-    return _one_line(error) or type(error).__name__
+    return one_line(error)
 
 
 def _check_columns(table: datasets.Dataset, task: TextTask, split: str, labelled: bool) -> None:
@@ -499,18 +501,3 @@ def load_text_task(
     }
     extra = {"unsupervised": splits.pop("unsupervised")} if unsupervised else {}
     return TextSplits(splits["train"], splits["val"], splits["test"], info=info, extra=extra)
-
-
-def imdb(cache_dir: str | Path, **kwargs: object) -> TextSplits:
-    """``load_text_task("imdb", ...)``: binary sentiment, single text (``inputs``), max_length 512."""
-    return load_text_task("imdb", cache_dir, **kwargs)
-
-
-def qqp(cache_dir: str | Path, **kwargs: object) -> TextSplits:
-    """``load_text_task("qqp", ...)``: duplicate questions, pairs (``inputs_a``, ``inputs_b``); test = GLUE val."""
-    return load_text_task("qqp", cache_dir, **kwargs)
-
-
-def snli(cache_dir: str | Path, **kwargs: object) -> TextSplits:
-    """``load_text_task("snli", ...)``: 3-way inference, pairs (``inputs_a``, ``inputs_b``), −1 rows dropped."""
-    return load_text_task("snli", cache_dir, **kwargs)

@@ -39,9 +39,8 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -323,42 +322,3 @@ def iwslt15_en_vi(
         "train_target_tokens": _stats(splits["train"].target.lengths() + 1),
     }
     return TranslationSplits(splits["train"], splits["val"], splits["test"], source_vocab, target_vocab, info)
-
-
-def recorded_vocabularies(
-    info: Mapping[str, Any], run_dir: str | Path, data_root: str | Path | None = None
-) -> tuple[Vocabulary, Vocabulary, Path]:
-    """(source, target vocabulary, their folder) of a trained run, from its data_info.json record ``info``: the
-    files it names (``vocab_files``, relative to the run folder), or with ``data_root`` (a data folder moved or on
-    another machine) the same files under it: ``<data_root>/<the folder below data_dir>`` for downloaded or
-    generated data, ``<data_root>`` itself for a ``task.data.path``. Nothing is downloaded or generated.
-    Records written before ``vocab_files`` existed name the folder and the languages (``folder``, ``files``)."""
-    from plmu.train.provenance import from_record
-
-    files = info.get("files") or {}
-    names = [f"vocab.{files.get('source', 'en')}", f"vocab.{files.get('target', 'vi')}"]
-    if data_root is not None:
-        below = info.get("folder_in_data_dir", _folder_in_data_dir(info))
-        folder = Path(data_root).expanduser() / below if below else Path(data_root).expanduser()
-    elif info.get("vocab_files"):
-        paths = [from_record(info["vocab_files"][side], run_dir) for side in ("source", "target")]
-        return Vocabulary.from_file(paths[0]), Vocabulary.from_file(paths[1]), paths[0].parent
-    else:
-        folder = from_record(info.get("folder"), run_dir) or Path(run_dir)
-    return Vocabulary.from_file(folder / names[0]), Vocabulary.from_file(folder / names[1]), folder
-
-
-def _folder_in_data_dir(info: Mapping[str, Any]) -> str | None:
-    """Where an older record's data lay below data_dir: IWSLT's download folder, a generated synthetic task's, or
-    (read from task.data.path) nowhere."""
-    if str(info.get("dataset", "")).startswith("IWSLT"):
-        return FOLDER
-    if isinstance(info.get("synthetic"), Mapping) and info.get("folder"):  # <data_dir>/synthetic_en_vi/<settings>
-        folder = Path(str(info["folder"]))
-        return f"{folder.parent.name}/{folder.name}"
-    return None
-
-
-def loader_arguments(data: Mapping[str, Any]) -> dict[str, Any]:
-    """A ``task.data`` mapping without Hydra's keys (``_target_``...): the loader's keyword arguments."""
-    return {key: value for key, value in data.items() if not (key.startswith("_") and key.endswith("_"))}

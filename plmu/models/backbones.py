@@ -146,7 +146,7 @@ def build_backbone(
 
 
 # Families recorded under another name: the pre-training model (results.json's model "pretrain") is an LMU
-ALIASES = {"pretrain": "plmu"}
+FAMILY_ALIASES = {"pretrain": "plmu"}
 
 
 def model_family(model: dict[str, Any] | Any) -> str:
@@ -161,5 +161,5 @@ def model_family(model: dict[str, Any] | Any) -> str:
 
 def family_label(family: str) -> str:
     """The family's label in reports and tables (``plmu`` → parallel LMU); the name itself if unknown."""
-    entry = BACKBONES.get(ALIASES.get(family, family))
+    entry = BACKBONES.get(FAMILY_ALIASES.get(family, family))
     return entry.label if entry is not None else family

@@ -22,7 +22,7 @@ from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from plmu.checks import ArgumentError
-from plmu.errors import ConfigError
+from plmu.errors import ConfigError, one_line
 
 
 def model_args(cfg: DictConfig, data_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -55,7 +55,7 @@ def build_model(cfg: DictConfig, args: Mapping[str, Any] | None = None) -> torch
     try:
         builder = get_method(cfg.model._target_)
     except (ImportError, ValueError) as error:
-        message = _one_line(error.__cause__ or error)
+        message = one_line(error.__cause__ or error)
         raise ConfigError(f"model {cfg.model._target_} could not be built from model.*: {message}") from None
     keys = model_keys(builder, cfg.model)
     _check_keys(cfg.model, builder, keys, args)
@@ -66,7 +66,7 @@ def build_model(cfg: DictConfig, args: Mapping[str, Any] | None = None) -> torch
         cause = error.__cause__ or error
         if isinstance(cause, ArgumentError) and cause.argument in cfg.model:
             raise ConfigError(_bad_value(cause, keys)) from None
-        message = f"model {cfg.model._target_} could not be built from model.*: {_one_line(cause)}"
+        message = f"model {cfg.model._target_} could not be built from model.*: {one_line(cause)}"
         raise ConfigError(message) from None
 
 
@@ -74,10 +74,6 @@ def build_model(cfg: DictConfig, args: Mapping[str, Any] | None = None) -> torch
 # model_args; the pre-training backbone's width and depth from hidden_size and num_layers).
 _NOT_KEYS = {"return_sequences", "d_model", "dim", "num_blocks", "input_size", "output_size", "per_step",
              "vocab_size", "num_classes"}  # fmt: skip
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def model_keys(builder: Any, model: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,10 +17,10 @@ from typing import Any, BinaryIO
 
 from plmu.errors import ConfigError, RunFolderError
 from plmu.train.checkpoint import write_bytes_atomic, write_failure
+from plmu.train.settings import WandbSettings, checked, defaults
 
 log = logging.getLogger(__name__)
 
-MODES = ("offline", "online", "disabled")
 NO_API_KEY = (
     "logger.mode=online needs a wandb API key: run `wandb login` or set WANDB_API_KEY, "
     "or use logger.mode=offline (the default) / logger=none"
@@ -208,19 +208,18 @@ class WandbLogger(NullLogger):
     """Weights & Biases. ``mode``: offline (default; no account needed), online, or disabled. ``quiet``: wandb's
     own console lines (about 30 a run) off; plmu's log says where the run is."""
 
-    def __init__(
-        self,
-        project: str = "plmu",
-        mode: str = "offline",
-        entity: str | None = None,
-        group: str | None = None,
-        tags: list[str] | None = None,
-        quiet: bool = True,
-    ) -> None:
-        if mode not in MODES:
-            raise ConfigError(f"logger.mode must be one of {', '.join(MODES)}, got {mode!r} (e.g. logger.mode=offline)")
-        self.project, self.mode, self.entity, self.group, self.tags = project, mode, entity, group, list(tags or [])
-        self.quiet = quiet
+    def __init__(self, **settings: Any) -> None:
+        """``settings``: the keys of :class:`plmu.train.settings.WandbSettings` (project, mode, entity, group, tags,
+        quiet), each checked against its rule."""
+        from omegaconf import OmegaConf
+
+        plain = {key: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v for key, v in settings.items()}
+        try:  # Hydra hands lists over as ListConfig: the rules check plain values
+            values = checked(WandbSettings(**plain), "logger.")
+        except TypeError as error:  # a key WandbSettings does not declare
+            raise ConfigError(f"logger: {error} (the keys: {', '.join(defaults(WandbSettings))})") from None
+        self.project, self.mode, self.entity, self.group = values.project, values.mode, values.entity, values.group
+        self.tags, self.quiet = list(values.tags or []), values.quiet
         self.run = None
 
     def preflight(self) -> None:

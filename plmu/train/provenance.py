@@ -10,12 +10,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import plmu
+from plmu.version import __version__
 
 
 def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", *args], cwd=Path(plmu.__file__).parent, capture_output=True, text=True, timeout=10)
+        out = subprocess.run(["git", *args], cwd=Path(__file__).parents[1], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout if out.returncode == 0 else None
@@ -73,7 +73,7 @@ def environment(device: Any) -> dict[str, Any]:
     import torch
 
     return {
-        "plmu_version": plmu.__version__,
+        "plmu_version": __version__,
         "torch_version": torch.__version__,
         "python_version": platform.python_version(),
         "device": str(device),

@@ -29,9 +29,8 @@ from plmu.train.trainer import TrainState
 log = logging.getLogger(__name__)
 
 
-def resume_path(cfg: DictConfig, folder: RunFolder) -> Path | None:
+def resume_path(resume: str | None, folder: RunFolder) -> Path | None:
     """``trainer.resume``: null (never), auto (this run folder's last.pt if it exists), or a checkpoint path."""
-    resume = cfg.trainer.get("resume")
     if resume in (None, "none", "null"):
         return None
     if resume == "auto":
@@ -106,7 +105,7 @@ def read_folder(
 ) -> tuple[Path | None, dict[str, Any] | None, dict[str, Any] | None]:
     """(the checkpoint to resume, its payload, the recorded results if that run already ended), all checked
     against this config; a folder holding another run is refused."""
-    resume = resume_path(cfg, folder)
+    resume = resume_path(settings.resume, folder)
     refuse_mixing(folder, resume, config)
     payload = checkpoint.load(resume) if resume is not None else None
     if payload is None:

@@ -31,15 +31,15 @@ from omegaconf import DictConfig, OmegaConf
 from plmu.data.fingerprint import fingerprint
 from plmu.data.folders import library_progress
 from plmu.data.splits import DataSplits
-from plmu.errors import ConfigError, OutOfMemoryError, PlmuError
+from plmu.errors import ConfigError, OutOfMemoryError, PlmuError, one_line
 from plmu.models.backbones import family_label, model_family
 from plmu.models.build import build_model, model_args
 from plmu.train import checkpoint, distributed, provenance
 from plmu.train.init_from import check_same_vocabulary, init_from_checkpoint
 from plmu.train.loggers import JsonlLog, NullLogger, write_json_atomic, write_text_atomic
 from plmu.train.machine import keep_freed_memory
-from plmu.train.memory import check_memory
 from plmu.train.objectives import Classification, build_objective
+from plmu.train.peak_memory import check_memory
 from plmu.train.resume import check_resumed_data, read_folder, warn_of_earlier_reports
 from plmu.train.run_folder import RunFolder, RunInterrupted, held_warnings, killed_attempt, run_log, write_status
 from plmu.train.schema import check_config
@@ -100,7 +100,8 @@ def train(
     started = time.time()
     overrides = list(overrides or [])
     check_config(cfg)  # the run's keys; the model's are checked by its constructors, in build_model
-    ctx = distributed.setup(cfg.trainer.get("device", "auto"))  # torchrun: join the processes; one: nothing
+    settings = trainer_settings(cfg)
+    ctx = distributed.setup(settings.device)  # torchrun: join the processes; one: nothing
     folder = RunFolder(distributed.agree_run_dir(run_dir))  # rank 0's folder on every process
     config = OmegaConf.to_container(cfg, resolve=True)
     planned = _parameters_without_memory(cfg)
@@ -109,11 +110,10 @@ def train(
     memory = check_memory(cfg, config, planned, ctx.world_size) if planned is not None else None
     torch.manual_seed(cfg.seed)
     model = build_model(cfg)
-    check_carry(cfg.trainer.get("state", "reset"), model)
+    check_carry(settings.state, model)  # before any data is read
     if planned is None:  # a builder that cannot run on the meta device: checked once the model exists
         memory = check_memory(cfg, config, model.num_parameters, ctx.world_size)
     task_objective = build_objective(cfg.task.objective)
-    settings = trainer_settings(cfg)
     if settings.keep_memory:
         keep_freed_memory()  # process-wide: every large tensor of every step reuses memory already mapped
     distributed.check_batch_sizes(settings.batch_size, settings.eval_batch_size, ctx.world_size)
@@ -128,7 +128,7 @@ def train(
         library_progress(settings.progress and sys.stderr.isatty())  # the data libraries' bars follow the run's
         with held_warnings() as data_warnings:  # said on the console now, and in train.log once it opens
             data = distributed.main_first(lambda: load_data(cfg))
-        check_carry(cfg.trainer.get("state", "reset"), data=data, task=cfg.task.name)
+        check_carry(settings.state, data=data, task=cfg.task.name)  # the batches must continue each other
         data.info["fingerprint"] = fingerprint(data)  # the data is part of the run's identity (data_info.json)
         if payload is not None:
             distributed.on_main(lambda: check_resumed_data(folder, data.info["fingerprint"], resume))
@@ -183,13 +183,13 @@ def train(
                 try:
                     best_val = trainer.fit()
                     # a selection run (trainer.test=false) never reads the test split: test is null
-                    test_metrics = trainer.test() if cfg.trainer.get("test", True) else None
+                    test_metrics = trainer.test() if settings.test else None
                 except KeyboardInterrupt:
                     if ctx.is_main:
                         write_status(folder.path, "interrupted", trainer.what_is_kept("it was interrupted"))
                     raise RunInterrupted(trainer.what_is_kept("it was interrupted")) from None
                 except Exception as error:
-                    message = " ".join(str(error).split()) or type(error).__name__
+                    message = one_line(error)
                     if ctx.is_main:
                         write_status(folder.path, "failed", message)
                     if _out_of_memory(error):  # a traceback otherwise: say it in one line, with what is kept

@@ -25,29 +25,20 @@ import hydra.utils
 from plmu.errors import ConfigError, RunFolderError
 from plmu.train.provenance import shown_path
 from plmu.train.schedules import takes_total_steps
+from plmu.train.settings import RESUMABLE
 
 # Keys that may differ between a checkpoint's config and the config that resumes it: they say where the data
-# lives, where metrics go and how the run is shown or executed, not what is trained. The run's length may
-# grow (see check_resume).
+# lives, where metrics go and how the run is shown or executed, not what is trained. The trainer's are declared with
+# its settings (plmu.train.settings.RESUMABLE, each with its reason). The run's length may grow (see check_resume).
 RESUME_MAY_CHANGE = (
     "data_dir",
     "task.data.root",
     "task.data.cache_dir",
     "task.data.path",  # a text task's local files, moved or mounted elsewhere
     "task.data.download",
-    "trainer.resume",
-    "trainer.device",
-    "trainer.compile",
-    "trainer.max_seconds",  # a time budget: the schedule never depends on it
-    "trainer.prefetch",  # where batches are made, not which
-    "trainer.keep_memory",  # how the allocator behaves
-    "trainer.progress",
-    "trainer.log_every_n_steps",
-    "trainer.eval_batch_size",
-    "trainer.test",  # whether the end reads the test split (a selection sweep does not)
-    "trainer.memory_check",  # a guard before the run: runs before it had none
     "task.sequence_length",  # the memory estimate's input, not the data's (runs before it had none)
     "logger",
+    *RESUMABLE,
 )
 
 

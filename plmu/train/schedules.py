@@ -86,12 +86,6 @@ def warmup_linear(optimizer: Optimizer, warmup_steps: int, total_steps: int, min
     return LambdaLR(optimizer, lambda s: warmup_linear_factor(s, warmup_steps, total_steps, min_lr_ratio))
 
 
-def warmup_constant(optimizer: Optimizer, warmup_steps: int) -> LambdaLR:
-    """Linear warm-up over ``warmup_steps`` steps, then each group's lr unchanged (needs no ``total_steps``)."""
-    _check(warmup_steps, None, 0.0)
-    return LambdaLR(optimizer, lambda s: warmup_factor(s, warmup_steps))
-
-
 def takes_total_steps(scheduler: Callable[..., object]) -> bool:
     """Whether the trainer should pass ``total_steps`` to the scheduler partial: its signature has the parameter and
     the config did not set it."""

@@ -30,28 +30,29 @@ from hydra.utils import instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from plmu.errors import ConfigError
+from plmu.errors import ConfigError, one_line
 from plmu.train.settings import (
     BOOL,
     DEVICES,
+    LOGGER_SCHEMAS,
     OPTIONAL_POSITIVE_INT,
     POSITIVE_INT,
     Names,
+    NullLoggerSettings,
     Rule,
     TrainerSettings,
     check_length,
     dotted,
+    is_positive_int,
+    is_positive_number,
     isa,
     non_empty_str,
     one_of,
     or_none,
-    positive_int,
-    positive_number,
     refusal,
     rule,
 )
 
-WANDB_MODES = ("offline", "online", "disabled")
 OBJECTIVES = Names("plmu.train.objectives", "OBJECTIVES", sorted)
 
 
@@ -78,11 +79,12 @@ class TaskSchema:
         "a {_target_: ...} objective (plmu.train.objectives) or one of its short names",
         "{_target_:plmu.train.objectives.Classification}",
     )
-    input_size: int = rule(positive_int, POSITIVE_INT, "1")
-    output_size: int = rule(positive_int, POSITIVE_INT, "10")
+    input_size: int = rule(is_positive_int, POSITIVE_INT, "1")
+    output_size: int = rule(is_positive_int, POSITIVE_INT, "10")
     per_step: bool = rule(isa(bool), BOOL, "false")
     data: Any = rule(isa(Mapping), "a data loader config with a _target_", "{_target_:plmu.data.psmnist.psmnist}")
-    sequence_length: int | None = rule(or_none(positive_int), OPTIONAL_POSITIVE_INT, "784", None)  # plmu.train.memory
+    # the peak memory estimate's input (plmu.train.peak_memory)
+    sequence_length: int | None = rule(or_none(is_positive_int), OPTIONAL_POSITIVE_INT, "784", None)
 
 
 @dataclass
@@ -91,36 +93,6 @@ class ModelSchema:
     check their own arguments when ``plmu.models.build.build_model`` builds the model, still before any data is read."""
 
     _target_: str = rule(dotted, "a dotted import path", "plmu.models.plmu_model")
-
-
-@dataclass
-class NullLoggerSchema:
-    """``conf/logger/none.yaml``; also a logger plmu does not know (then open: only ``_target_`` is checked)."""
-
-    _target_: str = rule(dotted, "a dotted import path", "plmu.train.loggers.NullLogger")
-
-
-@dataclass
-class WandbLoggerSchema(NullLoggerSchema):
-    """``conf/logger/wandb.yaml`` (:class:`plmu.train.loggers.WandbLogger`)."""
-
-    project: str = rule(non_empty_str, "a non-empty project name", "plmu", "plmu")
-    mode: str = rule(one_of(WANDB_MODES), f"one of {', '.join(WANDB_MODES)}", "offline", "offline")
-    entity: str | None = rule(or_none(non_empty_str), "null or a wandb entity name", "null", None)
-    group: str | None = rule(or_none(non_empty_str), "null or a group name", "null", None)
-    quiet: bool = rule(isa(bool), BOOL, "false", True)
-    tags: list[str] = rule(
-        lambda v: isa(list)(v) and all(map(non_empty_str, v)), "a list of strings", "[a,b]", factory=list
-    )
-
-
-# The logger schemas by _target_.
-_LOGGERS = {"NullLogger": NullLoggerSchema, "WandbLogger": WandbLoggerSchema}
-LOGGER_SCHEMAS = {f"plmu.train.loggers.{name}": schema for name, schema in _LOGGERS.items()}
-
-
-def _one_line(error: BaseException) -> str:
-    return " ".join(str(error).split()) or type(error).__name__
 
 
 def _check_group(prefix: str, schema: type, values: dict, sources: dict, *, closed: bool = True) -> None:
@@ -140,7 +112,7 @@ def _check_group(prefix: str, schema: type, values: dict, sources: dict, *, clos
         raise ConfigError(f"unknown key {prefix}{key} ({hint})") from None
     except OmegaConfBaseException as error:  # a value OmegaConf cannot convert, e.g. trainer.optimizer.lr=abc
         name = re.split(r"[.\[]", str(error.full_key or error.key))[0]
-        field_rule = rules.get(name) or Rule(bool, f"valid ({_one_line(error).split(' full_key:')[0]})", "...")
+        field_rule = rules.get(name) or Rule(bool, f"valid ({one_line(error).split(' full_key:')[0]})", "...")
         raise ConfigError(refusal(prefix + name, values.get(name), field_rule, sources.get(name))) from None
     for schema_field in fields(schema):
         name, field_rule = schema_field.name, rules[schema_field.name]
@@ -178,7 +150,7 @@ def _check_target(key: str, spec: Mapping, example: str) -> Any:
     try:
         return _import(target)
     except Exception as error:
-        raise ConfigError(f"{key}._target_={target} cannot be imported ({_one_line(error)}); e.g. {example}") from None
+        raise ConfigError(f"{key}._target_={target} cannot be imported ({one_line(error)}); e.g. {example}") from None
 
 
 def _check_device(device: str) -> str:
@@ -223,11 +195,11 @@ def _check_partial(key: str, spec: Mapping, example: str, called_with: str, *arg
             built = instantiate(spec)(*args, **kwargs)
         except Exception as error:
             cause = error.__cause__ if isinstance(error, InstantiationException) and error.__cause__ else error
-            raise ConfigError(f"{key} ({target}) rejected its arguments: {_one_line(cause)}") from None
+            raise ConfigError(f"{key} ({target}) rejected its arguments: {one_line(cause)}") from None
         try:
             built.step()
         except Exception as error:
-            raise ConfigError(f"{key} ({target}) cannot be stepped as the trainer does: {_one_line(error)}") from None
+            raise ConfigError(f"{key} ({target}) cannot be stepped as the trainer does: {one_line(error)}") from None
     return built
 
 
@@ -237,7 +209,7 @@ def _check_optimizers(trainer: dict, sources: dict, device: str) -> None:
 
     optimizer = trainer["optimizer"]
     if "lr" in optimizer:
-        lr_rule, written = Rule(positive_number, "a positive learning rate", "1e-3"), sources.get("optimizer")
+        lr_rule, written = Rule(is_positive_number, "a positive learning rate", "1e-3"), sources.get("optimizer")
         if not lr_rule.ok(optimizer["lr"]):
             source = written.get("lr") if isa(Mapping)(written) else None
             raise ConfigError(refusal("trainer.optimizer.lr", optimizer["lr"], lr_rule, source))
@@ -274,7 +246,7 @@ def _resolved(cfg: DictConfig) -> tuple[dict, dict]:
     try:
         values = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     except OmegaConfBaseException as error:
-        message = _one_line(error).split(" full_key:")[0]
+        message = one_line(error).split(" full_key:")[0]
         raise ConfigError(f"{error.full_key} cannot be resolved: {message}") from None
     return values, OmegaConf.to_container(cfg, resolve=False)
 
@@ -295,7 +267,7 @@ def check_config(cfg: DictConfig) -> None:
     _check_group("trainer.", TrainerSettings, trainer, written["trainer"])
     check_length(trainer.get("max_epochs"), trainer.get("max_steps"))
     logger_schema = LOGGER_SCHEMAS.get(logger.get("_target_"))
-    _check_group("logger.", logger_schema or NullLoggerSchema, logger, written["logger"], closed=bool(logger_schema))
+    _check_group("logger.", logger_schema or NullLoggerSettings, logger, written["logger"], closed=bool(logger_schema))
     _check_target("logger", logger, "plmu.train.loggers.NullLogger")
     _check_loader(task["data"])
     _check_optimizers(trainer, written["trainer"], _check_device(trainer["device"]))

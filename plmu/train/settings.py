@@ -33,11 +33,11 @@ def isa(*types: type) -> Check:
     return lambda v: isinstance(v, types) and (bool in types or not isinstance(v, bool))
 
 
-def positive_int(v: Any) -> bool:
+def is_positive_int(v: Any) -> bool:
     return isa(int)(v) and v > 0
 
 
-def positive_number(v: Any) -> bool:
+def is_positive_number(v: Any) -> bool:
     return isa(int, float)(v) and math.isfinite(v) and v > 0
 
 
@@ -81,10 +81,21 @@ class Rule:
     example: str
 
 
-def rule(ok: Check, allowed: str | Names, example: str, default: Any = MISSING, factory: Any = None, help: str = ""):
-    """A config field carrying its :class:`Rule` and help; the default ``MISSING`` ("???") makes the key required."""
+def rule(
+    ok: Check,
+    allowed: str | Names,
+    example: str,
+    default: Any = MISSING,
+    factory: Any = None,
+    help: str = "",
+    resumable: str = "",
+):
+    """A config field carrying its :class:`Rule` and help; the default ``MISSING`` ("???") makes the key required.
+    ``resumable``: why the setting may differ when a run is resumed (how the run is executed or shown, not what it
+    trains); empty: a resume must keep it (:data:`RESUMABLE`)."""
     default_or_factory = {"default_factory": factory} if factory else {"default": default}
-    return field(metadata={"rule": Rule(ok, allowed, example), "help": help}, **default_or_factory)
+    metadata = {"rule": Rule(ok, allowed, example), "help": help, "resumable": resumable}
+    return field(metadata=metadata, **default_or_factory)
 
 
 def refusal(key: str, value: Any, rule: Rule, source: Any = None) -> str:
@@ -123,33 +134,36 @@ class TrainerSettings:
     (:mod:`plmu.train.run`), not the loop."""
 
     max_epochs: int | None = rule(
-        or_none(positive_int), OPTIONAL_POSITIVE_INT, "10",
+        or_none(is_positive_int), OPTIONAL_POSITIVE_INT, "10",
         help="epochs; the run ends at max_epochs or max_steps, whichever comes first (either may be null, not both)",
     )  # fmt: skip
     max_steps: int | None = rule(
-        or_none(positive_int), OPTIONAL_POSITIVE_INT, "1000", None,
+        or_none(is_positive_int), OPTIONAL_POSITIVE_INT, "1000", None,
         help="optimizer steps (e.g. trainer.max_epochs=null trainer.max_steps=10000)",
     )  # fmt: skip
     max_seconds: float | None = rule(
-        or_none(positive_number), OPTIONAL_POSITIVE_NUMBER, "3600", None,
+        or_none(is_positive_number), OPTIONAL_POSITIVE_NUMBER, "3600", None,
         help="a training-time budget in seconds (validation excluded, all attempts): the run ends at the first "
         "validation past it (set val_every_n_steps to check more often than once an epoch)",
+        resumable="a time budget: the schedule never depends on it",
     )  # fmt: skip
     val_every_n_steps: int | None = rule(
-        or_none(positive_int), OPTIONAL_POSITIVE_INT, "500", None,
+        or_none(is_positive_int), OPTIONAL_POSITIVE_INT, "500", None,
         help="validate (and write last.pt) every N optimizer steps too; null: once per epoch",
     )  # fmt: skip
     batch_size: int = rule(
-        positive_int, POSITIVE_INT, "32",
+        is_positive_int, POSITIVE_INT, "32",
         help="the global batch: under torchrun each of N processes runs batch_size / N rows",
     )  # fmt: skip
     accumulate_grad_batches: int = rule(
-        positive_int, POSITIVE_INT, "4", 1,
+        is_positive_int, POSITIVE_INT, "4", 1,
         help="micro-batches per optimizer step (losses scaled: the step of one N-times batch)",
     )  # fmt: skip
     eval_batch_size: int | None = rule(
-        or_none(positive_int), OPTIONAL_POSITIVE_INT, "null", None, help="validation and test batch; null: batch_size"
-    )
+        or_none(is_positive_int), OPTIONAL_POSITIVE_INT, "null", None,
+        help="validation and test batch; null: batch_size",
+        resumable="how validation is batched, not what is trained",
+    )  # fmt: skip
     optimizer: Any = rule(
         _partial, "an optimizer config with a _target_", "{_target_:torch.optim.Adam,lr:1e-3}", factory=ADAM.copy,
         help="called with the model's parameters, e.g. trainer.optimizer._target_=torch.optim.AdamW",
@@ -169,15 +183,16 @@ class TrainerSettings:
         "batch starts from zero",
     )  # fmt: skip
     grad_clip: float | None = rule(
-        or_none(positive_number), "null or a positive norm", "1.0", None, help="max gradient norm; null: no clipping"
+        or_none(is_positive_number), "null or a positive norm", "1.0", None, help="max gradient norm; null: no clipping"
     )
     early_stopping_patience: int | None = rule(
-        or_none(positive_int), OPTIONAL_POSITIVE_INT, "10", None,
+        or_none(is_positive_int), OPTIONAL_POSITIVE_INT, "10", None,
         help="stop after this many validations without a better validation metric",
     )  # fmt: skip
     device: str = rule(
         non_empty_str, DEVICES, "auto", "auto",
         help="auto: cuda when available, else cpu (under torchrun: cuda:LOCAL_RANK, else cpu)",
+        resumable="where the run executes",
     )  # fmt: skip
     precision: str = rule(
         _precision, f"one of {PRECISIONS}", "auto", "32",
@@ -188,44 +203,83 @@ class TrainerSettings:
         isa(bool), BOOL, "false", True,
         help="(Linux) keep freed memory in the process: no page faults on every step's large tensors (CPU steps "
         "up to 1.5x faster), at up to ~25% more resident memory (plmu.train.machine)",
+        resumable="how the allocator behaves",
     )  # fmt: skip
-    compile: bool = rule(isa(bool), BOOL, "true", False, help="torch.compile the model")
+    compile: bool = rule(
+        isa(bool), BOOL, "true", False, help="torch.compile the model", resumable="how the model executes"
+    )  # fmt: skip
     prefetch: int = rule(
         lambda v: isa(int)(v) and v >= 0, "an integer >= 0", "0", 2,
         help="batches made ahead on a background thread (augmentation, collation) while the model trains, when "
         "torch leaves a core free for it (OMP_NUM_THREADS below the cores); 0: always on the training thread",
+        resumable="where batches are made, not which",
     )  # fmt: skip
     limit_train_batches: int | None = rule(
-        or_none(positive_int), OPTIONAL_POSITIVE_INT, "null", None, help="train on the first N batches of each epoch"
+        or_none(is_positive_int), OPTIONAL_POSITIVE_INT, "null", None, help="train on the first N batches of each epoch"
     )
     limit_eval_batches: int | None = rule(
-        or_none(positive_int), OPTIONAL_POSITIVE_INT, "null", None, help="evaluate on the first N batches"
+        or_none(is_positive_int), OPTIONAL_POSITIVE_INT, "null", None, help="evaluate on the first N batches"
     )
     log_every_n_steps: int = rule(
-        positive_int, POSITIVE_INT, "50", 50, help="log the training loss every N optimizer steps"
+        is_positive_int,
+        POSITIVE_INT,
+        "50",
+        50,
+        help="log the training loss every N optimizer steps",
+        resumable="how the run is shown",
     )
     progress: bool = rule(
         isa(bool), BOOL, "false", True,
         help="tqdm bars on a terminal, a progress log line every 30 s elsewhere (log files, Slurm); false: neither",
+        resumable="how the run is shown",
     )  # fmt: skip
     memory_check: bool = rule(
         isa(bool), BOOL, "false", True,
-        help="refuse a run whose estimated peak memory exceeds what its device has (plmu.train.memory), before "
+        help="refuse a run whose estimated peak memory exceeds what its device has (plmu.train.peak_memory), before "
         "any data is read",
+        resumable="a guard before the run: runs before it had none",
     )  # fmt: skip
     test: bool = rule(
         isa(bool), BOOL, "false", True,
         help="evaluate the best checkpoint on the test split at the end; false: a selection run (sweeps choose on "
         "validation only; results.json's test is then null)",
+        resumable="whether the end reads the test split (a selection sweep does not)",
     )  # fmt: skip
     resume: str | None = rule(
         or_none(non_empty_str), "null, auto or a checkpoint path", "auto", "auto",
         help="auto: continue from this run folder's last.pt if there is one; null: start afresh; or a last.pt path",
+        resumable="how the run is continued",
     )  # fmt: skip
 
     def __post_init__(self) -> None:
         if isinstance(self.precision, int) and not isinstance(self.precision, bool):
             self.precision = str(self.precision)  # trainer.precision=32 on the command line is an int
+
+    @classmethod
+    def recorded(cls, trainer: Mapping[str, Any]) -> TrainerSettings:
+        """A run's ``trainer`` config (a mapping, e.g. a recorded or composed ``cfg.trainer``) as settings, without
+        the checks: keys an older plmu wrote and this one dropped are ignored, keys added since take their
+        defaults. For reading a setting of a run; a run to train is built strictly (:func:`check_settings`)."""
+        from omegaconf import DictConfig, OmegaConf
+
+        values = OmegaConf.to_container(trainer, resolve=True) if isinstance(trainer, DictConfig) else dict(trainer)
+        known = {setting.name for setting in fields(cls)}
+        return cls(**{**defaults(), **{key: value for key, value in values.items() if key in known}})
+
+    @property
+    def evaluation_batch(self) -> int:
+        """The validation and test batch (:func:`evaluation_batch_size`)."""
+        return evaluation_batch_size({"eval_batch_size": self.eval_batch_size, "batch_size": self.batch_size})
+
+
+def evaluation_batch_size(trainer: Mapping[str, Any]) -> int:
+    """The batch that validation, test and the evaluation tools use: ``trainer.eval_batch_size``, else
+    ``trainer.batch_size`` (``trainer`` is a run's trainer config, or a mapping with those keys); a ConfigError if
+    neither is a positive integer."""
+    size = trainer.get("eval_batch_size") or trainer.get("batch_size")
+    if not is_positive_int(size):
+        raise ConfigError(f"trainer.eval_batch_size and trainer.batch_size give no usable batch size ({size!r})")
+    return size
 
 
 def check_settings(settings: TrainerSettings) -> None:
@@ -249,7 +303,7 @@ def check_length(max_epochs: Any, max_steps: Any) -> None:
         )
 
 
-def check_carry(state: str, model: Any = None, data: Any = None, task: str = "this task") -> None:
+def check_carry(state: str, model: Any = None, data: Any = None, task: str | None = None) -> None:
     """What ``trainer.state=carry`` needs, checked in one place (the runner asks before any data is read, then of the
     data; the trainer asks again of the model it is given): a model with ``forward_with_state(batch, state)`` that
     can carry its state (its ``carry_error()`` says why not), and batches that continue each other (a stream cut
@@ -268,28 +322,30 @@ def check_carry(state: str, model: Any = None, data: Any = None, task: str = "th
         from plmu.data.stream import StreamSplits
 
         if not isinstance(data, StreamSplits):
+            whose = f"task {task}" if task else "this task"
             raise ConfigError(
-                f"trainer.state=carry continues each stream's state into its next chunk, but task {task}'s batches "
+                f"trainer.state=carry continues each stream's state into its next chunk, but {whose}'s batches "
                 f"are independent sequences ({type(data).__name__}): the state would carry from one example into "
                 f"an unrelated one; use trainer.state=reset"
             )
 
 
-def defaults() -> dict[str, Any]:
-    """The settings' defaults as a config (``???`` where a task must set one)."""
+def defaults(settings: type = TrainerSettings) -> dict[str, Any]:
+    """The defaults of ``settings`` (the trainer's unless named) as a config (``???`` where a task must set one)."""
     return {
         setting.name: setting.default_factory() if callable(setting.default_factory) else setting.default
-        for setting in fields(TrainerSettings)
+        for setting in fields(settings)
     }
 
 
 def register() -> None:
-    """Store the defaults with Hydra's ConfigStore as ``trainer/settings`` (``conf/trainer/default.yaml`` starts
-    from it), and the help's resolver. Idempotent."""
+    """Store the defaults with Hydra's ConfigStore as ``trainer/settings`` and ``logger/wandb_settings`` (the bases
+    of ``conf/trainer/default.yaml`` and ``conf/logger/wandb.yaml``), and the help's resolver. Idempotent."""
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
     ConfigStore.instance().store(group="trainer", name="settings", node=OmegaConf.create(defaults()))
+    ConfigStore.instance().store(group="logger", name="wandb_settings", node=OmegaConf.create(defaults(WandbSettings)))
     if not OmegaConf.has_resolver("plmu.trainer_settings"):  # in conf/config.yaml's help template
         OmegaConf.register_new_resolver("plmu.trainer_settings", settings_help)
 
@@ -305,3 +361,59 @@ def settings_help() -> str:
         default = "{...}" if setting.name == "optimizer" else shown(values[setting.name])
         lines.append(f"  {f'trainer.{setting.name}={default}':<38} {setting.metadata['help']}")
     return "\n".join(lines)
+
+
+WANDB_MODES = ("offline", "online", "disabled")
+
+
+@dataclass
+class NullLoggerSettings:
+    """``logger=none`` (metrics.jsonl and the records only); also how a logger plmu does not know is checked
+    (open: only its ``_target_``)."""
+
+    _target_: str = rule(dotted, "a dotted import path", "plmu.train.loggers.NullLogger")
+
+
+@dataclass
+class WandbSettings(NullLoggerSettings):
+    """``logger=wandb``, each key declared once: the base of ``conf/logger/wandb.yaml`` (registered with Hydra's
+    ConfigStore as ``logger/wandb_settings``), the config check, and :class:`plmu.train.loggers.WandbLogger`'s
+    arguments."""
+
+    _target_: str = rule(
+        dotted, "a dotted import path", "plmu.train.loggers.WandbLogger", "plmu.train.loggers.WandbLogger"
+    )
+    project: str = rule(non_empty_str, "a non-empty project name", "plmu", "plmu")
+    mode: str = rule(
+        one_of(WANDB_MODES), f"one of {', '.join(WANDB_MODES)}", "offline", "offline",
+        help="offline: no account needed (`wandb sync <run>/wandb/...` uploads later); online streams; "
+        "WANDB_MODE in the environment overrides it",
+    )  # fmt: skip
+    entity: str | None = rule(or_none(non_empty_str), "null or a wandb entity name", "null", None)
+    group: str | None = rule(or_none(non_empty_str), "null or a group name", "null", None)
+    tags: list[str] = rule(
+        lambda v: isa(list)(v) and all(map(non_empty_str, v)), "a list of strings", "[a,b]", factory=list
+    )
+    quiet: bool = rule(isa(bool), BOOL, "false", True, help="wandb's own console lines (about 30 a run) off")
+
+
+# The logger settings by _target_ (the config check's schema for logger.*).
+LOGGER_SCHEMAS = {
+    "plmu.train.loggers.NullLogger": NullLoggerSettings,
+    "plmu.train.loggers.WandbLogger": WandbSettings,
+}
+
+
+def checked(settings: Any, prefix: str) -> Any:
+    """``settings`` (a dataclass of :func:`rule` fields), each field checked against its rule: a ConfigError names
+    the first refused one as ``<prefix><name>``."""
+    for setting in fields(settings):
+        value, setting_rule = getattr(settings, setting.name), setting.metadata["rule"]
+        if not setting_rule.ok(value):
+            raise ConfigError(refusal(f"{prefix}{setting.name}", value, setting_rule))
+    return settings
+
+
+# The trainer keys a resumed run may change (each setting says why: its ``resumable``); the rest are fixed by the
+# checkpoint. plmu.train.run_folder adds the keys outside the trainer.
+RESUMABLE = tuple(f"trainer.{setting.name}" for setting in fields(TrainerSettings) if setting.metadata["resumable"])

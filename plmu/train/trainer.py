@@ -113,7 +113,7 @@ class Trainer:
         init_from: str | None = None,
     ) -> None:
         check_settings(settings)
-        check_carry(settings.state, model)
+        check_carry(settings.state, model)  # the model's part; plmu.train.run also checks the task's data
         self.settings, self.objective, self.data, self.seed = settings, objective, data, seed
         self.sharding = Sharding()  # this process's part of a torchrun run (plmu.train.distributed); one: no-op
         self.device = self.sharding.device(settings.device)
@@ -260,7 +260,7 @@ class Trainer:
         With ``state=carry`` the state runs on across the whole split, in order, from None.
         """
         self.model.eval()
-        size = self.settings.eval_batch_size or self.settings.batch_size
+        size = self.settings.evaluation_batch
         stats, carried = self.objective.zeros(), None
         limit = self.settings.limit_eval_batches
         # what was scored: a limited evaluation is recorded as one (results.json's test_scored), never as the split's

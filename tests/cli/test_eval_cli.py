@@ -11,7 +11,7 @@ import torch
 from conftest import TINY_MACKEY_GLASS, compose_config, write_idx_mnist
 
 from plmu.cli import eval as eval_cli
-from plmu.cli import reports as report_files
+from plmu.cli import run_tools as report_files
 from plmu.data.splits import TensorSplit
 from plmu.models.sequence import SequenceModel
 from plmu.train import checkpoint

@@ -279,7 +279,7 @@ def test_a_seed_row_draws_every_seeds_curve_and_a_selection_run_says_not_measure
 
 def test_smoke_runs_are_marked_and_legends_name_what_differs(tmp_path):
     """Issue 18: debug=quick runs entered the tables unmarked; the learning-curve legends named runs by timestamp."""
-    from plmu.report import Run, legend_name, load_run
+    from plmu.report import Run, legend_name, read_run_record
 
     run = tmp_path / "2026-12-02_10-00-00-000000"
     run.mkdir()
@@ -287,7 +287,7 @@ def test_smoke_runs_are_marked_and_legends_name_what_differs(tmp_path):
                "overrides": ["task=mackey_glass", "debug=quick", "seed=1", "hydra.run.dir=x"]}  # fmt: skip
     (run / "results.json").write_text(json.dumps(results))
     (run / "config.yaml").write_text("task:\n  name: mackey_glass\nmodel:\n  _target_: plmu.models.plmu_model\n")
-    loaded = load_run(run)
+    loaded = read_run_record(run)
     assert loaded.label == "parallel LMU [debug: a smoke run, not a result]"
     assert legend_name(loaded) == "parallel LMU [debug: a smoke run, not a result] (debug=quick seed=1)"
     plain = Run(run, {"overrides": ["task=mackey_glass"]}, {}, "LSTM", "nrmse", 0.5, "results.json")

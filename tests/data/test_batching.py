@@ -1,10 +1,8 @@
-from itertools import islice
-
 import numpy as np
 import pytest
 import torch
 
-from plmu.data.batching import DictSplit, LengthBucketBatchSampler, Ragged, TextSplits, mask_key, pad_collate
+from plmu.data.batching import DictSplit, Ragged, TextSplits, length_buckets, mask_key, pad_collate
 from plmu.errors import ConfigError, DataError
 
 
@@ -20,39 +18,34 @@ def padding_waste(batches: list[list[int]], lengths: np.ndarray) -> float:
     return 1.0 - lengths.sum() / padded
 
 
+def listed(batches: list[np.ndarray]) -> list[list[int]]:
+    return [batch.tolist() for batch in batches]
+
+
 @pytest.mark.parametrize("shuffle", [True, False])
 @pytest.mark.parametrize(("n", "batch_size", "multiplier"), [(1, 4, 2), (10, 3, 1), (1000, 32, 5), (997, 32, 50)])
 def test_every_index_exactly_once(shuffle, n, batch_size, multiplier):
     lengths = np.random.default_rng(1).integers(1, 100, n)
-    sampler = LengthBucketBatchSampler(lengths, batch_size, seed=3, shuffle=shuffle, bucket_size_multiplier=multiplier)
-    batches = list(sampler)
-    assert len(batches) == len(sampler) == -(-n // batch_size)
+    batches = listed(length_buckets(lengths, batch_size, seed=3, shuffle=shuffle, bucket_size_multiplier=multiplier))
+    assert len(batches) == -(-n // batch_size)
     assert sorted(i for batch in batches for i in batch) == list(range(n))
     assert sum(len(batch) < batch_size for batch in batches) <= 1  # only the epoch's last batch may be short
 
 
-def test_drop_last_drops_only_the_short_batch():
-    sampler = LengthBucketBatchSampler(range(1, 102), 10, seed=0, drop_last=True)
-    batches = list(sampler)
-    assert len(batches) == len(sampler) == 10
-    assert all(len(batch) == 10 for batch in batches)
-    assert len({i for batch in batches for i in batch}) == 100
-
-
 def test_same_seed_same_order_different_seed_different():
     lengths = imdb_like_lengths(2000)
-    first = list(LengthBucketBatchSampler(lengths, 16, seed=7))
-    assert first == list(LengthBucketBatchSampler(lengths, 16, seed=7))
-    assert first != list(LengthBucketBatchSampler(lengths, 16, seed=8))
+    first = listed(length_buckets(lengths, 16, seed=7))
+    assert first == listed(length_buckets(lengths, 16, seed=7))
+    assert first != listed(length_buckets(lengths, 16, seed=8))
     # Without shuffling the order ignores the seed (evaluation is reproducible whatever the run's seed).
-    assert list(LengthBucketBatchSampler(lengths, 16, 1, shuffle=False)) == list(
-        LengthBucketBatchSampler(lengths, 16, 2, shuffle=False)
+    assert listed(length_buckets(lengths, 16, 1, shuffle=False)) == listed(
+        length_buckets(lengths, 16, 2, shuffle=False)
     )
 
 
 def test_batches_are_length_homogeneous():
     lengths = imdb_like_lengths(5000)
-    bucketed = list(LengthBucketBatchSampler(lengths, 32, seed=0))
+    bucketed = listed(length_buckets(lengths, 32, seed=0))
     order = np.random.default_rng(0).permutation(len(lengths))
     random = [order[i : i + 32].tolist() for i in range(0, len(order), 32)]
     waste, random_waste = padding_waste(bucketed, lengths), padding_waste(random, lengths)
@@ -60,15 +53,6 @@ def test_batches_are_length_homogeneous():
     assert waste < 0.04
     assert random_waste > 0.5
     assert waste < random_waste / 15
-
-
-def test_start_batch_skips_the_first_batches_of_the_same_order():
-    lengths = imdb_like_lengths(500)
-    full = list(LengthBucketBatchSampler(lengths, 16, seed=5))
-    resumed = LengthBucketBatchSampler(lengths, 16, seed=5, start_batch=7)
-    assert list(resumed) == full[7:] == list(islice(full, 7, None))
-    assert len(resumed) == len(full) - 7
-    assert list(LengthBucketBatchSampler(lengths, 16, seed=5, start_batch=10_000)) == []
 
 
 @pytest.mark.parametrize(
@@ -79,25 +63,23 @@ def test_start_batch_skips_the_first_batches_of_the_same_order():
         {"batch_size": True},
         {"seed": -1},
         {"bucket_size_multiplier": 0},
-        {"start_batch": -1},
     ],
 )
-def test_sampler_rejects_bad_arguments(kwargs):
+def test_buckets_reject_bad_arguments(kwargs):
     arguments = {"lengths": [1, 2, 3], "batch_size": 2, "seed": 0} | kwargs
     with pytest.raises(ConfigError, match=next(iter(kwargs))):
-        LengthBucketBatchSampler(**arguments)
+        length_buckets(**arguments)
 
 
-def test_sampler_rejects_bad_lengths_and_flags():
+def test_buckets_reject_bad_lengths_and_flags():
     with pytest.raises(ValueError, match=r"1-D"):
-        LengthBucketBatchSampler([[1, 2]], 2)
+        length_buckets([[1, 2]], 2)
     with pytest.raises(ValueError, match=r"true or false"):
-        LengthBucketBatchSampler([1, 2], 2, shuffle="yes")
+        length_buckets([1, 2], 2, shuffle="yes")
 
 
 def test_empty_lengths_give_no_batches():
-    sampler = LengthBucketBatchSampler([], 4)
-    assert len(sampler) == 0 and list(sampler) == []
+    assert length_buckets([], 4) == []
 
 
 EXAMPLES = [

@@ -1,7 +1,6 @@
 """IWSLT'15 en-vi files (Stanford layout, written here): vocabularies, batches, length limits, download, bad inputs."""
 
 import io
-import shutil
 import urllib.error
 
 import numpy as np
@@ -14,7 +13,6 @@ from plmu.data.translation import (
     IGNORE_INDEX,
     Vocabulary,
     iwslt15_en_vi,
-    recorded_vocabularies,
 )
 from plmu.errors import ConfigError, DataError, DataNotFoundError
 
@@ -197,17 +195,6 @@ def test_synthetic_loader_writes_once_and_vocabularies_alone(tmp_path):
     stamp = (folder / "train.en").stat().st_mtime_ns
     again = synthetic_en_vi(tmp_path, **settings)
     assert (folder / "train.en").stat().st_mtime_ns == stamp and again.test.references == data.test.references
-    # plmu-translate reads the vocabularies alone from the run's record: the files it names ...
-    source, target, found = recorded_vocabularies(data.info, tmp_path / "run")
-    assert found == folder.resolve() and len(source) == len(target) == 14
-    assert target.digest() == data.target_vocab.digest()
-    # ... or the same files below another data folder (--data-root: the data moved), also for an older record
-    moved = tmp_path / "moved"
-    shutil.copytree(tmp_path / "synthetic_en_vi", moved / "synthetic_en_vi")
-    older = {key: value for key, value in data.info.items() if key not in ("vocab_files", "folder_in_data_dir")}
-    for info in (data.info, older):
-        source, _, found = recorded_vocabularies(info, tmp_path / "run", data_root=moved)
-        assert found == moved / "synthetic_en_vi" / folder.name and source.words == data.source_vocab.words
     with pytest.raises(ConfigError, match="need 1 <= min_length <= max_length <= vocab"):
         synthetic_en_vi(tmp_path, vocab=3)
 

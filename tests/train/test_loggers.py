@@ -276,3 +276,18 @@ def test_wandb_errors_in_start_become_one_config_error(tmp_path, monkeypatch, ki
     message = str(caught.value)
     assert message.startswith("wandb could not start a run with logger.mode=online (No API key configured.")
     assert "WANDB_API_KEY" in message and "logger.mode=offline" in message and "\n" not in message
+
+
+def test_wandb_settings_are_checked_by_their_one_declaration():
+    from omegaconf import OmegaConf
+
+    from plmu.train.settings import WandbSettings, defaults
+
+    assert WandbLogger(tags=OmegaConf.create(["a", "b"])).tags == ["a", "b"]  # as Hydra hands a list over
+    with pytest.raises(ConfigError, match=r"^logger.tags must be a list of strings, got \[1\]"):
+        WandbLogger(tags=[1])
+    with pytest.raises(ConfigError, match=r"^logger: .*'colour'.* \(the keys: _target_, project, mode, entity"):
+        WandbLogger(colour="red")
+    # conf/logger/wandb.yaml states only WANDB_MODE's override: every other default is the declaration's
+    shipped = OmegaConf.load(Path(__file__).parents[2] / "conf" / "logger" / "wandb.yaml")
+    assert set(shipped) == {"defaults", "mode"} and defaults(WandbSettings)["mode"] == "offline"

@@ -1,4 +1,4 @@
-"""plmu.train.memory: a run that would not fit in memory is refused with one line before any data is read."""
+"""plmu.train.peak_memory: a run that would not fit in memory is refused with one line before any data is read."""
 
 import itertools
 
@@ -7,8 +7,8 @@ from conftest import TINY_MACKEY_GLASS, compose_config
 from omegaconf import OmegaConf
 
 from plmu.errors import ConfigError
-from plmu.train import memory
-from plmu.train.memory import GIB, estimate
+from plmu.train import peak_memory as memory
+from plmu.train.peak_memory import GIB, estimate
 
 TASKS = ("psmnist", "mackey_glass", "imdb", "qqp", "snli", "text8", "iwslt15_en_vi")
 FAMILIES = ("plmu", "lstm", "gru", "transformer")

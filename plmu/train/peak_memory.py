@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from plmu.train.settings import TrainerSettings, evaluation_batch_size
+
 GIB = 2**30
 BASE_BYTES = int(0.6 * GIB)  # the interpreter, torch and its kernels, the run's bookkeeping
 LMU_FAMILIES = ("plmu", "pretrain")  # the parallel LMU's memory: m_T alone for a last-step read
@@ -89,7 +91,7 @@ def estimate(cfg: Mapping[str, Any], parameters: int, world_size: int = 1) -> Es
     world = max(world_size, 1)
     train_size, eval_size = stated_split_sizes(task)  # a batch never holds more examples than its split
     batch = max(min(int(trainer["batch_size"]), train_size) // world, 1)
-    eval_batch = max(min(int(trainer.get("eval_batch_size") or trainer["batch_size"]), eval_size) // world, 1)
+    eval_batch = max(min(evaluation_batch_size(trainer), eval_size) // world, 1)
     attention = 2 * float(model.get("num_heads") or 4) * length * length if family == "transformer" else 0.0
     eval_per_example = int(
         sequences * (attention + 4 * length * (embed + outputs + 4 * float(model.get("hidden_size") or 0))) * FLOAT
@@ -178,10 +180,11 @@ def check_memory(cfg: Any, config: Mapping[str, Any], parameters: int, world_siz
     from plmu.errors import ConfigError
     from plmu.train.distributed import resolve_device
 
-    if not config["trainer"].get("memory_check", True):
+    settings = TrainerSettings.recorded(config["trainer"])
+    if not settings.memory_check:
         return None
     found = estimate(config, parameters, world_size)
-    available = available_bytes(str(resolve_device(str(config["trainer"].get("device", "auto")))))
+    available = available_bytes(str(resolve_device(settings.device)))
     if found is None or available is None:
         return None
     written = OmegaConf.to_container(cfg.task, resolve=False).get("sequence_length")
