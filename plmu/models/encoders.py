@@ -11,7 +11,8 @@ each example's unpadded result. Each row's real steps must be one block; left an
 Once every row's real steps come first, the outputs at real steps do not depend on the padding after them, so the
 sequence runs unpacked through the module's fused loop (on a CPU several times faster than a packed sequence, whose
 batch shrinks step by step). Only the final state, which must stop at each row's last real step, needs the packed
-run: with ``return_state`` (a carried state). Outputs at padded steps are zero.
+run: with ``return_state`` (a carried state). Outputs at padded steps are zero. :func:`left_aligned`,
+:func:`roll_back` and :func:`last_real` serve any backbone that pads this way (S4D uses them).
 """
 
 from __future__ import annotations
@@ -77,19 +78,19 @@ class RecurrentEncoder(nn.Module):
             out = out if self.return_sequences else self.top_hidden(state)  # after the last real step
         else:
             out = self._outputs_masked(x, state, mask)
-            out = out if self.return_sequences else _last_real(out, mask)
+            out = out if self.return_sequences else last_real(out, mask)
         return (out, state) if return_state else out
 
     def _outputs_masked(self, x: Tensor, state: Any, mask: Tensor) -> Tensor:
         """The outputs of the masked forward without its final state: every row left-aligned, run unpacked (the
         padding after a row's real steps cannot reach them), zeroed at padding and rolled back."""
-        aligned, lengths, start, steps = _left_aligned(x, mask)
+        aligned, lengths, start, steps = left_aligned(x, mask)
         out, _ = self.rnn(aligned, state)
-        return _roll_back(out.masked_fill(~(steps < lengths[:, None])[..., None], 0.0), start, steps)
+        return roll_back(out.masked_fill(~(steps < lengths[:, None])[..., None], 0.0), start, steps)
 
     def _forward_masked(self, x: Tensor, state: Any, mask: Tensor) -> tuple[Tensor, Any]:
         batch, time = x.shape[:2]
-        aligned, lengths, start, steps = _left_aligned(x, mask)
+        aligned, lengths, start, steps = left_aligned(x, mask)
         state = self.initial_state(batch) if state is None else state
         # pack_padded_sequence refuses empty rows: an all-padding row runs one step, undone below.
         packed = pack_padded_sequence(aligned, lengths.clamp(min=1).cpu(), batch_first=True, enforce_sorted=False)
@@ -97,7 +98,7 @@ class RecurrentEncoder(nn.Module):
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=time)  # zeros after each row's length
         new_state = where_state(lengths > 0, new_state, state, batch_dim=self.state_batch_dim)
         out = out.masked_fill(~(steps < lengths[:, None])[..., None], 0.0)  # the empty rows' one step
-        return _roll_back(out, start, steps), new_state
+        return roll_back(out, start, steps), new_state
 
     def step(self, x_t: Tensor, state: Any, mask_t: Tensor | None = None) -> tuple[Tensor, Any]:
         """One step: x_t (batch, input), mask_t (batch,) bool or None → (h_t (batch, hidden), new state).
@@ -126,7 +127,7 @@ class LSTMEncoder(RecurrentEncoder):
         return zeros, zeros.clone()
 
 
-def _last_real(out: Tensor, mask: Tensor) -> Tensor:
+def last_real(out: Tensor, mask: Tensor) -> Tensor:
     """out (batch, time, hidden) → each row's output at its last real step (batch, hidden); zeros for an empty row,
     as the packed path gives (its state is the initial one, zeros)."""
     lengths = mask.sum(dim=1)
@@ -147,10 +148,10 @@ def _block_start(mask: Tensor, lengths: Tensor) -> Tensor:
     return start
 
 
-def _left_aligned(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def left_aligned(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """(x with every row rolled left by its first real step, lengths (batch,), those starts (batch,), arange(T)).
 
-    A right-padded row has start 0 and stays put; :func:`_roll_back` is the inverse."""
+    A right-padded row has start 0 and stays put; :func:`roll_back` is the inverse."""
     batch, time = x.shape[:2]
     check_mask(mask, batch, time)
     lengths = mask.sum(dim=1)
@@ -160,7 +161,7 @@ def _left_aligned(x: Tensor, mask: Tensor) -> tuple[Tensor, Tensor, Tensor, Tens
     return x.gather(1, gather), lengths, start, steps
 
 
-def _roll_back(out: Tensor, start: Tensor, steps: Tensor) -> Tensor:
+def roll_back(out: Tensor, start: Tensor, steps: Tensor) -> Tensor:
     """Output step t of row b is aligned step t − start[b]: the rows back in place (zeros land on the padding)."""
     scatter = ((steps - start[:, None]) % len(steps))[..., None].expand_as(out)
     return out.gather(1, scatter)

@@ -30,7 +30,7 @@ from torch import Tensor, nn
 
 from plmu.checks import ArgumentError, flag, one_of, positive_int, positive_number, probability
 from plmu.dropout import Dropout
-from plmu.models.encoders import _last_real, _left_aligned, _roll_back
+from plmu.models.encoders import last_real, left_aligned, roll_back
 from plmu.models.state import where_state
 
 INITS = ("lin", "inv")
@@ -159,14 +159,14 @@ class S4DStack(nn.Module):
         return_state = state is not None if return_state is None else return_state
         lengths = start = steps = None
         if mask is not None:  # every row's real steps first; zeros and the rows' places restored at the end
-            x, lengths, start, steps = _left_aligned(x, mask)
+            x, lengths, start, steps = left_aligned(x, mask)
         h, finals = self.encoder(x), []
         for number, layer in enumerate(self.layers):
             h, final = layer(h, None if state is None else state[number], lengths)
             finals.append(final)
         if mask is not None:
-            h = _roll_back(h.masked_fill(~(steps < lengths[:, None])[..., None], 0.0), start, steps)
-        out = h if self.return_sequences else (h[:, -1] if mask is None else _last_real(h, mask))
+            h = roll_back(h.masked_fill(~(steps < lengths[:, None])[..., None], 0.0), start, steps)
+        out = h if self.return_sequences else (h[:, -1] if mask is None else last_real(h, mask))
         return (out, finals) if return_state else out
 
     def step(self, x_t: Tensor, state: list[Tensor], mask_t: Tensor | None = None) -> tuple[Tensor, list[Tensor]]:
