@@ -22,12 +22,35 @@ from plmu.checks import ArgumentError
 
 
 @dataclass(frozen=True)
+class ActivationFloats:
+    """What a training step keeps per example, time step and layer, in floats, for the peak memory estimate
+    (:mod:`plmu.train.peak_memory`; fitted to measured peaks: experiments/memory/README.md): ``memory`` per memory
+    feature (``memory_d`` × ``order``), ``width`` per unit (``hidden_size``), ``feedforward`` per feed-forward unit
+    (``dim_feedforward``, default 4 × width). ``last_state``: a last-step read of the last layer keeps only its input
+    per step (the parallel LMU's m_T). ``attention``: evaluation makes the batch × heads × T² scores whole."""
+
+    memory: float = 0.0
+    width: float = 16.0
+    feedforward: float = 0.0
+    last_state: bool = False
+    attention: bool = False
+
+    def per_step(self, model: Any) -> float:
+        """Floats per example, step and layer for the ``model`` config (a mapping)."""
+        width = float(model.get("hidden_size") or 0)
+        memory = float(model.get("memory_d") or 1) * float(model.get("order") or 0)
+        feedforward = float(model.get("dim_feedforward") or 4 * width) if self.feedforward else 0.0
+        return self.memory * memory + self.width * width + self.feedforward * feedforward
+
+
+@dataclass(frozen=True)
 class Backbone:
     """One family. ``build`` (``"module:attribute"``) is called as ``build(input_size, hidden_size, num_layers,
     return_sequences=..., **options)``; ``options`` (import paths too) are the classes its options reach: their
     parameters are ``model.*`` keys. ``last_alone``: it can return the last real step alone
     (``return_sequences=False``); ``masks``: it takes a padding mask (text); ``causal_option``: it has both ways
-    (the transformer)."""
+    (the transformer); ``activations``: what its training step keeps (:class:`ActivationFloats`; None: the peak
+    memory estimate is not made for it, rather than guessed)."""
 
     name: str
     label: str
@@ -36,6 +59,7 @@ class Backbone:
     last_alone: bool = True
     masks: bool = True
     causal_option: bool = False
+    activations: ActivationFloats | None = None
 
     def builder(self) -> Any:
         return _resolve(self.build)
@@ -57,9 +81,22 @@ BACKBONES: dict[str, Backbone] = {
             "parallel LMU",
             "plmu.layers:ParallelLMUStack",
             ("plmu.layers:ParallelLMUStack", "plmu.layers:ParallelLMU"),
+            activations=ActivationFloats(memory=2, width=2, last_state=True),
         ),
-        Backbone("lstm", "LSTM", "plmu.models.encoders:LSTMEncoder", ("plmu.models.encoders:LSTMEncoder",)),
-        Backbone("gru", "GRU", "plmu.models.gru:GRUEncoder", ("plmu.models.gru:GRUEncoder",)),
+        Backbone(
+            "lstm",
+            "LSTM",
+            "plmu.models.encoders:LSTMEncoder",
+            ("plmu.models.encoders:LSTMEncoder",),
+            activations=ActivationFloats(width=16),
+        ),
+        Backbone(
+            "gru",
+            "GRU",
+            "plmu.models.gru:GRUEncoder",
+            ("plmu.models.gru:GRUEncoder",),
+            activations=ActivationFloats(width=16),  # not fitted apart: the LSTM's
+        ),
         Backbone(
             "transformer",
             "transformer",
@@ -67,6 +104,7 @@ BACKBONES: dict[str, Backbone] = {
             ("plmu.models.transformer:TransformerBackbone",),
             last_alone=False,
             causal_option=True,
+            activations=ActivationFloats(width=8, feedforward=2, attention=True),
         ),
         Backbone(
             "original_lmu",
@@ -74,6 +112,7 @@ BACKBONES: dict[str, Backbone] = {
             "plmu.original:OriginalLMUStack",
             ("plmu.original:OriginalLMUStack", "plmu.original:OriginalLMU", "plmu.original:OriginalLMUCell"),
             masks=False,
+            activations=ActivationFloats(memory=4, width=8),
         ),
     )
 }

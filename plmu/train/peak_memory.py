@@ -23,7 +23,6 @@ from plmu.train.settings import TrainerSettings, evaluation_batch_size
 
 GIB = 2**30
 BASE_BYTES = int(0.6 * GIB)  # the interpreter, torch and its kernels, the run's bookkeeping
-LMU_FAMILIES = ("plmu", "pretrain")  # the parallel LMU's memory: m_T alone for a last-step read
 HEADROOM = 0.8  # a suggested batch's activations use at most this share of the room left for them
 FLOAT = 4  # bytes; bf16 autocast keeps the LMU memory in float32, so the estimate stays at float32
 
@@ -54,36 +53,28 @@ class Estimate:
         return max(self.training, self.evaluation)
 
 
-def _floats_per_step(family: str, model: Mapping[str, Any]) -> float:
-    """Floats a training step keeps per example, time step and layer (fitted: experiments/memory/README.md)."""
-    width = float(model.get("hidden_size") or 0)
-    memory = float(model.get("memory_d") or 1) * float(model.get("order") or 0)
-    if family in LMU_FAMILIES:
-        return 2 * memory + 2 * width
-    if family == "original_lmu":
-        return 4 * memory + 8 * width
-    if family == "transformer":
-        return 8 * width + 2 * float(model.get("dim_feedforward") or 4 * width)
-    return 16 * width  # the LSTM and the GRU; a family this estimate does not know: as they
-
-
 def estimate(cfg: Mapping[str, Any], parameters: int, world_size: int = 1) -> Estimate | None:
     """The estimate for ``cfg`` (a composed config, resolved) with a model of ``parameters`` weights, or None when
-    the task does not declare its ``sequence_length``."""
-    from plmu.models.backbones import model_family
+    the task does not declare its ``sequence_length`` or the model's family states no activations (its registry
+    entry's ``activations``: a family the estimate was not fitted to is not guessed at)."""
+    from plmu.models.backbones import BACKBONES, FAMILY_ALIASES, model_family
 
     task, model, trainer = cfg["task"], cfg["model"], cfg["trainer"]
     length = task.get("sequence_length")
     if not isinstance(length, int) or isinstance(length, bool) or length < 1:
         return None
     family = model_family(model)
+    entry = BACKBONES.get(FAMILY_ALIASES.get(family, family))
+    if entry is None or entry.activations is None:
+        return None
+    floats = entry.activations
     layers = int(model.get("num_layers") or 1)
     if "translation" in str(model.get("_target_", "")):
         layers += int(model.get("decoder_layers") or layers)  # the decoder's layers too
-    per_step = layers * _floats_per_step(family, model)
-    if family in LMU_FAMILIES and not task.get("per_step") and model.get("pooling", "last") in ("last", None):
+    per_step = layers * floats.per_step(model)
+    if floats.last_state and not task.get("per_step") and model.get("pooling", "last") in ("last", None):
         # the last layer computes m_T alone (a whole-sequence label read at the last step): only its input per step
-        per_step += 2 * float(model.get("memory_d") or 1) - _floats_per_step(family, model)
+        per_step += 2 * float(model.get("memory_d") or 1) - floats.per_step(model)
     embed = float(model.get("embed_dim") or 0)
     outputs = float(task.get("output_size") or 1) if task.get("per_step") else 0.0
     sequences = 2 if model.get("pair") else 1  # a sentence pair runs two sequences
@@ -92,7 +83,7 @@ def estimate(cfg: Mapping[str, Any], parameters: int, world_size: int = 1) -> Es
     train_size, eval_size = stated_split_sizes(task)  # a batch never holds more examples than its split
     batch = max(min(int(trainer["batch_size"]), train_size) // world, 1)
     eval_batch = max(min(evaluation_batch_size(trainer), eval_size) // world, 1)
-    attention = 2 * float(model.get("num_heads") or 4) * length * length if family == "transformer" else 0.0
+    attention = 2 * float(model.get("num_heads") or 4) * length * length if floats.attention else 0.0
     eval_per_example = int(
         sequences * (attention + 4 * length * (embed + outputs + 4 * float(model.get("hidden_size") or 0))) * FLOAT
     )

@@ -106,3 +106,19 @@ def test_a_bad_sequence_length_is_refused_not_skipped(value):
 
     with pytest.raises(ConfigError, match=r"^task.sequence_length must be null or a positive integer"):
         check_config(compose_config(["task=mackey_glass", f"task.sequence_length={value}"]))
+
+
+def test_the_coefficients_are_the_registry_entrys_and_an_unfitted_family_gets_no_estimate(monkeypatch):
+    from dataclasses import replace
+
+    from plmu.models import backbones
+
+    config = resolved("task=mackey_glass", "model=lstm")
+    lstm = estimate(config, 10_000)
+    doubled = replace(backbones.BACKBONES["lstm"], activations=backbones.ActivationFloats(width=32))
+    monkeypatch.setitem(backbones.BACKBONES, "lstm", doubled)
+    wider = estimate(config, 10_000)
+    step_bytes = config["task"]["sequence_length"] * config["model"]["num_layers"] * config["model"]["hidden_size"] * 4
+    assert wider.per_example - lstm.per_example == 16 * step_bytes
+    monkeypatch.setitem(backbones.BACKBONES, "lstm", replace(doubled, activations=None))
+    assert estimate(config, 10_000) is None  # not guessed from another family's
