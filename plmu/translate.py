@@ -17,12 +17,13 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from plmu.data.seq2seq import Vocabulary
-from plmu.data.translation import FOLDER
 from plmu.errors import ConfigError
 from plmu.train.provenance import from_record
+
+if TYPE_CHECKING:  # the data modules import torch: plmu-translate --help must not wait for it
+    from plmu.data.seq2seq import Vocabulary
 
 DEFAULT_BEAM = 5
 DEFAULT_ALPHA = 0.6
@@ -111,6 +112,8 @@ def recorded_vocabularies(
     another machine) the same files under it: ``<data_root>/<the folder below data_dir>`` for downloaded or
     generated data, ``<data_root>`` itself for a ``task.data.path``. Nothing is downloaded or generated.
     Records written before ``vocab_files`` existed name the folder and the languages (``folder``, ``files``)."""
+    from plmu.data.seq2seq import Vocabulary
+
     files = info.get("files") or {}
     names = [f"vocab.{files.get('source', 'en')}", f"vocab.{files.get('target', 'vi')}"]
     if data_root is not None:
@@ -127,6 +130,8 @@ def recorded_vocabularies(
 def _folder_in_data_dir(info: Mapping[str, Any]) -> str | None:
     """Where an older record's data lay below data_dir: IWSLT's download folder, a generated synthetic task's, or
     (read from task.data.path) nowhere."""
+    from plmu.data.translation import FOLDER
+
     if str(info.get("dataset", "")).startswith("IWSLT"):
         return FOLDER
     if isinstance(info.get("synthetic"), Mapping) and info.get("folder"):  # <data_dir>/synthetic_en_vi/<settings>

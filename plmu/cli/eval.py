@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from plmu.cli import fail, flags, stop_on_sigterm
+from plmu.cli import fail, flags, run_tools, stop_on_sigterm
 from plmu.cli.flags import positive_int_flag
 from plmu.cli.run_tools import (
     DATA_KEYS,
@@ -72,17 +72,6 @@ def output_path(args: argparse.Namespace, run_dir: Path, path: Path) -> Path:
 
 
 # ------------------------------------------------------------------------------------------------ config and data
-def eval_batch_size(args: argparse.Namespace, cfg: DictConfig, path: Path) -> int:
-    if args.batch_size is not None:
-        return args.batch_size
-    from plmu.train.settings import evaluation_batch_size
-
-    try:
-        return evaluation_batch_size(cfg.get("trainer") or {})
-    except ConfigError as error:
-        raise CheckpointError(f"checkpoint {path}: its config: {error}; pass --batch-size N") from None
-
-
 def load_split(
     args: argparse.Namespace, cfg: DictConfig, path: Path, data_root: str | None, run_dir: Path
 ) -> TensorSplit:
@@ -126,7 +115,7 @@ def evaluate(args: argparse.Namespace, run_dir: Path, path: Path) -> dict[str, A
     device = resolve_eval_device(args.device)  # before the checkpoint: a wrong flag fails at once
     run = load_run(run_dir, str(path), device)
     cfg = run.config
-    batch_size = eval_batch_size(args, cfg, path)
+    batch_size = run_tools.batch_size(args, cfg, path)
     data_root = set_data_root(args, cfg)
     try:
         task_objective = build_objective(cfg.task.objective)

@@ -76,6 +76,20 @@ class ReportFile:
         self.tmp.unlink(missing_ok=True)
 
 
+def batch_size(args: argparse.Namespace, cfg: DictConfig, checkpoint: Path) -> int:
+    """``--batch-size``, else the run's evaluation batch (:func:`plmu.train.settings.evaluation_batch_size`); a run
+    whose config gives none is told to pass the flag."""
+    if args.batch_size is not None:
+        return args.batch_size
+    from plmu.errors import CheckpointError
+    from plmu.train.settings import evaluation_batch_size
+
+    try:
+        return evaluation_batch_size(cfg.get("trainer") or {})
+    except ConfigError as error:
+        raise CheckpointError(f"checkpoint {checkpoint}: its config: {error}; pass --batch-size N") from None
+
+
 def resolve_eval_device(name: str) -> torch.device:
     """``--device``, checked here so errors name the flag, not the training key ``trainer.device``."""
     from plmu.train.distributed import named_device

@@ -36,14 +36,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from plmu.cli import fail, stop_on_sigterm
-from plmu.cli.run_tools import set_data_root
+from plmu.cli.run_tools import batch_size, set_data_root
 from plmu.errors import ConfigError, PlmuError
 from plmu.train.provenance import portable
 from plmu.translate import DEFAULT_ALPHA, DEFAULT_BEAM
 from plmu.version import __version__
 
 if TYPE_CHECKING:  # torch loads lazily: `plmu-translate --help` answers at once
-    from omegaconf import DictConfig
+    pass
 
 PROG = "plmu-translate"
 
@@ -82,17 +82,6 @@ def load_translation_run(args: argparse.Namespace) -> Any:
     return run
 
 
-def batch_size_of(args: argparse.Namespace, cfg: DictConfig) -> int:
-    if args.batch_size is not None:
-        return args.batch_size
-    from plmu.train.settings import evaluation_batch_size
-
-    try:
-        return evaluation_batch_size(cfg.get("trainer") or {})
-    except ConfigError as error:
-        raise ConfigError(f"the run's config: {error}; pass --batch-size N") from None
-
-
 def translate_stdin(args: argparse.Namespace) -> int:
     """Source lines from stdin → translations on stdout, in order, one a line."""
     from plmu.data.translation import as_split
@@ -118,8 +107,8 @@ def translate_stdin(args: argparse.Namespace) -> int:
         return 0
     split = as_split(lines, (source_vocab, target_vocab))
     translations, speed = translate_split(
-        model, split, target_vocab, None, batch_size_of(args, cfg), args.beam, args.length_penalty, args.max_length,
-        device, not args.no_progress,
+        model, split, target_vocab, None, batch_size(args, cfg, run.checkpoint), args.beam, args.length_penalty,
+        args.max_length, device, not args.no_progress,
     )  # fmt: skip
     sys.stdout.write("".join(line + "\n" for line in translations))
     sys.stdout.flush()
@@ -180,8 +169,8 @@ def translate_report(args: argparse.Namespace) -> int:
         indices = list(range(min(args.limit, len(split)) if args.limit is not None else len(split)))
         started = time.perf_counter()
         translations, speed = translate_split(
-            model, split, data.target_vocab, indices, batch_size_of(args, cfg), args.beam, args.length_penalty,
-            args.max_length, device, not args.no_progress,
+            model, split, data.target_vocab, indices, batch_size(args, cfg, run.checkpoint), args.beam,
+            args.length_penalty, args.max_length, device, not args.no_progress,
         )  # fmt: skip
         references = [split.references[i] for i in indices]
         report = {

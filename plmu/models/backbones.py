@@ -198,7 +198,12 @@ def model_family(model: dict[str, Any] | Any) -> str:
     return str(model.get("_target_", "")).rsplit(".", 1)[-1].removesuffix("_model")
 
 
+def family_entry(family: str) -> Backbone | None:
+    """The registry's entry for a family as a record names it (:func:`model_family`; aliases followed), or None."""
+    return BACKBONES.get(FAMILY_ALIASES.get(family, family))
+
+
 def family_label(family: str) -> str:
     """The family's label in reports and tables (``plmu`` → parallel LMU); the name itself if unknown."""
-    entry = BACKBONES.get(FAMILY_ALIASES.get(family, family))
+    entry = family_entry(family)
     return entry.label if entry is not None else family

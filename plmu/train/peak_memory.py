@@ -57,14 +57,13 @@ def estimate(cfg: Mapping[str, Any], parameters: int, world_size: int = 1) -> Es
     """The estimate for ``cfg`` (a composed config, resolved) with a model of ``parameters`` weights, or None when
     the task does not declare its ``sequence_length`` or the model's family states no activations (its registry
     entry's ``activations``: a family the estimate was not fitted to is not guessed at)."""
-    from plmu.models.backbones import BACKBONES, FAMILY_ALIASES, model_family
+    from plmu.models.backbones import family_entry, model_family
 
     task, model, trainer = cfg["task"], cfg["model"], cfg["trainer"]
     length = task.get("sequence_length")
     if not isinstance(length, int) or isinstance(length, bool) or length < 1:
         return None
-    family = model_family(model)
-    entry = BACKBONES.get(FAMILY_ALIASES.get(family, family))
+    entry = family_entry(model_family(model))
     if entry is None or entry.activations is None:
         return None
     floats = entry.activations

@@ -284,13 +284,7 @@ def evaluation_batch_size(trainer: Mapping[str, Any]) -> int:
 
 def check_settings(settings: TrainerSettings) -> None:
     """Each setting against its rule, and a run that ends (max_epochs or max_steps); one-line ConfigErrors."""
-    for setting in fields(settings):
-        value, setting_rule = getattr(settings, setting.name), setting.metadata["rule"]
-        if isinstance(value, str) and value == MISSING:
-            raise ConfigError(f"trainer.{setting.name} is required but not set (e.g. +trainer.{setting.name}="
-                              f"{setting_rule.example})")  # fmt: skip
-        if not setting_rule.ok(value):
-            raise ConfigError(refusal(f"trainer.{setting.name}", value, setting_rule))
+    checked(settings, "trainer.")
     check_length(settings.max_epochs, settings.max_steps)
 
 
@@ -405,10 +399,13 @@ LOGGER_SCHEMAS = {
 
 
 def checked(settings: Any, prefix: str) -> Any:
-    """``settings`` (a dataclass of :func:`rule` fields), each field checked against its rule: a ConfigError names
-    the first refused one as ``<prefix><name>``."""
+    """``settings`` (a dataclass of :func:`rule` fields), each field set and checked against its rule: a ConfigError
+    names the first unset or refused one as ``<prefix><name>``."""
     for setting in fields(settings):
         value, setting_rule = getattr(settings, setting.name), setting.metadata["rule"]
+        if isinstance(value, str) and value == MISSING:
+            raise ConfigError(f"{prefix}{setting.name} is required but not set (e.g. +{prefix}{setting.name}="
+                              f"{setting_rule.example})")  # fmt: skip
         if not setting_rule.ok(value):
             raise ConfigError(refusal(f"{prefix}{setting.name}", value, setting_rule))
     return settings

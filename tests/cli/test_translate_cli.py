@@ -135,3 +135,13 @@ def test_plmu_train_quick_on_files_of_the_stanford_layout(tmp_path):
     assert result.returncode == 0, result.stderr
     (results,) = (tmp_path / "outputs" / "iwslt15_en_vi" / "plmu").glob("*/results.json")
     assert json.loads(results.read_text())["metric"] == "perplexity"
+
+
+def test_help_does_not_import_torch():
+    probe = "import plmu, sys; print('torch' in sys.modules)"
+    if subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "True":
+        pytest.skip("`import plmu` itself imports torch")
+    code = "import sys; from plmu.cli import translate as t; t.parse_args(['run']); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"
