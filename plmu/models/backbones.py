@@ -114,6 +114,12 @@ BACKBONES: dict[str, Backbone] = {
             masks=False,
             activations=ActivationFloats(memory=4, width=8),
         ),
+        Backbone(
+            "s4d",
+            "S4D",
+            "plmu.models.s4d:S4DStack",
+            ("plmu.models.s4d:S4DStack",),
+        ),
     )
 }
 

@@ -22,7 +22,6 @@ row's real steps must be one block (left or right padding).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -54,7 +53,7 @@ class S4DLayer(nn.Module):
         init: str = "lin",
         dt_min: float = 1e-3,
         dt_max: float = 1e-1,
-        dropout: float = 0.0,
+        layer_dropout: float = 0.0,
     ) -> None:
         super().__init__()
         positive_int("channels", channels)
@@ -75,7 +74,7 @@ class S4DLayer(nn.Module):
         self.c = nn.Parameter(torch.randn(channels, half, 2) * math.sqrt(0.5))
         self.d = nn.Parameter(torch.randn(channels))
         self.norm = nn.LayerNorm(channels)
-        self.dropout = Dropout(probability("dropout", dropout))
+        self.dropout = Dropout(probability("layer_dropout", layer_dropout))
         self.mix = nn.Linear(channels, channels)
 
     def discrete(self) -> tuple[Tensor, Tensor, Tensor]:
@@ -91,9 +90,13 @@ class S4DLayer(nn.Module):
         powers = torch.exp(dt_a[..., None] * torch.arange(steps, device=dt_a.device, dtype=dt_a.real.dtype))
         return 2 * torch.einsum("hn,hnl->lh", c * b_bar, powers).real
 
-    def ssm(self, u: Tensor, state: Tensor | None = None, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def ssm(
+        self, u: Tensor, state: Tensor | None = None, lengths: Tensor | None = None, final_state: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
         """The system over left-aligned rows: u (batch, T, channels), each row's real steps first (``lengths``
-        (batch,) of them; None: all T) → (y (batch, T, channels), the state after each row's last real step)."""
+        (batch,) of them; None: all T) → (y (batch, T, channels), the state after each row's last real step, or
+        None without ``final_state``: training needs only y, and the state costs a batch × T × channels × N/2
+        product)."""
         batch, steps, _ = u.shape
         dt_a, b_bar, c = self.discrete()
         y = depthwise_causal_conv(u, self.kernel(steps)) + self.d * u
@@ -101,6 +104,8 @@ class S4DLayer(nn.Module):
         lengths = torch.full((batch,), steps, device=u.device) if lengths is None else lengths
         if state is not None:  # x_t also holds Ā^{t+1} x_{-1}: y_t += 2 Re(Σ_n C_n Ā_n^{t+1} x_n)
             y = y + 2 * torch.einsum("bhn,hnt->bth", c * state, torch.exp(dt_a[..., None] * time[1:])).real
+        if not final_state:
+            return y, None
         # The state after step L − 1 of a row: Σ_{k<L} Ā^{L−1−k} B̄ u_k (+ Ā^L x_{-1}). Each row moved right so that
         # its real steps end at T − 1 (zeros before them) makes the powers Ā^{T−1−k} one tensor for the batch.
         real = torch.arange(steps, device=u.device) < lengths[:, None]
@@ -112,9 +117,11 @@ class S4DLayer(nn.Module):
             final = final + torch.exp(dt_a * lengths[:, None, None].to(u.dtype)) * state
         return y, final
 
-    def forward(self, x: Tensor, state: Tensor | None = None, lengths: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """x (batch, T, channels), left-aligned (see :meth:`ssm`) → (the layer's output, its final state)."""
-        y, final = self.ssm(self.norm(x), state, lengths)
+    def forward(
+        self, x: Tensor, state: Tensor | None = None, lengths: Tensor | None = None, final_state: bool = True
+    ) -> tuple[Tensor, Tensor | None]:
+        """x (batch, T, channels), left-aligned (see :meth:`ssm`) → (the layer's output, its final state or None)."""
+        y, final = self.ssm(self.norm(x), state, lengths, final_state)
         return x + self.mix(self.dropout(F.gelu(y))), final
 
     def step(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
@@ -135,16 +142,23 @@ class S4DStack(nn.Module):
         hidden_size: int,
         num_layers: int = 1,
         return_sequences: bool = True,
-        **layer_options: Any,
+        state_size: int = 64,
+        init: str = "lin",
+        dt_min: float = 1e-3,
+        dt_max: float = 1e-1,
+        layer_dropout: float = 0.0,
     ) -> None:
-        """``layer_options``: :class:`S4DLayer`'s (``state_size``, ``init``, ``dt_min``, ``dt_max``, ``dropout``)."""
+        """The options are each :class:`S4DLayer`'s."""
         super().__init__()
         positive_int("input_size", input_size)
         positive_int("hidden_size", hidden_size)
         positive_int("num_layers", num_layers)
         self.return_sequences = flag("return_sequences", return_sequences)
         self.encoder = nn.Linear(input_size, hidden_size)
-        self.layers = nn.ModuleList(S4DLayer(hidden_size, **layer_options) for _ in range(num_layers))
+        options = {"state_size": state_size, "init": init, "dt_min": dt_min, "dt_max": dt_max}
+        self.layers = nn.ModuleList(
+            S4DLayer(hidden_size, **options, layer_dropout=layer_dropout) for _ in range(num_layers)
+        )
 
     def initial_state(self, batch: int) -> list[Tensor]:
         like = self.layers[0].c
@@ -162,7 +176,7 @@ class S4DStack(nn.Module):
             x, lengths, start, steps = left_aligned(x, mask)
         h, finals = self.encoder(x), []
         for number, layer in enumerate(self.layers):
-            h, final = layer(h, None if state is None else state[number], lengths)
+            h, final = layer(h, None if state is None else state[number], lengths, final_state=return_state)
             finals.append(final)
         if mask is not None:
             h = roll_back(h.masked_fill(~(steps < lengths[:, None])[..., None], 0.0), start, steps)

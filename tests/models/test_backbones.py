@@ -2,6 +2,7 @@
 ``model`` and the report's labels."""
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -44,7 +45,9 @@ def test_every_family_that_takes_a_mask_serves_every_token_model(name):
 
 
 def test_unknown_or_maskless_families_are_refused_naming_the_choices():
-    with pytest.raises(ValueError, match=r"backbone must be one of \['plmu', 'lstm', 'gru', 'transformer'\], got 'x'"):
+    masked = [name for name, entry in BACKBONES.items() if entry.masks]  # every family but the original LMU
+    assert "original_lmu" not in masked and {"plmu", "lstm", "gru", "transformer", "s4d"} <= set(masked)
+    with pytest.raises(ValueError, match=re.escape(f"backbone must be one of {masked}, got 'x'")):
         build_backbone("x", 8, 8, 1)
     with pytest.raises(ValueError, match="got 'original_lmu'"):
         backbone("original_lmu", masked=True)  # no padding mask: not for token sequences

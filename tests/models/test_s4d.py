@@ -129,7 +129,7 @@ def test_gradients_reach_every_parameter_and_the_count_is_stated():
         ({"state_size": 5}, "state_size"),
         ({"init": "legs"}, "init"),
         ({"dt_min": 0.5}, "dt_min"),
-        ({"dropout": 2}, "dropout"),
+        ({"layer_dropout": 2}, "layer_dropout"),
     ],
 )
 def test_bad_options_name_the_key(options, key):

@@ -81,7 +81,7 @@ def test_trains_in_parallel_and_the_lstm_state_has_its_batch_at_dim_1():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"backbone": "mamba"}, r"backbone must be one of \['plmu', 'lstm', 'gru', 'transformer'\], got 'mamba'"),
+        ({"backbone": "mamba"}, r"backbone must be one of \[.*'lstm'.*\], got 'mamba'"),
         ({"causal": True}, "causal must be null for a translation model"),
         ({"pooling": "mean"}, "pooling must be null for a translation model"),
         ({"dropout": 1.5}, r"dropout must be a number in \[0, 1\)"),
