@@ -37,3 +37,15 @@ def one_line(error: BaseException) -> str:
     """``error``'s message on one line (library errors often span several; plmu prints one), or its type's name
     when it has no message."""
     return " ".join(str(error).split()) or type(error).__name__
+
+
+def plmu_cause(error: BaseException) -> PlmuError | None:
+    """The plmu error an error was raised from, however deep (OmegaConf wraps a resolver's error in one
+    InterpolationResolutionError per interpolation it went through), or None."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, PlmuError):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None

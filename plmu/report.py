@@ -37,6 +37,8 @@ from typing import Any
 
 import yaml
 
+from plmu.data.text_tasks import TASKS as TEXT_TASKS
+from plmu.data.text_tasks import PaperRow
 from plmu.errors import PlmuError
 
 MANIFEST = "results.yaml"
@@ -47,20 +49,13 @@ class ReportError(PlmuError, ValueError):
     """A path, manifest or run file the report cannot use; the message names the file."""
 
 
-@dataclass(frozen=True)
-class PaperRow:
-    name: str  # as the README names the task
-    metric: str  # what the paper reports
-    paper: str  # the paper's number(s), as text
-
-
 # The paper's rows (Chilkuri & Eliasmith 2021), in the README's order, keyed by results.json's task.
 PAPER: dict[str, PaperRow] = {
     "psmnist": PaperRow("psMNIST", "test accuracy", "98.49% (165k params)"),
     "mackey_glass": PaperRow("Mackey-Glass", "test NRMSE", "LSTM 0.059, LMU 0.049, hybrid 0.045"),
-    "imdb": PaperRow("IMDB", "test accuracy", "93.20% (34M params, LM pre-training)"),
-    "qqp": PaperRow("QQP", "validation accuracy", "86.95%"),
-    "snli": PaperRow("SNLI", "test accuracy", "78.85%"),
+    **{
+        name: task.paper for name, task in TEXT_TASKS.items() if task.paper
+    },  # declared with the data (plmu/data/text_tasks.py)
     "text8": PaperRow("text8", "test bpc", "1.61"),
     "iwslt15_en_vi": PaperRow("IWSLT'15 En-Vi", "tst2013 BLEU", "(not readable); Luong & Manning 2015: 23.3"),
 }

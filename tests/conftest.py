@@ -128,10 +128,19 @@ def config_names(group: str) -> list[str]:
     return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
 
 
+def sized_tasks(family: str) -> list[str]:
+    """The tasks ``family``'s sizes table gives sizes for (conf/sizes/<family>.yaml's keys)."""
+    from importlib import resources
+
+    import yaml
+
+    table = yaml.safe_load((resources.files("plmu.conf") / "sizes" / f"{family}.yaml").read_text()) or {}
+    return [task for task in table if task in config_names("task")]
+
+
 def task_model_pairs() -> list[tuple[str, str]]:
-    """Every (task, model family) the configs give sizes for: conf/task_model/<task>_<family>.yaml."""
-    tasks, models = config_names("task"), config_names("model")
-    return [(t, m) for name in config_names("task_model") for t in tasks for m in models if name == f"{t}_{m}"]
+    """Every (task, model family) the configs give sizes for: the tasks of each conf/sizes/<family>.yaml."""
+    return [(task, family) for family in config_names("sizes") for task in sized_tasks(family)]
 
 
 def compose_config(overrides: list[str]):

@@ -1,13 +1,17 @@
 """plmu.evaluate: the metric of a model over a split, as an RNN or in parallel, and the recurrent-vs-parallel check."""
 
+from functools import partial
+
 import pytest
 import torch
 
 from plmu.data.splits import TensorSplit
 from plmu.errors import OutOfMemoryError
 from plmu.evaluate import evaluate
-from plmu.models.sequence import plmu_model
+from plmu.models.sequence import sequence_model
 from plmu.train.objectives import Classification, Regression
+
+plmu_model = partial(sequence_model, backbone="plmu")
 
 
 def classifier() -> torch.nn.Module:

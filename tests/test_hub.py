@@ -26,7 +26,12 @@ def test_a_run_round_trips_through_a_local_folder(trained, tmp_path):
     names = {path.name for path in (tmp_path / "hf").iterdir()}
     assert {"model.safetensors", "run_config.yaml", "model_args.json", "results.json", "README.md"} <= names
     brief = json.loads((tmp_path / "hf" / "config.json").read_text())  # the mixin's config: the model in brief
-    assert brief == {"library": "plmu", "task": "mackey_glass", "model": "plmu", "builder": "plmu.models.plmu_model"}
+    assert brief == {
+        "library": "plmu",
+        "task": "mackey_glass",
+        "model": "plmu",
+        "builder": "plmu.models.sequence_model",
+    }
     loaded = PlmuModel.from_pretrained(str(tmp_path / "hf"))
     reference = load_run(trained).model
     x = torch.randn(2, 30, 1)

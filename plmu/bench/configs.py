@@ -1,6 +1,6 @@
 """The models the benchmarks time, from the configs ``plmu-train`` composes: each registered family
-(:mod:`plmu.models.backbones`) that has sizes for the task (``conf/task_model/<task>_<family>.yaml``), so a new
-family is timed once it has them, at the sizes the task trains."""
+(:mod:`plmu.models.backbones`) that has sizes for the task (the task's entry in ``conf/sizes/<family>.yaml``), so a
+new family is timed once it has them, at the sizes the task trains."""
 
 from __future__ import annotations
 
@@ -33,10 +33,15 @@ def compose(overrides: list[str]) -> Any:
 
 def sized_families(task: str, skip: tuple[str, ...] = ()) -> list[str]:
     """The registered families with sizes for ``task``, in the registry's order, less ``skip``."""
+    import yaml
+
     from plmu.models.backbones import BACKBONES
 
-    sized = {path.stem.removeprefix(f"{task}_") for path in (conf_folder() / "task_model").glob(f"{task}_*.yaml")}
-    return [name for name in BACKBONES if name in sized and name not in skip]
+    def sized(family: str) -> bool:
+        path = conf_folder() / "sizes" / f"{family}.yaml"
+        return path.is_file() and task in (yaml.safe_load(path.read_text()) or {})
+
+    return [name for name in BACKBONES if name not in skip and sized(name)]
 
 
 def model_options(task: str, family: str) -> dict[str, Any]:

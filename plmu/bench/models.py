@@ -20,10 +20,7 @@ from plmu.models import (
     IdentityAdapter,
     SequenceModel,
     head_for,
-    lstm_model,
-    original_lmu_model,
-    plmu_model,
-    transformer_model,
+    sequence_model,
 )
 
 
@@ -84,22 +81,24 @@ def build(
         if path == "last_state" and full:
             raise ValueError("path 'last_state' reads the last step only: build it with full=False")
         mode = "auto" if path == "last_state" else path
-        return plmu_model(input_size, classes, full, hidden, mode=mode, **lmu)
+        return sequence_model(input_size, classes, full, hidden, backbone="plmu", mode=mode, **lmu)
     if path == "naive_fft":
         backbone = NaiveFFTStack(input_size, hidden, 1, return_sequences=full, **lmu)
         return SequenceModel(IdentityAdapter(input_size), backbone, head_for(full, hidden, classes))
     if path == "original":
-        model = original_lmu_model(input_size, classes, full, hidden, **lmu)
+        model = sequence_model(input_size, classes, full, hidden, backbone="original_lmu", **lmu)
         if compile_original:  # the cell, as a careful user would: compiling the T-step loop would unroll it
             for layer in model.backbone.layers:
                 layer.cell = torch.compile(layer.cell)
         return model
     if path == "lstm":
-        return lstm_model(input_size, classes, full, hidden)
+        return sequence_model(input_size, classes, full, hidden, backbone="lstm")
     if path == "transformer":
         if not full:
             raise ValueError("the transformer path is timed on the full-sequence case only")
-        return transformer_model(input_size, classes, True, hidden, num_heads=4, dim_feedforward=2 * hidden)
+        return sequence_model(
+            input_size, classes, True, hidden, backbone="transformer", num_heads=4, dim_feedforward=2 * hidden
+        )
     raise ValueError(f"path must be one of {sorted(PATHS)}, got {path!r}")
 
 

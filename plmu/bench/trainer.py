@@ -34,7 +34,7 @@ from plmu.bench.profile import gemm_split
 from plmu.bench.timing import Timing, thread_scaling
 from plmu.data.psmnist import AugmentedSplit
 from plmu.data.splits import DataSplits, TensorSplit
-from plmu.models import plmu_model
+from plmu.models import sequence_model
 from plmu.train.objectives import Classification
 from plmu.train.trainer import Trainer, TrainerSettings
 
@@ -56,7 +56,18 @@ def draw_epoch(args, split: TensorSplit) -> float:
 
 def _model(args) -> torch.nn.Module:
     torch.manual_seed(0)
-    return plmu_model(1, 10, False, args.hidden, 1, order=args.order, theta=args.theta, dropout=0.1, memory_dropout=0.1)
+    return sequence_model(
+        1,
+        10,
+        False,
+        args.hidden,
+        1,
+        backbone="plmu",
+        order=args.order,
+        theta=args.theta,
+        dropout=0.1,
+        memory_dropout=0.1,
+    )
 
 
 def _optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:

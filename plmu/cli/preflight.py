@@ -57,7 +57,7 @@ def resumed_arguments(arguments: list[str]) -> tuple[list[str], str | None]:
     return [*kept, *rest, f"hydra.run.dir={folder}"], None
 
 
-CONFIG_GROUPS = ("task", "model", "trainer", "logger", "experiment", "debug", "hparams_search", "task_model")
+CONFIG_GROUPS = ("task", "model", "trainer", "logger", "experiment", "debug", "hparams_search", "sizes")
 
 
 def unknown_group_choice(arguments: list[str]) -> str | None:

@@ -44,7 +44,7 @@ from plmu.cli.sweep import (
     record_job,
     record_job_run_alone,
 )
-from plmu.errors import PlmuError
+from plmu.errors import PlmuError, plmu_cause
 
 log = logging.getLogger("plmu")
 
@@ -173,6 +173,8 @@ def _join_processes(cfg: DictConfig, run_dir: Path, multirun: bool) -> Path:
 
 def _error_line(error: BaseException) -> str:
     """What plmu-train prints after "error:" for an error that ended the run."""
+    if isinstance(error, OmegaConfBaseException) and (cause := plmu_cause(error)) is not None:
+        return str(cause)  # a resolver's own message (a family without a size for the task)
     if isinstance(error, OmegaConfBaseException):  # e.g. ${nonexist}, ${oc.env:NOPE}: the first line says which
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         return f"the config does not resolve: {first}; fix or remove that interpolation"

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import datasets
@@ -33,54 +33,12 @@ from plmu.data import tokenize
 from plmu.data.batching import DictSplit, Ragged, TextSplits
 from plmu.data.folders import HUB, data_folder, offline, relative_note
 from plmu.data.splits import check_int, is_int
+from plmu.data.text_tasks import DATASET_TASKS, TASKS, TextTask
 from plmu.errors import ConfigError, DataError, DataNotFoundError, one_line
 
 log = logging.getLogger(__name__)
 
 FORMATS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".csv": "csv"}
-
-
-@dataclass(frozen=True)
-class TextTask:
-    """Where a task's data lives and what its columns mean."""
-
-    name: str
-    hub_id: str
-    config: str
-    texts: tuple[str, ...]  # one column (IMDB) or a pair (QQP, SNLI)
-    num_classes: int
-    train: str  # source split names, as the hub names them
-    test: str
-    val: str | None  # None: carved from train
-    val_size: int  # the default size of the carved validation split
-    max_length: int  # the default truncation length, in tokens
-    label: str = "label"
-    drop_labels: tuple[int, ...] = ()  # rows with these labels are dropped (SNLI's -1: no gold label)
-    html_breaks: bool = False  # "<br />" in the texts
-
-    @property
-    def keys(self) -> dict[str, str]:
-        """Text column → batch key: ``inputs`` for one text, ``inputs_a`` / ``inputs_b`` for a pair."""
-        if len(self.texts) == 1:
-            return {self.texts[0]: "inputs"}
-        return {column: f"inputs_{'ab'[i]}" for i, column in enumerate(self.texts)}
-
-
-TASKS = {
-    "imdb": TextTask("imdb", "stanfordnlp/imdb", "plain_text", ("text",), 2, "train", "test", None, 2_500, 512,
-                     html_breaks=True),
-    "qqp": TextTask("qqp", "nyu-mll/glue", "qqp", ("question1", "question2"), 2, "train", "validation", None,
-                    10_000, 128),
-    "snli": TextTask("snli", "stanfordnlp/snli", "plain_text", ("premise", "hypothesis"), 3, "train", "test",
-                     "validation", 0, 128, drop_labels=(-1,)),
-}  # fmt: skip
-DATASET_TASKS = {
-    "stanfordnlp/imdb": "imdb",
-    "imdb": "imdb",
-    "glue/qqp": "qqp",
-    "stanfordnlp/snli": "snli",
-    "snli": "snli",
-}
 
 
 def with_train_split(task: TextTask, train_split: object, val_size: object) -> TextTask:

@@ -4,10 +4,10 @@ Every backbone follows one protocol, so training, evaluation and streaming treat
 ``forward(x, state=None, return_state=None, mask=None)``, ``initial_state(batch)`` and
 ``step(x_t, state, mask_t=None)``;
 ``state_batch_dim`` says where the batch is in its state (``plmu.models.state`` detaches and reorders any of them).
-Builders (``_target_`` of ``conf/model/*.yaml`` and ``conf/task_model/*.yaml``): ``plmu_model``,
-``original_lmu_model``, ``lstm_model``, ``transformer_model``, ``sequence_model`` (any registered family,
-:mod:`plmu.models.backbones`; real-valued sequences) and ``text_classifier`` (token ids, single texts or pairs).
-Each builds a ``SequenceModel`` (adapter → backbone → head) or a ``PairModel``.
+Builders (the ``_target_`` a task config names, conf/task/*.yaml): ``sequence_model`` (real-valued sequences),
+``text_classifier`` (token ids, single texts or pairs), ``language_model``, ``translation_model``, each around any
+registered family (:mod:`plmu.models.backbones`; ``backbone=plmu|lstm|gru|transformer|s4d|...``). Each builds a
+``SequenceModel`` (adapter → backbone → head), a ``PairModel`` or a ``Seq2Seq``.
 """
 
 from plmu.models.adapters import IdentityAdapter, LinearAdapter, TokenEmbedding, padding_mask
@@ -23,16 +23,13 @@ from plmu.models.heads import (
     pair_features,
     pool,
 )
+from plmu.models.s4d import S4DLayer, S4DStack
 from plmu.models.seq2seq import translation_model
 from plmu.models.sequence import (
     PairModel,
     SequenceModel,
     head_for,
-    lstm_model,
-    original_lmu_model,
-    plmu_model,
     sequence_model,
-    transformer_model,
 )
 from plmu.models.sizing import count_parameters, match_parameters
 from plmu.models.state import detach_state, map_state, select_state, state_batch_dim, where_state
@@ -49,6 +46,8 @@ __all__ = [
     "PairHead",
     "PairModel",
     "PerStepHead",
+    "S4DLayer",
+    "S4DStack",
     "SequenceModel",
     "TokenEmbedding",
     "TransformerBackbone",
@@ -58,20 +57,16 @@ __all__ = [
     "head_for",
     "language_model",
     "last_valid",
-    "lstm_model",
     "map_state",
     "masked_mean",
     "match_parameters",
-    "original_lmu_model",
     "padding_mask",
     "pair_features",
-    "plmu_model",
     "pool",
     "select_state",
     "sequence_model",
     "state_batch_dim",
     "text_classifier",
-    "transformer_model",
     "translation_model",
     "where_state",
 ]

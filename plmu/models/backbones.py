@@ -48,9 +48,11 @@ class Backbone:
     """One family. ``build`` (``"module:attribute"``) is called as ``build(input_size, hidden_size, num_layers,
     return_sequences=..., **options)``; ``options`` (import paths too) are the classes its options reach: their
     parameters are ``model.*`` keys. ``last_alone``: it can return the last real step alone
-    (``return_sequences=False``); ``masks``: it takes a padding mask (text); ``causal_option``: it has both ways
-    (the transformer); ``activations``: what its training step keeps (:class:`ActivationFloats`; None: the peak
-    memory estimate is not made for it, rather than guessed)."""
+    (``return_sequences=False``); ``masks``: it takes a padding mask (text); ``bidirectional``: it can also look
+    both ways (a ``causal`` option: the builders make it causal where every step is predicted, and a translation
+    encoder reads both ways); ``same_width``: its input must have its width, ``hidden_size`` (the builders map a
+    real-valued input linearly; a text task's embedding is as wide); ``activations``: what its training step keeps
+    (:class:`ActivationFloats`; None: the peak memory estimate is not made for it, rather than guessed)."""
 
     name: str
     label: str
@@ -58,7 +60,8 @@ class Backbone:
     options: tuple[str, ...]
     last_alone: bool = True
     masks: bool = True
-    causal_option: bool = False
+    bidirectional: bool = False
+    same_width: bool = False
     activations: ActivationFloats | None = None
 
     def builder(self) -> Any:
@@ -103,7 +106,8 @@ BACKBONES: dict[str, Backbone] = {
             "plmu.models.backbones:transformer_backbone",
             ("plmu.models.transformer:TransformerBackbone",),
             last_alone=False,
-            causal_option=True,
+            bidirectional=True,
+            same_width=True,
             activations=ActivationFloats(width=8, feedforward=2, attention=True),
         ),
         Backbone(
@@ -195,13 +199,14 @@ FAMILY_ALIASES = {"pretrain": "plmu"}
 
 
 def model_family(model: dict[str, Any] | Any) -> str:
-    """What a run's record calls its model (``model`` is the run's ``model`` config): its ``backbone`` where the
-    builder takes one (text, language, translation models), else the builder's name without ``_model``
-    (``plmu_model`` → plmu, ``original_lmu_model`` → original_lmu, ``pretrain_model`` → pretrain)."""
+    """What a run's record calls its model (``model`` is the run's ``model`` config): ``pretrain`` for the paper's
+    pre-training architecture (a model of its own around LMU blocks), else its ``backbone``, else (a record of an
+    earlier version, or a user's builder) the builder's name without ``_model`` (``plmu_model`` → plmu)."""
+    builder = str(model.get("_target_", "")).rsplit(".", 1)[-1]
     backbone = model.get("backbone")
-    if isinstance(backbone, str):
+    if isinstance(backbone, str) and builder != "pretrain_model":
         return backbone
-    return str(model.get("_target_", "")).rsplit(".", 1)[-1].removesuffix("_model")
+    return builder.removesuffix("_model")
 
 
 def family_entry(family: str) -> Backbone | None:

@@ -20,9 +20,10 @@ import torch
 from hydra.errors import InstantiationException
 from hydra.utils import get_method, instantiate
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from plmu.checks import ArgumentError
-from plmu.errors import ConfigError, one_line
+from plmu.errors import ConfigError, one_line, plmu_cause
 
 
 def model_args(cfg: DictConfig, data_info: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -48,7 +49,15 @@ def build_model(cfg: DictConfig, args: Mapping[str, Any] | None = None) -> torch
     ``model.<name> is required but not set``. The constructors check the values (:mod:`plmu.checks`); their
     :class:`~plmu.checks.ArgumentError` becomes ``model.<name> must be ... (override it, e.g. ...)``.
     """
+    try:
+        OmegaConf.to_container(cfg.model, resolve=True, throw_on_missing=False)  # a family's size the task lacks
+    except OmegaConfBaseException as error:
+        cause = plmu_cause(error)
+        raise ConfigError(str(cause) if cause is not None else f"model.* does not resolve: {one_line(error)}") from None
     args = model_args(cfg) if args is None else args
+    if upgraded_target(cfg.model.get("_target_")):  # a record of an earlier version: its model in today's terms
+        cfg = cfg.copy()
+        cfg.model = OmegaConf.create(upgrade_model_config(OmegaConf.to_container(cfg.model, resolve=True)))
     for key in cfg.model:
         if OmegaConf.is_missing(cfg.model, key):
             raise ConfigError(f"model.{key} is required but not set (set it: model.{key}=...)")
@@ -68,6 +77,60 @@ def build_model(cfg: DictConfig, args: Mapping[str, Any] | None = None) -> torch
             raise ConfigError(_bad_value(cause, keys)) from None
         message = f"model {cfg.model._target_} could not be built from model.*: {one_line(cause)}"
         raise ConfigError(message) from None
+
+
+# The per-family builders of earlier versions, each now the generic sequence_model with its family as the backbone.
+FAMILY_BUILDERS = {"plmu_model": "plmu", "original_lmu_model": "original_lmu", "lstm_model": "lstm",
+                   "transformer_model": "transformer"}  # fmt: skip
+
+
+def upgraded_target(target: Any) -> str | None:
+    """The family whose earlier builder ``target`` names (``plmu.models.plmu_model`` → plmu), or None."""
+    if not isinstance(target, str) or not target.startswith("plmu.models."):
+        return None
+    return FAMILY_BUILDERS.get(target.rsplit(".", 1)[-1])
+
+
+def upgrade_model_config(model: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``model`` config (a plain mapping) of an earlier version in today's terms, building the same model with
+    the same tensors: the one place that knows (called as a checkpoint loads, :func:`plmu.train.checkpoint.upgrade`,
+    and by :func:`build_model` for a ``config.yaml`` record). ``plmu_model``'s ``dropout`` acted on each LMU layer's
+    output; ``sequence_model``'s acts on what the head reads: the same draw on the same tensor for the one-layer
+    models the configs shipped (psMNIST). The transformer's ``dropout`` (inside its encoder) has no counterpart
+    in ``sequence_model``: a config with one above 0 is refused rather than rebuilt as another model."""
+    model = dict(model)
+    family = upgraded_target(model.get("_target_"))
+    if family is None:
+        return model
+    rest = {key: value for key, value in model.items() if key != "_target_"}
+    if family == "transformer":
+        if (rest.pop("dropout", 0.0) or 0.0) > 0:
+            raise ConfigError(
+                "model.dropout of an earlier transformer_model config (inside the encoder) has no counterpart in "
+                "today's sequence_model (its dropout is the head's): retrain with model=transformer"
+            )
+    elif family == "plmu" and (rest.get("dropout") or 0.0) > 0 and rest.get("num_layers", 1) != 1:
+        raise ConfigError(
+            "model.dropout of an earlier plmu_model config with several layers acted between them; today's acts on "
+            "what the head reads only: retrain with task's config, or build it with plmu.layers.ParallelLMUStack"
+        )
+    return {"_target_": "plmu.models.sequence_model", "backbone": family, **rest}
+
+
+def model_with_defaults(model: Mapping[str, Any]) -> dict[str, Any]:
+    """A ``model`` config (a plain mapping) in today's terms (:func:`upgrade_model_config`) with each key its builder
+    declares filled in at its default where absent: what the builder is called with, whichever keys a config
+    happened to spell out. Resume compares these, so a key that a config now states at the value it always had is
+    no difference. A builder that cannot be imported: the mapping as it is."""
+    model = upgrade_model_config(model)
+    try:
+        builder = get_method(str(model.get("_target_")))
+    except Exception:  # the build reports it, with its own error
+        return model
+    defaults = {
+        key: default for key, default in model_keys(builder, model).items() if default is not inspect.Parameter.empty
+    }
+    return {**defaults, **model}
 
 
 # What a builder passes to the classes its options reach itself, never a model.* key (the task's sizes come from

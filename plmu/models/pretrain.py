@@ -252,6 +252,7 @@ def pretrain_language_model(
     theta: float = 256,
     memory_d: int = 1,
     dropout: float = 0.0,
+    embed_dropout: float = 0.0,
     **options: Any,
 ) -> SequenceModel:
     """The pre-training model: ids (batch, T) → logits (batch, T, vocab_size), the next token at every step.
@@ -261,7 +262,7 @@ def pretrain_language_model(
     embedding keeps [PAD] (id 0) a zero row, as the classifier's does, so the two share it exactly.
     """
     backbone = PretrainBackbone(hidden_size, num_layers, order, theta, memory_d, dropout=dropout, **options)
-    adapter = TokenEmbedding(vocab_size, hidden_size, padding_idx=0)
+    adapter = TokenEmbedding(vocab_size, hidden_size, padding_idx=0, dropout=embed_dropout)
     return SequenceModel(adapter, backbone, PerStepHead(hidden_size, vocab_size, dropout))
 
 
@@ -275,6 +276,7 @@ def pretrain_classifier(
     memory_d: int = 1,
     pooling: str = "last",
     dropout: float = 0.0,
+    embed_dropout: float = 0.0,
     **options: Any,
 ) -> SequenceModel:
     """The same embedding and backbone as :func:`pretrain_language_model` (same tensor names and shapes), read at
@@ -284,7 +286,7 @@ def pretrain_classifier(
     last_only = pooling == "last"
     options = {"dropout": dropout, "return_sequences": not last_only, **options}
     backbone = PretrainBackbone(hidden_size, num_layers, order, theta, memory_d, **options)
-    adapter = TokenEmbedding(vocab_size, hidden_size, padding_idx=0)
+    adapter = TokenEmbedding(vocab_size, hidden_size, padding_idx=0, dropout=embed_dropout)
     return SequenceModel(adapter, backbone, head_for(False, hidden_size, num_classes, pooling, dropout))
 
 
@@ -302,12 +304,29 @@ def pretrain_model(
     dropout: float = 0.0,
     residual: bool = False,
     norm: str | None = None,
+    backbone: str = "plmu",
+    embed_dim: int | None = None,
+    embed_dropout: float = 0.0,
+    pair: bool = False,
+    mlp_hidden: int | None = None,
     **options: Any,
 ) -> SequenceModel:
-    """The ``_target_`` of ``conf/task_model/imdb_lm_plmu.yaml``: the language model for a per-step task
-    (``task=imdb_lm``), the classifier otherwise (``task=imdb``), from the same sizes; ``pooling`` is the
-    classifier's. ``residual`` and ``norm`` (keys of ``conf/model/plmu.yaml``) must stay off: the highway layers
-    carry each block's input, and the architecture has no normalisation."""
+    """The paper's pre-training architecture (``task=imdb_lm``'s parallel LMU, conf/sizes/plmu.yaml;
+    experiment=imdb_finetune): the language model for a per-step task, the classifier otherwise (``task=imdb``),
+    from the same sizes; ``pooling`` is the classifier's. It takes the text classifier's keys (the task's model
+    around the backbone): ``embed_dim`` must be ``hidden_size`` (null: it is), ``pair`` false, ``embed_dropout``
+    acts on the embedding, ``mlp_hidden`` (the pair MLP's) is unused. ``residual`` and ``norm`` (keys of
+    ``conf/model/plmu.yaml``) must stay off: the highway layers carry each block's input, and the architecture has
+    no normalisation."""
+    if backbone != "plmu":
+        raise ArgumentError(
+            "backbone", f"be plmu for the pre-training architecture (parallel LMU blocks), got {backbone!r}"
+        )
+    if embed_dim is not None and embed_dim != hidden_size:
+        raise ArgumentError("embed_dim", f"equal hidden_size={hidden_size} (the blocks' width), got {embed_dim}")
+    if flag("pair", pair):
+        raise ArgumentError("pair", "be false for the pre-training architecture (one text per example)")
+    options["embed_dropout"] = probability("embed_dropout", embed_dropout)
     if flag("residual", residual):
         raise ArgumentError("residual", "be false for the pre-training architecture (its highway layers carry inputs)")
     if norm is not None:

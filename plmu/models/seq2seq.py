@@ -214,7 +214,7 @@ def translation_model(
         )
     decoder_layers = num_layers if decoder_layers is None else optional_positive_int("decoder_layers", decoder_layers)
     probability("dropout", dropout)
-    if entry.causal_option:  # a transformer: the encoder reads both ways, the decoder is causal
+    if entry.bidirectional:  # a transformer: the encoder reads both ways, the decoder is causal
         encoder = build_backbone(backbone, embed_dim, hidden_size, num_layers, causal=False, dropout=dropout,
                                  **backbone_options)  # fmt: skip
         decoder = build_backbone(backbone, embed_dim, hidden_size, decoder_layers, causal=True, dropout=dropout,

@@ -12,7 +12,8 @@ matmul), Mackey-Glass predicts at every step, a text classifier pools over real 
 
 Every backbone streams: ``initial_state(batch)`` and ``step(x_t, state, mask_t=None)``; ``forward_recurrent`` runs the
 same weights one step at a time, as a deployed streaming model would, and gives ``forward``'s outputs.
-The builders (the ``_target_`` of ``conf/model/*.yaml``) are at the bottom.
+The builder of the real-valued tasks (``sequence_model``, the ``_target_`` of conf/task/{psmnist,mackey_glass}.yaml)
+is at the bottom.
 """
 
 from __future__ import annotations
@@ -26,14 +27,11 @@ from torch import Tensor, nn
 from plmu.checks import ArgumentError, flag, one_of, probability
 from plmu.dropout import Dropout
 from plmu.errors import ConfigError
-from plmu.layers import ParallelLMUStack
 from plmu.models.adapters import IdentityAdapter, LinearAdapter
 from plmu.models.backbones import forwards
-from plmu.models.encoders import LSTMEncoder
 from plmu.models.heads import POOLINGS, LastStepHead, MaxPoolHead, MeanPoolHead, PairHead, PerStepHead, pool
 from plmu.models.sizing import count_parameters
 from plmu.models.transformer import TransformerBackbone
-from plmu.original import OriginalLMUStack
 
 # Parameter names of earlier versions (a plain encoder + linear head; a text classifier's embedding): renamed as a
 # SequenceModel loads a state dict (its load hook), so old checkpoints load and a killed run started before resumes.
@@ -201,65 +199,6 @@ def head_for(per_step: bool, hidden_size: int, output_size: int, pooling: str = 
     return head_class(hidden_size, output_size, dropout)
 
 
-@forwards("plmu")
-def plmu_model(
-    input_size: int,
-    output_size: int,
-    per_step: bool,
-    hidden_size: int,
-    num_layers: int = 1,
-    **layer_kwargs,
-) -> SequenceModel:
-    """The paper's parallel LMU: a ``ParallelLMUStack`` (order, theta, memory_d, f1, f2, mode, ...) and a head.
-
-    No adapter: the LMU's first layer projects its own input, so the paper's parameter counts hold."""
-    flag("per_step", per_step)
-    backbone = ParallelLMUStack(input_size, hidden_size, num_layers, return_sequences=per_step, **layer_kwargs)
-    return SequenceModel(IdentityAdapter(input_size), backbone, head_for(per_step, hidden_size, output_size))
-
-
-@forwards("original_lmu")
-def original_lmu_model(
-    input_size: int, output_size: int, per_step: bool, hidden_size: int, num_layers: int = 1, **cell_kwargs
-) -> SequenceModel:
-    """The 2019 LMU baseline (order, theta, memory_d, init, bias, ...), run step by step."""
-    flag("per_step", per_step)
-    backbone = OriginalLMUStack(input_size, hidden_size, num_layers, return_sequences=per_step, **cell_kwargs)
-    return SequenceModel(IdentityAdapter(input_size), backbone, head_for(per_step, hidden_size, output_size))
-
-
-def lstm_model(
-    input_size: int, output_size: int, per_step: bool, hidden_size: int, num_layers: int = 1
-) -> SequenceModel:
-    """The LSTM baseline."""
-    flag("per_step", per_step)
-    backbone = LSTMEncoder(input_size, hidden_size, num_layers, return_sequences=per_step)
-    return SequenceModel(IdentityAdapter(input_size), backbone, head_for(per_step, hidden_size, output_size))
-
-
-def transformer_model(
-    input_size: int,
-    output_size: int,
-    per_step: bool,
-    hidden_size: int,
-    num_layers: int = 1,
-    num_heads: int = 4,
-    dim_feedforward: int | None = None,
-    dropout: float = 0.0,
-    causal: bool | None = None,
-    pooling: str = "mean",
-) -> SequenceModel:
-    """The transformer baseline for real-valued sequences: a linear adapter to ``hidden_size`` (the model's width),
-    a pre-norm ``TransformerBackbone``, and a head. ``causal`` defaults to ``per_step``: a per-step prediction (e.g.
-    Mackey-Glass's next value) must not see the future, a whole-sequence label may look both ways."""
-    causal = flag("per_step", per_step) if causal is None else flag("causal", causal)
-    if per_step and not causal:
-        raise ArgumentError("causal", "be true for a per-step task (each step's prediction would see the future)")
-    backbone = TransformerBackbone(hidden_size, num_layers, num_heads, dim_feedforward, dropout, causal)
-    head = head_for(per_step, hidden_size, output_size, pooling)
-    return SequenceModel(LinearAdapter(input_size, hidden_size), backbone, head)
-
-
 @forwards("backbone")
 def sequence_model(
     input_size: int,
@@ -272,19 +211,24 @@ def sequence_model(
     dropout: float = 0.0,
     **backbone_options: Any,
 ) -> SequenceModel:
-    """Any registered family (:mod:`plmu.models.backbones`) on real-valued sequences: the input as it is, the
-    family's backbone over it (options not named here go to it), and the task's head (``pooling`` for a
-    whole-sequence label). A new family runs on psMNIST and Mackey-Glass with ``_target_: plmu.models.sequence_model``
-    and ``backbone: <name>`` (conf/model/gru.yaml); the families of the paper keep their own builders above."""
+    """A registered family (:mod:`plmu.models.backbones`: ``backbone``, options not named here go to it) on
+    real-valued sequences, and the task's head: a readout at every step (``per_step``), or of the sequence pooled
+    (``pooling``; ``dropout`` on what the head reads). The input goes in as it is, unless the family works at its
+    own width (``same_width``: a linear map to ``hidden_size`` first). A family with a ``causal`` option (attention)
+    is causal exactly when the task predicts every step, unless told. Reading the last step of a family that can
+    return it alone builds it so (the parallel LMU then computes m_T alone: one matmul)."""
     from plmu.models.backbones import backbone as registered
 
     entry = registered(backbone)
-    if entry.causal_option:
-        raise ArgumentError(
-            "backbone", f"be a family without a builder of its own, got {backbone!r} (model={backbone})"
-        )
-    last_alone = not flag("per_step", per_step) and one_of("pooling", pooling, POOLINGS) == "last" and entry.last_alone
-    module = entry.builder()(input_size, hidden_size, num_layers, return_sequences=not last_alone, **backbone_options)
-    return SequenceModel(
-        IdentityAdapter(input_size), module, head_for(per_step, hidden_size, output_size, pooling, dropout)
-    )
+    per_step = flag("per_step", per_step)
+    if entry.bidirectional:
+        causal = backbone_options.get("causal")
+        causal = per_step if causal is None else flag("causal", causal)
+        if per_step and not causal:
+            raise ArgumentError("causal", "be true for a per-step task (each step's prediction would see the future)")
+        backbone_options["causal"] = causal
+    last_alone = not per_step and one_of("pooling", pooling, POOLINGS) == "last" and entry.last_alone
+    width = hidden_size if entry.same_width else input_size
+    module = entry.builder()(width, hidden_size, num_layers, return_sequences=not last_alone, **backbone_options)
+    adapter = LinearAdapter(input_size, hidden_size) if entry.same_width else IdentityAdapter(input_size)
+    return SequenceModel(adapter, module, head_for(per_step, hidden_size, output_size, pooling, dropout))

@@ -71,7 +71,7 @@ def language_model(
     """
     if pooling is not None:
         raise ArgumentError("pooling", f"be null for a language model (it predicts every step), got {pooling!r}")
-    if registered(backbone, masked=True).causal_option:  # a transformer: causal, and the model's dropout
+    if registered(backbone, masked=True).bidirectional:  # a transformer: causal, and the model's dropout
         if backbone_options.setdefault("causal", True) is not True:
             raise ArgumentError("causal", "be true for a language model (each prediction would see the future)")
         backbone_options.setdefault("dropout", dropout)

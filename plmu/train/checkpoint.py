@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from plmu.errors import CheckpointError, ConfigError, RunFolderError
+from plmu.models.build import upgrade_model_config
 
 FORMAT = "plmu-checkpoint-v1"
 
@@ -259,7 +260,7 @@ TARGETS_MOVED = {"plmu.data.translation.synthetic_en_vi": "plmu.data.synthetic_t
 
 def upgrade(payload: dict[str, Any]) -> dict[str, Any]:
     """A loaded checkpoint in today's layout: renamed training-state fields, config keys added since, loaders moved
-    (:data:`TARGETS_MOVED`). Tensor names
+    (:data:`TARGETS_MOVED`), model builders merged (:func:`plmu.models.build.upgrade_model_config`). Tensor names
     are the model's own business (which names are old depends on its class): ``SequenceModel`` renames those of its
     earlier layout as it loads them (:data:`plmu.models.sequence.RENAMED_PARAMETERS`); a ``Seq2Seq`` has an
     ``encoder`` of its own."""
@@ -273,6 +274,8 @@ def upgrade(payload: dict[str, Any]) -> dict[str, Any]:
         for group, added in CONFIG_KEYS_ADDED.items():
             if isinstance(config.get(group), dict):
                 config[group] = {**added, **config[group]}
+        if isinstance(config.get("model"), dict):  # the per-family builders of earlier versions
+            config["model"] = upgrade_model_config(config["model"])
         task = config.get("task")
         data = task.get("data") if isinstance(task, dict) else None
         if isinstance(data, dict) and data.get("_target_") in TARGETS_MOVED:

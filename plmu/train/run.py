@@ -34,7 +34,7 @@ from plmu.data.splits import DataSplits
 from plmu.errors import ConfigError, OutOfMemoryError, PlmuError, one_line
 from plmu.models.backbones import family_label, model_family
 from plmu.models.build import build_model, model_args
-from plmu.train import checkpoint, distributed, provenance
+from plmu.train import checkpoint, distributed, provenance, sizes
 from plmu.train.init_from import check_same_vocabulary, init_from_checkpoint
 from plmu.train.loggers import JsonlLog, NullLogger, write_json_atomic, write_text_atomic
 from plmu.train.machine import keep_freed_memory
@@ -99,6 +99,7 @@ def train(
     """
     started = time.time()
     overrides = list(overrides or [])
+    cfg = sizes.settle(cfg)  # the family's sizes as values: the records hold what trained, not the table
     check_config(cfg)  # the run's keys; the model's are checked by its constructors, in build_model
     settings = trainer_settings(cfg)
     ctx = distributed.setup(settings.device)  # torchrun: join the processes; one: nothing

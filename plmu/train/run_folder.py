@@ -201,6 +201,16 @@ def _as_override(key: str, value: Any) -> str:
     return f"{key}={json.dumps(value)}"
 
 
+def _effective_model(config: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with its model as its builder is called (keys at their defaults filled in): a key that the configs
+    came to state at the value it always had is no difference (:func:`plmu.models.build.model_with_defaults`)."""
+    from plmu.models.build import model_with_defaults
+
+    if not isinstance(config.get("model"), dict):
+        return config
+    return {**config, "model": model_with_defaults(config["model"])}
+
+
 def check_resume(
     saved: dict[str, Any], current: dict[str, Any], epoch: int, path: Path, step: int | None = None
 ) -> None:
@@ -209,7 +219,7 @@ def check_resume(
     length (max_epochs, max_steps) may grow, unless the learning-rate schedule decays over that length (its
     ``total_steps`` comes from it): extending such a run would bend the schedule mid-way.
     """
-    old, new = flatten(saved), flatten(current)
+    old, new = flatten(_effective_model(saved)), flatten(_effective_model(current))
     differences = config_differences(old, new)
     if differences:
         shown = shown_differences(differences, old, new, "in the checkpoint")

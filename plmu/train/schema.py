@@ -30,7 +30,8 @@ from hydra.utils import instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
-from plmu.errors import ConfigError, one_line
+from plmu.errors import ConfigError, one_line, plmu_cause
+from plmu.train import sizes
 from plmu.train.settings import (
     BOOL,
     DEVICES,
@@ -89,10 +90,11 @@ class TaskSchema:
 
 @dataclass
 class ModelSchema:
-    """``conf/model/*.yaml``: only ``_target_`` is checked here (open). The builder and the constructors it calls
-    check their own arguments when ``plmu.models.build.build_model`` builds the model, still before any data is read."""
+    """``model.*`` (the task's builder and the family's backbone): only ``_target_`` is checked here (open). The
+    builder and the constructors it calls check their own arguments when ``plmu.models.build.build_model`` builds
+    the model, still before any data is read."""
 
-    _target_: str = rule(dotted, "a dotted import path", "plmu.models.plmu_model")
+    _target_: str = rule(dotted, "a dotted import path", "plmu.models.sequence_model")
 
 
 def _check_group(prefix: str, schema: type, values: dict, sources: dict, *, closed: bool = True) -> None:
@@ -246,6 +248,8 @@ def _resolved(cfg: DictConfig) -> tuple[dict, dict]:
     try:
         values = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
     except OmegaConfBaseException as error:
+        if (cause := plmu_cause(error)) is not None:  # a resolver's own message (a family without a task's size)
+            raise ConfigError(str(cause)) from None
         message = one_line(error).split(" full_key:")[0]
         raise ConfigError(f"{error.full_key} cannot be resolved: {message}") from None
     return values, OmegaConf.to_container(cfg, resolve=False)
@@ -258,7 +262,7 @@ def check_config(cfg: DictConfig) -> None:
     Raises:
         ConfigError: one line naming the key, the bad value, what is allowed, and a fix.
     """
-    values, sources = _resolved(cfg)
+    values, sources = _resolved(sizes.settle(cfg))  # the family's sizes table: read into model.*, then gone
     _check_group("", TopSchema, values, sources)
     task, model, trainer, logger = (values[name] for name in ("task", "model", "trainer", "logger"))
     written = {name: sources[name] if isa(Mapping)(sources.get(name)) else {} for name in values}

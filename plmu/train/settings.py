@@ -334,7 +334,8 @@ def defaults(settings: type = TrainerSettings) -> dict[str, Any]:
 
 def register() -> None:
     """Store the defaults with Hydra's ConfigStore as ``trainer/settings`` and ``logger/wandb_settings`` (the bases
-    of ``conf/trainer/default.yaml`` and ``conf/logger/wandb.yaml``), and the help's resolver. Idempotent."""
+    of ``conf/trainer/default.yaml`` and ``conf/logger/wandb.yaml``), and the configs' resolvers: the help's, a
+    family's ``size`` per task, a text task's declared facts. Idempotent."""
     from hydra.core.config_store import ConfigStore
     from omegaconf import OmegaConf
 
@@ -342,6 +343,19 @@ def register() -> None:
     ConfigStore.instance().store(group="logger", name="wandb_settings", node=OmegaConf.create(defaults(WandbSettings)))
     if not OmegaConf.has_resolver("plmu.trainer_settings"):  # in conf/config.yaml's help template
         OmegaConf.register_new_resolver("plmu.trainer_settings", settings_help)
+    if not OmegaConf.has_resolver("size"):  # a family's size for the task (plmu.train.sizes)
+        from plmu.train.sizes import size
+
+        OmegaConf.register_new_resolver("size", size)
+    if not OmegaConf.has_resolver("plmu.text_task"):  # a text task's declared fact (plmu.data.text_tasks)
+        OmegaConf.register_new_resolver("plmu.text_task", _text_task_fact)
+
+
+def _text_task_fact(name: str, fact: str) -> object:
+    """``${plmu.text_task:<task>,<fact>}``; imported on use: ``plmu-train --help`` loads no data package (torch)."""
+    from plmu.data.text_tasks import text_task_fact
+
+    return text_task_fact(name, fact)
 
 
 def settings_help() -> str:

@@ -26,7 +26,7 @@ OPTIONS = {"plmu": {"order": 4, "theta": 4}, "original_lmu": {"order": 4, "theta
 def test_each_entry_resolves_and_builds_a_streaming_backbone(name):
     entry = BACKBONES[name]
     assert entry.name == name and entry.label and all(isinstance(cls, type) for cls in entry.option_classes())
-    causal = {"causal": True} if entry.causal_option else {}
+    causal = {"causal": True} if entry.bidirectional else {}
     module = entry.builder()(8, 8, 1, return_sequences=True, **OPTIONS.get(name, {}), **causal)
     x = torch.randn(2, 5, 8)
     with torch.no_grad():

@@ -89,7 +89,10 @@ def test_bad_values_name_the_key(overrides, message):
         (["+model.thetta=4"], "unknown key model.thetta (did you mean model.theta?)"),  # a ParallelLMU argument
         (["+model.resdual=true"], "unknown key model.resdual (did you mean model.residual?)"),  # a stack argument
         (["model=original_lmu", "+model.bais=true"], "unknown key model.bais (did you mean model.bias?)"),
-        (["model=lstm", "+model.order=4"], "unknown key model.order (valid keys: _target_, hidden_size, num_layers)"),
+        (
+            ["model=lstm", "+model.order=4"],
+            "unknown key model.order (valid keys: _target_, hidden_size, num_layers, backbone, pooling, dropout)",
+        ),
         (["model=lstm", "+model.hiden_size=4"], "unknown key model.hiden_size (did you mean model.hidden_size?)"),
         (["task=imdb", "+model.ordr=16"], "unknown key model.ordr (did you mean model.order?)"),
         (
@@ -108,17 +111,20 @@ def test_unknown_keys_suggest_the_closest(overrides, message):
 
 
 def test_missing_keys_are_named():
-    # as if conf/task_model/mackey_glass_plmu.yaml did not exist: the sizes stay ???
-    assert error_of("~task_model") == "model.hidden_size is required but not set (set it: model.hidden_size=...)"
+    # as if conf/sizes/plmu.yaml had no entry for the task: the resolver names the key and the file
+    assert error_of("~sizes") == (
+        "model plmu has no hidden_size for task mackey_glass: set model.hidden_size=... on the command line, or add "
+        "it to conf/sizes/plmu.yaml under mackey_glass:"
+    )
     assert error_of("model.order=???") == "model.order is required but not set (set it: model.order=...)"
     assert error_of("~model.order") == "model.order is required but not set (set it: model.order=...)"  # no key
 
 
 def test_other_errors_keep_the_generic_line():
     assert error_of("model.discretizer=euler", "model.order=8", "model.theta=4") == (
-        "model plmu.models.plmu_model could not be built from model.*: discretizer='euler' is unstable for order=8, "
-        "theta=4: the spectral radius of Ā is 3.0075 ≥ 1, so the memory blows up. Use discretizer='zoh' (stable for "
-        "every θ) or a larger theta (Euler needs θ of several times the order)."
+        "model plmu.models.sequence_model could not be built from model.*: discretizer='euler' is unstable for "
+        "order=8, theta=4: the spectral radius of Ā is 3.0075 ≥ 1, so the memory blows up. Use discretizer='zoh' "
+        "(stable for every θ) or a larger theta (Euler needs θ of several times the order)."
     )
     assert error_of("model._target_=plmu.models.nope_model").startswith(
         "model plmu.models.nope_model could not be built from model.*: "

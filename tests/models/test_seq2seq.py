@@ -11,6 +11,7 @@ BACKBONES = {
     "plmu": {"order": 4, "theta": 6.0, "memory_d": 3},
     "lstm": {},
     "transformer": {"num_heads": 2, "dim_feedforward": 16},
+    "s4d": {"state_size": 4},
 }
 SOURCE_VOCAB, TARGET_VOCAB = 11, 9
 

@@ -1,9 +1,17 @@
+from functools import partial
+
 import pytest
 import torch
 from conftest import assert_close_to
 
 from plmu.errors import ConfigError
-from plmu.models import lstm_model, original_lmu_model, plmu_model, transformer_model
+from plmu.models import sequence_model
+
+# The families on real-valued sequences, as the task configs build them (conf/task/{psmnist,mackey_glass}.yaml)
+plmu_model = partial(sequence_model, backbone="plmu")
+original_lmu_model = partial(sequence_model, backbone="original_lmu")
+lstm_model = partial(sequence_model, backbone="lstm")
+transformer_model = partial(sequence_model, backbone="transformer")
 
 BUILDERS = {
     "plmu": lambda per_step: plmu_model(2, 3, per_step, hidden_size=6, num_layers=2, order=5, theta=7.0),

@@ -6,6 +6,7 @@ from conftest import assert_close_to
 
 from plmu.layers import ParallelLMUStack
 from plmu.models.encoders import LSTMEncoder
+from plmu.models.s4d import S4DStack
 from plmu.models.state import detach_state, map_state, select_state, state_batch_dim, where_state
 from plmu.models.transformer import TransformerBackbone
 from plmu.original import OriginalLMUStack
@@ -16,6 +17,7 @@ BACKBONES = {
     "plmu": lambda: ParallelLMUStack(IN, 6, 2, order=5, theta=8.0),
     "original_lmu": lambda: OriginalLMUStack(IN, 6, 2, order=5, theta=8.0),
     "transformer": lambda: TransformerBackbone(IN, 2, 2, dim_feedforward=8, causal=True),
+    "s4d": lambda: S4DStack(IN, 6, 2, state_size=4),
 }
 
 

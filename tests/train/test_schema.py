@@ -193,7 +193,7 @@ def test_missing_and_unresolvable_values():
 
 def test_targets():
     assert error_of("model._target_=notdotted") == _must(
-        "model._target_", "a dotted import path", "'notdotted'", "plmu.models.plmu_model"
+        "model._target_", "a dotted import path", "'notdotted'", "plmu.models.sequence_model"
     )
     check_config(compose_config(["model._target_=my.models.build", "+model.extra=1"]))  # any builder: _target_ only
     assert error_of("logger._target_=NullLogger") == _must(
@@ -296,7 +296,7 @@ def test_a_bad_environment_value_names_its_source(monkeypatch):
         ["model.theta=-3", "model.order=0", "model.skip=no", "+model.hiden_size=4"],
         ["model=original_lmu", "model.init=2019"],
         ["model=lstm", "+model.order=4"],
-        ["~task_model"],  # model.hidden_size: ???
+        ["model.hidden_size=???"],
     ],
 )
 def test_the_model_keys_are_left_to_its_constructors(overrides):

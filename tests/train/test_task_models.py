@@ -1,4 +1,4 @@
-"""The sizes in conf/task_model/: baselines at the parallel LMU's parameter count, where the paper gives none."""
+"""The sizes in conf/sizes/: baselines at the parallel LMU's parameter count, where the paper gives none."""
 
 import pytest
 from conftest import compose_config
