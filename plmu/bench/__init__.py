@@ -130,17 +130,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.text:
         from plmu.bench import text
 
-        header[3] = "sizes: conf/task_model/imdb_*.yaml"
+        header[3] = "sizes: conf/sizes/<family>.yaml (imdb)"
         body = text.report(device, quick=args.quick)
     elif args.lm:
         from plmu.bench import lm
 
-        header[3] = "sizes: conf/task_model/text8_*.yaml"
+        header[3] = "sizes: conf/sizes/<family>.yaml (text8)"
         body = lm.report(device, quick=args.quick)
     elif args.mackey_glass:
         from plmu.bench import mackey_glass
 
-        header[3] = "sizes: conf/task_model/mackey_glass_*.yaml (batch 32 × 5000 steps)"
+        header[3] = "sizes: conf/sizes/<family>.yaml (mackey_glass; batch 32 × 5000 steps)"
         body = mackey_glass.report(
             device, quick=args.quick, profile=args.profile, repeats=args.repeats, skip_original=args.skip_original
         )

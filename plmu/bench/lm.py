@@ -1,7 +1,7 @@
 """``plmu-bench --lm``: the text8 language models at equal parameters, in one process.
 
 Training: characters per second of one step (forward, cross-entropy over every step, backward, fused Adam) of the
-text8 configs (``conf/task_model/text8_{plmu,lstm,transformer}.yaml``, ~232k parameters each), batch 32 streams,
+text8 configs (``conf/sizes/<family>.yaml``'s text8, ~232k parameters each), batch 32 streams,
 chunks of 1024 characters; the LMU and the LSTM continue a carried state, as ``trainer.state=carry`` trains them.
 Generation: characters per second of ``model.step`` (embedding → backbone step → logits over 27 symbols) after a
 context of 128 … 8192 characters, batch 1: the LMU's and the LSTM's fixed-size states against the transformer's
@@ -25,7 +25,7 @@ VOCAB, BATCH = 27, 32
 
 
 def model_sizes() -> dict[str, dict]:
-    """{label: language_model arguments}: every registered family with text8 sizes (conf/task_model/text8_*.yaml)."""
+    """{label: language_model arguments}: every registered family with text8 sizes (conf/sizes/<family>.yaml)."""
     return task_models("text8")
 
 
@@ -39,7 +39,7 @@ def _lm_step(name: str, chunk: int, precision: str, device: torch.device):
         "inputs": torch.randint(0, VOCAB, (BATCH, chunk), device=device),
         "target": torch.randint(0, VOCAB, (BATCH, chunk), device=device),
     }
-    carry = sizes["backbone"] != "transformer"
+    carry = model.carry_error() is None  # the state runs on from chunk to chunk, as trainer.state=carry trains
     state = [None]
 
     def step() -> None:

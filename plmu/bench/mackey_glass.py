@@ -1,7 +1,7 @@
 """``plmu-bench --mackey-glass``: one Mackey-Glass training step per model, where its time goes, and its floor.
 
 The models come from the configs ``plmu-train`` composes (``task=mackey_glass``, each registered family with sizes
-in ``conf/task_model/mackey_glass_*.yaml`` but the transformer; the parallel LMU is 4 layers × 72 units, order 4),
+in ``conf/sizes/<family>.yaml`` but the transformer; the parallel LMU is 4 layers × 72 units, order 4),
 so the sizes match the task. A step: batch 32 × 5000 steps, MSE, backward, Adam. The original LMU's cell runs
 under ``torch.compile`` (what a careful user would do; its first step, which compiles, is the untimed warm-up).
 

@@ -1,7 +1,7 @@
 """``plmu-bench --text``: the text classifiers at equal parameters, in one process.
 
 Training: tokens per second of one step (forward, cross-entropy, backward, Adam) of the IMDB configs
-(``conf/task_model/imdb_{plmu,lstm,transformer}.yaml``: ~99k parameters each besides a shared 16,000 × 128
+(``conf/sizes/<family>.yaml``'s imdb: ~99k parameters each besides a shared 16,000 × 128
 embedding), batch 32, lengths 128 / 512 / 2048, fused Adam for all three, each model read two ways: at the last
 token (the parallel LMU then computes m_T alone, eq. 25) and max-pooled over every token (every step's output
 needed: the IMDB classifiers' choice); the transformer mean- and max-pooled. Inference: the latency of one more
@@ -27,13 +27,16 @@ VOCAB, BATCH = 16_000, 32
 
 
 def model_sizes() -> dict[str, dict]:
-    """{label: text_classifier arguments}: every registered family with IMDB sizes (conf/task_model/imdb_*.yaml)."""
+    """{label: text_classifier arguments}: every registered family with IMDB sizes (conf/sizes/<family>.yaml)."""
     return task_models("imdb")
 
 
 def poolings(name: str) -> tuple[str, str]:
-    """How a family's classifier reads the review: its last state (a recurrence) or the mean (attention), and max."""
-    return ("mean", "max") if name == "transformer" else ("last", "max")
+    """How a family's classifier reads the review: its last state (a family that can return it alone: a
+    recurrence) or the mean (attention), and max."""
+    from plmu.models.backbones import BACKBONES
+
+    return ("last", "max") if BACKBONES[model_sizes()[name]["backbone"]].last_alone else ("mean", "max")
 
 
 def _classifier_step(name: str, pooling: str, precision: str, device: torch.device):

@@ -23,7 +23,6 @@ from plmu.models.heads import (
     pair_features,
     pool,
 )
-from plmu.models.s4d import S4DLayer, S4DStack
 from plmu.models.seq2seq import translation_model
 from plmu.models.sequence import (
     PairModel,
@@ -46,8 +45,6 @@ __all__ = [
     "PairHead",
     "PairModel",
     "PerStepHead",
-    "S4DLayer",
-    "S4DStack",
     "SequenceModel",
     "TokenEmbedding",
     "TransformerBackbone",

@@ -123,6 +123,7 @@ BACKBONES: dict[str, Backbone] = {
             "S4D",
             "plmu.models.s4d:S4DStack",
             ("plmu.models.s4d:S4DStack",),
+            activations=ActivationFloats(width=24),  # measured 13-23 a channel (experiments/memory)
         ),
     )
 }

@@ -1,7 +1,7 @@
 """A GRU encoder: ``nn.GRU`` with the streaming protocol and the masking of :class:`RecurrentEncoder`.
 
 The state is h (layers, batch, hidden). The family is registered in :mod:`plmu.models.backbones` (``gru``) and sized
-per task in ``conf/task_model/<task>_gru.yaml``: the recipe's proof that a family needs its module, a registry line
+per task in ``conf/sizes/gru.yaml``: the recipe's proof that a family needs its module, a registry line
 and its configs.
 """
 

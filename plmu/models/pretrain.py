@@ -18,7 +18,7 @@ The language model and the classifier are built by the same code, so their embed
 (``backbone.*``) tensors have the same names and shapes: ``init_from=<the language model's run>`` loads them all
 into the classifier, and only the head (``head.weight``, ``head.bias``: vocabulary vs classes) starts afresh.
 ``pretrain_model`` picks the one a task asks for (``per_step``: every step predicted, a language model), so one
-``conf/task_model`` file sizes both (``task=imdb_lm`` pre-trains, ``task=imdb`` fine-tunes).
+``conf/sizes/plmu.yaml`` entry (``imdb_lm``) sizes both (``task=imdb_lm`` pre-trains, ``task=imdb`` fine-tunes).
 """
 
 from __future__ import annotations

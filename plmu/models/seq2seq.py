@@ -192,7 +192,7 @@ def translation_model(
     pooling: None = None,
     **backbone_options: Any,
 ) -> Seq2Seq:
-    """The translation model (``conf/task_model/iwslt15_en_vi_*.yaml``).
+    """The translation model (``task=iwslt15_en_vi``; sizes: ``conf/sizes/<family>.yaml``).
 
     ``vocab_size`` is the source vocabulary and ``num_classes`` the target vocabulary (the classes of every output
     token): ``plmu-train`` passes both from the data (``info["vocab_size"]``, ``info["num_classes"]``).

@@ -31,7 +31,6 @@ from plmu.models.adapters import IdentityAdapter, LinearAdapter
 from plmu.models.backbones import forwards
 from plmu.models.heads import POOLINGS, LastStepHead, MaxPoolHead, MeanPoolHead, PairHead, PerStepHead, pool
 from plmu.models.sizing import count_parameters
-from plmu.models.transformer import TransformerBackbone
 
 # Parameter names of earlier versions (a plain encoder + linear head; a text classifier's embedding): renamed as a
 # SequenceModel loads a state dict (its load hook), so old checkpoints load and a killed run started before resumes.
@@ -111,7 +110,8 @@ class SequenceModel(nn.Module):
         """One chunk of a stream, continuing ``state`` (None: the initial state) → (outputs, the state after it).
 
         Chunks fed one after another give the outputs of the whole sequence (``trainer.state=carry``). Refused for
-        a transformer: its key/value cache would grow with the whole stream; it sees one chunk at a time instead.
+        a backbone with ``carries_state = False`` (the transformer: its key/value cache would grow with the whole
+        stream; it sees one chunk at a time instead).
         """
         if (why := self.carry_error()) is not None:
             raise ConfigError(why)
@@ -122,10 +122,10 @@ class SequenceModel(nn.Module):
 
     def carry_error(self) -> str | None:
         """Why this model cannot carry its state from chunk to chunk (``trainer.state=carry``), or None if it can."""
-        if isinstance(self.backbone, TransformerBackbone):
+        if not getattr(self.backbone, "carries_state", True):  # a backbone says so (the transformer's cache)
             return (
-                "a transformer cannot carry its state from chunk to chunk (its key/value cache would grow with the "
-                "stream): use trainer.state=reset, so that each chunk is its context"
+                f"{type(self.backbone).__name__} cannot carry its state from chunk to chunk (its key/value cache "
+                "would grow with the stream): use trainer.state=reset, so that each chunk is its context"
             )
         return None
 

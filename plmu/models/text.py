@@ -38,9 +38,9 @@ def text_classifier(
     embed_dropout: float = 0.0,
     **backbone_options: Any,
 ) -> SequenceModel:
-    """The text tasks' model (``conf/task_model/{imdb,qqp,snli}_*.yaml``): options not named here go to the
-    backbone (e.g. the LMU's ``order`` and ``theta``, the transformer's ``num_heads``). ``dropout`` is the head's
-    (on the pooled features), ``embed_dropout`` the embedding's."""
+    """The text tasks' model (``conf/task/base/text_classification.yaml``; sizes: ``conf/sizes/<family>.yaml``):
+    options not named here go to the backbone (e.g. the LMU's ``order`` and ``theta``, the transformer's
+    ``num_heads``). ``dropout`` is the head's (on the pooled features), ``embed_dropout`` the embedding's."""
     one_of("pooling", pooling, POOLINGS)
     last_only = pooling == "last" and registered(backbone, masked=True).last_alone
     encoder = build_backbone(backbone, embed_dim, hidden_size, num_layers, last_only, **backbone_options)
@@ -63,7 +63,7 @@ def language_model(
     pooling: None = None,
     **backbone_options: Any,
 ) -> SequenceModel:
-    """A next-token model (``conf/task_model/text8_*.yaml``): ids (batch, time) → logits (batch, time, vocab_size).
+    """A next-token model (``task=text8``): ids (batch, time) → logits (batch, time, vocab_size).
 
     TokenEmbedding → a causal backbone over every step → Linear to the vocabulary. Trained on chunks of streams
     with the state carried (parallel LMU, LSTM) or one chunk as the context (transformer); generates as an RNN

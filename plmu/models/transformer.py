@@ -78,6 +78,8 @@ class TransformerBackbone(nn.Module):
     """
 
     state_batch_dim = 0  # see plmu.models.state
+    # A key/value cache grows with the stream: a chunk of a stream is its own context (trainer.state=reset)
+    carries_state = False
 
     def __init__(
         self,

@@ -12,7 +12,10 @@ from plmu.cli.preflight import command_line_problem, malformed_override, unknown
             ["trainer.max_epoch=3"],
             "unknown key trainer.max_epoch: did you mean trainer.max_epochs or ",
         ),
-        (["task=imdb", "model=lstm", "model.ordr=3"], "unknown key model.ordr: model has: _target_, embed_dim, pooling, "),
+        (
+            ["task=imdb", "model=lstm", "model.ordr=3"],
+            "unknown key model.ordr: model has: _target_, embed_dim, pooling, ",
+        ),
         (["-m", "task=mackey_glass", "model.thta=3,4"], "unknown key model.thta: did you mean model.theta?"),
         (["model.theta=choice(3,4)", "trainer.optimizer.lrr=1"], "unknown key trainer.optimizer.lrr: did you mean "),
         (["hydra.run.dri=x"], "unknown key hydra.run.dri: did you mean hydra.run.dir?"),

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_config
+from conftest import TINY_MACKEY_GLASS, compose_config, task_model_pairs
 from omegaconf import OmegaConf
 
+from plmu.cli import eval as eval_cli
 from plmu.errors import ConfigError
 from plmu.models import language_model, text_classifier, translation_model
 from plmu.models.backbones import BACKBONES, backbone, build_backbone, family_label, model_family
 from plmu.models.build import build_model, model_args
+from plmu.train.run import train
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "experiments"
 
@@ -82,6 +84,11 @@ def test_a_token_models_backbone_options_are_known_keys(overrides, line):
     assert str(error.value).startswith(line)
 
 
+def task_families(task: str) -> list[str]:
+    """The registered families with sizes for ``task``."""
+    return [family for name, family in task_model_pairs() if name == task and family in BACKBONES]
+
+
 def committed_configs() -> list[Path]:
     return sorted(EXPERIMENTS.rglob("config.yaml"))
 
@@ -104,3 +111,18 @@ def test_every_committed_run_still_builds(path):
     if info_path.exists() and recorded is not None:  # older runs lack data_info.json (their vocabulary size)
         assert count == recorded
     assert count > 0
+
+
+@pytest.mark.parametrize("family", task_families("mackey_glass"))
+def test_every_family_trains_records_itself_and_evaluates_as_an_rnn(family, tmp_path, capsys):
+    """Each registered family with Mackey-Glass sizes (conf/sizes/<family>.yaml): a short run records its family,
+    and plmu-eval, one step at a time, scores what the parallel forward scored."""
+    run = tmp_path / family
+    overrides = [*TINY_MACKEY_GLASS, f"model={family}", f"data_dir={tmp_path / 'data'}", "trainer.max_epochs=2"]
+    results = train(compose_config(overrides), run)
+    assert results["model"] == family and results["test"] > 0
+    capsys.readouterr()
+    assert eval_cli.main([str(run), "--no-progress"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["value"] == pytest.approx(results["test"], rel=1e-5)  # as an RNN, one step at a time
+    assert report["max_relative_difference_recurrent_vs_parallel"] < 1e-4

@@ -1,20 +1,17 @@
 """S4D (plmu.models.s4d): the kernel is the recurrence's impulse response, the parallel forward equals the RNN
 (float64, with and without padding, across chunks), ZOH matches scipy, the initialisations are S4D-Lin and S4D-Inv."""
 
-import json
 import math
 
 import numpy as np
 import pytest
 import torch
-from conftest import TINY_MACKEY_GLASS, compose_config
+from conftest import compose_config
 from scipy.signal import cont2discrete
 
 from plmu.checks import ArgumentError
-from plmu.cli import eval as eval_cli
 from plmu.models.build import build_model, model_args
 from plmu.models.s4d import S4DLayer, S4DStack, depthwise_causal_conv, s4d_parameters
-from plmu.train.run import train
 
 
 def stack(**options) -> S4DStack:
@@ -167,15 +164,3 @@ def test_model_s4d_builds_on_every_task_at_the_lstms_count(task):
         if family == "s4d":
             assert any(isinstance(module, S4DStack) for module in model.modules())
     assert abs(counts["s4d"] - counts["lstm"]) / counts["lstm"] < 0.006, counts  # Mackey-Glass: +0.54%
-
-
-def test_an_s4d_run_trains_records_its_family_and_evaluates_as_an_rnn(tmp_path, capsys):
-    run = tmp_path / "s4d"
-    overrides = [*TINY_MACKEY_GLASS, "model=s4d", f"data_dir={tmp_path / 'data'}", "trainer.max_epochs=2"]
-    results = train(compose_config([*overrides, "logger=none"]), run)
-    assert results["model"] == "s4d" and results["test"] > 0
-    capsys.readouterr()
-    assert eval_cli.main([str(run), "--no-progress"]) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert report["value"] == pytest.approx(results["test"], rel=1e-5)  # as an RNN, one step at a time
-    assert report["max_relative_difference_recurrent_vs_parallel"] < 1e-4

@@ -144,7 +144,7 @@ def test_carry_without_forward_with_state_fails_before_data(tmp_path, monkeypatc
 def test_carry_with_a_transformer_fails_before_data(tmp_path, monkeypatch):
     monkeypatch.setattr(run_module, "load_data", lambda cfg: pytest.fail("data was loaded"))
     cfg = config(tmp_path, "trainer.state=carry", "model=transformer", "model.hidden_size=8", "model.num_heads=2")
-    with pytest.raises(ConfigError, match=r"^trainer.state=carry: a transformer cannot carry its state"):
+    with pytest.raises(ConfigError, match=r"^trainer.state=carry: TransformerBackbone cannot carry its state"):
         train(cfg, tmp_path / "run")
     assert not (tmp_path / "run").exists()
 
