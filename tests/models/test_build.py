@@ -1,10 +1,12 @@
 """plmu.models.build.build_model: the constructors check the model's keys; their errors are the user's one line."""
 
 import pytest
+import torch
 from conftest import TINY_MACKEY_GLASS, compose_config
+from omegaconf import OmegaConf
 
 from plmu.errors import ConfigError
-from plmu.models.build import build_model
+from plmu.models.build import build_model, upgrade_model_config
 from plmu.train import run as run_module
 from plmu.train.run import train
 
@@ -194,3 +196,28 @@ def open_builder(input_size: int, output_size: int, per_step: bool, **options):
 def test_a_builder_without_a_declaration_judges_its_own_keys():
     message = error_of(f"model._target_={__name__}.open_builder", "+model.anything=1")
     assert message.startswith(f"model {__name__}.open_builder could not be built from model.*: open_builder() got")
+
+
+def test_an_earlier_plmu_model_config_rebuilds_as_the_same_model_with_the_same_dropout_draws():
+    """plmu_model's dropout acted on the LMU layer's output, sequence_model's on the head's input: for the one-layer
+    last-step models the configs shipped (psMNIST) that is the same tensor and the same draws."""
+    from plmu.layers import ParallelLMUStack
+    from plmu.models import IdentityAdapter, SequenceModel, head_for
+
+    old = {"_target_": "plmu.models.plmu_model", "hidden_size": 6, "num_layers": 1, "order": 5, "theta": 9.0}
+    old |= {"dropout": 0.3, "memory_dropout": 0.2}
+    cfg = OmegaConf.create({"task": {"input_size": 1, "output_size": 3, "per_step": False}, "model": old})
+    torch.manual_seed(0)
+    upgraded = build_model(cfg)
+    assert upgrade_model_config(old)["_target_"] == "plmu.models.sequence_model"
+    torch.manual_seed(0)  # what plmu_model built: the dropout inside the stack, none in the head
+    stack = ParallelLMUStack(1, 6, 1, return_sequences=False, order=5, theta=9.0, dropout=0.3, memory_dropout=0.2)
+    earlier = SequenceModel(IdentityAdapter(1), stack, head_for(False, 6, 3))
+    assert earlier.state_dict().keys() == upgraded.state_dict().keys()
+    for name, tensor in earlier.state_dict().items():
+        assert torch.equal(tensor, upgraded.state_dict()[name]), name
+    x = torch.randn(4, 12, 1)
+    torch.manual_seed(1)
+    expected = earlier.train()({"inputs": x})
+    torch.manual_seed(1)
+    assert torch.equal(upgraded.train()({"inputs": x}), expected)

@@ -232,6 +232,10 @@ def test_an_interrupt_during_a_checkpoint_write_waits_for_the_write(tmp_path):
                 }
             },
         ),
+        (  # the per-family builders became sequence_model with the family as its backbone (issue 28)
+            {"config": {"model": {"_target_": "plmu.models.lstm_model", "hidden_size": 4}}},
+            {"config": {"model": {"_target_": "plmu.models.sequence_model", "backbone": "lstm", "hidden_size": 4}}},
+        ),
     ],
 )
 def test_each_earlier_format_is_upgraded_on_load(old, today, tmp_path):
@@ -241,3 +245,29 @@ def test_each_earlier_format_is_upgraded_on_load(old, today, tmp_path):
     assert {key: value for key, value in loaded.items() if key != "format"} == today
     assert checkpoint.upgrade(checkpoint.upgrade(old)) == checkpoint.upgrade(old)  # today's layout is left as it is
     assert checkpoint.upgrade({"config": {"trainer": {"state": "carry"}}})["config"]["trainer"]["state"] == "carry"
+
+
+def test_a_run_of_the_per_family_builders_resumes(tmp_path):
+    """A run whose records name plmu_model (before issue 28), with keys that today's configs state differently
+    (its dropout 0.0 was implied, today's task config writes it): upgraded, compared with the builder's defaults filled
+    in, it resumes and goes on as the same model."""
+    import yaml
+    from conftest import TINY_MACKEY_GLASS, compose_config
+
+    from plmu.train.run import train
+
+    run = tmp_path / "run"
+    overrides = [*TINY_MACKEY_GLASS, f"data_dir={tmp_path / 'data'}"]
+    first = train(compose_config([*overrides, "trainer.max_epochs=1"]), run)
+    earlier = {"_target_": "plmu.models.plmu_model"}  # what the model config looked like then: no backbone, no dropout
+    for path in (run / "checkpoints" / "last.pt", run / "checkpoints" / "best.pt"):
+        payload = torch.load(path, weights_only=False)
+        model = payload["config"]["model"]
+        rest = {k: v for k, v in model.items() if k not in ("_target_", "backbone", "dropout")}
+        payload["config"]["model"] = {**earlier, **rest}
+        checkpoint.save_atomic(payload, path)
+    record = yaml.safe_load((run / "config.yaml").read_text())
+    record["model"] = {**earlier, **{k: v for k, v in record["model"].items() if k not in ("_target_", "backbone")}}
+    (run / "config.yaml").write_text(yaml.safe_dump(record))
+    resumed = train(compose_config([*overrides, "trainer.max_epochs=2"]), run)
+    assert resumed["epochs"] == 2 and resumed["parameters"] == first["parameters"]
