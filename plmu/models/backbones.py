@@ -2,13 +2,15 @@
 
 A backbone maps (batch, time, input_size) → (batch, time, hidden_size), or (batch, hidden_size) when it reads the
 last real step alone, and streams (``initial_state``, ``step``; :mod:`plmu.models`). The builders that take a family
-by name (``backbone=plmu|lstm|gru|transformer``: the text classifier, language and translation models, and
-``sequence_model`` for real-valued sequences) build it here. The model-key check
+by name (``model.backbone``, set by ``conf/model/<family>.yaml``: ``sequence_model`` for real-valued sequences, the
+text classifier, language and translation models) build it here, and read its facts (the fields of
+:class:`Backbone`) instead of checking its name. The model-key check
 (:func:`plmu.models.build.build_model`: which ``model.*`` keys exist, "did you mean"), results.json's ``model`` and
 the report's labels read the same entries. Classes are named by import path and imported on use: an entry is a line
 of names, and reading labels needs no model code.
 
-Adding a family: its module, one :class:`Backbone` line in ``BACKBONES``, its configs.
+Adding a family: its module, one :class:`Backbone` entry in ``BACKBONES``, ``conf/model/<family>.yaml`` and
+``conf/sizes/<family>.yaml`` (docs/architecture.md; S4D was added so).
 """
 
 from __future__ import annotations

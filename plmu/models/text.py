@@ -4,10 +4,10 @@
         → last real step or masked mean → (batch, hidden) → Linear → (batch, classes)
     pairs: a, b encoded by the same embedding and backbone → PairHead([a, b, |a−b|, a·b]) → (batch, classes)
 
-The backbone is any registered family that takes a padding mask (:mod:`plmu.models.backbones`: the parallel LMU
-stack, the LSTM, a transformer: ``backbone=plmu|lstm|transformer``); the
-vocabulary size and the number of classes come from the data (``plmu-train`` passes them in). ``forward_recurrent``
-runs the same weights one token at a time (``step`` with the padding mask), as a deployed streaming model would.
+The backbone is any registered family that takes a padding mask (:mod:`plmu.models.backbones`, e.g.
+``backbone=plmu``, the parallel LMU stack); the vocabulary size and the number of classes come from the data
+(``plmu-train`` passes them in). ``forward_recurrent`` runs the same weights one token at a time (``step`` with the
+padding mask), as a deployed streaming model would.
 The models are :class:`~plmu.models.sequence.SequenceModel` (one text) and :class:`~plmu.models.sequence.PairModel`.
 """
 
