@@ -23,9 +23,12 @@ _REQUIRED = object()
 
 
 def size(key: str, default: Any = _REQUIRED, *, _root_: DictConfig) -> Any:
-    """The resolver ``${size:KEY}`` / ``${size:KEY,DEFAULT}``: ``sizes[task.name][KEY]``, else ``DEFAULT``, else a
-    :class:`ConfigError` naming the family's sizes file."""
-    task = OmegaConf.select(_root_, "task.name", default=None)
+    """The resolver ``${size:KEY}`` / ``${size:KEY,DEFAULT}``: ``sizes[<task>][KEY]``, else ``DEFAULT``, else a
+    :class:`ConfigError` naming the family's sizes file. ``<task>`` is ``task.sizes_from`` if the task sets it (a new
+    task sized like another: ``sizes_from: qqp``), else ``task.name``."""
+    task = OmegaConf.select(_root_, "task.sizes_from", default=None) or OmegaConf.select(
+        _root_, "task.name", default=None
+    )
     table = OmegaConf.select(_root_, f"sizes.{task}", default=None) if task is not None else None
     if table is not None and key in table:
         return table[key]
@@ -33,8 +36,8 @@ def size(key: str, default: Any = _REQUIRED, *, _root_: DictConfig) -> Any:
         return default
     family = OmegaConf.select(_root_, "model.backbone", default=None) or "<family>"
     raise ConfigError(
-        f"model {family} has no {key} for task {task}: set model.{key}=... on the command line, or add it to "
-        f"conf/sizes/{family}.yaml under {task}:"
+        f"model {family} has no {key} for task {task}: set model.{key}=... on the command line, add it to "
+        f"conf/sizes/{family}.yaml under {task}:, or size the task like another (task.sizes_from=<a task>)"
     )
 
 

@@ -115,8 +115,8 @@ def test_unknown_keys_suggest_the_closest(overrides, message):
 def test_missing_keys_are_named():
     # as if conf/sizes/plmu.yaml had no entry for the task: the resolver names the key and the file
     assert error_of("~sizes") == (
-        "model plmu has no hidden_size for task mackey_glass: set model.hidden_size=... on the command line, or add "
-        "it to conf/sizes/plmu.yaml under mackey_glass:"
+        "model plmu has no hidden_size for task mackey_glass: set model.hidden_size=... on the command line, add it "
+        "to conf/sizes/plmu.yaml under mackey_glass:, or size the task like another (task.sizes_from=<a task>)"
     )
     assert error_of("model.order=???") == "model.order is required but not set (set it: model.order=...)"
     assert error_of("~model.order") == "model.order is required but not set (set it: model.order=...)"  # no key
