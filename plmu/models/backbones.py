@@ -54,7 +54,9 @@ class Backbone:
     both ways (a ``causal`` option: the builders make it causal where every step is predicted, and a translation
     encoder reads both ways); ``same_width``: its input must have its width, ``hidden_size`` (the builders map a
     real-valued input linearly; a text task's embedding is as wide); ``activations``: what its training step keeps
-    (:class:`ActivationFloats`; None: the peak memory estimate is not made for it, rather than guessed)."""
+    (:class:`ActivationFloats`; None: the peak memory estimate is not made for it, rather than guessed);
+    ``given``: parameters of its option classes that its constructor fills itself (the transformer's ``d_model``
+    is ``hidden_size``): never ``model.*`` keys."""
 
     name: str
     label: str
@@ -65,6 +67,7 @@ class Backbone:
     bidirectional: bool = False
     same_width: bool = False
     activations: ActivationFloats | None = None
+    given: tuple[str, ...] = ()
 
     def builder(self) -> Any:
         return _resolve(self.build)
@@ -110,6 +113,7 @@ BACKBONES: dict[str, Backbone] = {
             last_alone=False,
             bidirectional=True,
             same_width=True,
+            given=("d_model",),
             activations=ActivationFloats(width=8, feedforward=2, attention=True),
         ),
         Backbone(
@@ -134,23 +138,31 @@ BACKBONES: dict[str, Backbone] = {
 Builder = TypeVar("Builder", bound=Callable[..., Any])
 
 
-def forwards(*targets: str) -> Callable[[Builder], Builder]:
+# The names of the builder protocol: what the task and the data give a builder (plmu.models.build.model_args) and what
+# the registry's constructors are told (return_sequences). Never model.* keys.
+PROTOCOL_ARGUMENTS = ("input_size", "output_size", "per_step", "vocab_size", "num_classes", "return_sequences")
+
+
+def forwards(*targets: str, given: tuple[str, ...] = ()) -> Callable[[Builder], Builder]:
     """Declare where a model builder's ``**options`` go, so that its ``model.*`` keys are known before it runs
     (:func:`plmu.models.build.build_model`): ``"backbone"`` (the family its ``backbone`` argument names), a family's
-    name (that entry's option classes) or ``"module:Class"``. A builder without ``**options`` needs no declaration
-    (its parameters are its keys); one with them and none declared takes any key (a user's own builder)."""
+    name (that entry's option classes) or ``"module:Class"``; ``given``: parameters of those classes the builder
+    fills itself (not keys). A builder without ``**options`` needs no declaration (its parameters are its keys); one
+    with them and none declared takes any key (a user's own builder)."""
 
     def declare(builder: Builder) -> Builder:
         builder.forwards = targets  # type: ignore[attr-defined]
+        builder.given = given  # type: ignore[attr-defined]
         return builder
 
     return declare
 
 
-def forwarded_classes(builder: Any, chosen: Any = None) -> list[Any]:
-    """The classes ``builder``'s declared ``**options`` reach (see :func:`forwards`); ``chosen``: its ``backbone``
+def forwarded_classes(builder: Any, chosen: Any = None) -> tuple[list[Any], set[str]]:
+    """The classes ``builder``'s declared ``**options`` reach (see :func:`forwards`), and the parameters of theirs
+    that are filled for them (the builder's ``given``, the families', the protocol's); ``chosen``: its ``backbone``
     argument (an unknown or unset one: every family it might be)."""
-    classes = []
+    classes, given = [], {*PROTOCOL_ARGUMENTS, *getattr(builder, "given", ())}
     for target in getattr(builder, "forwards", ()):
         if target == "backbone":
             entries = [BACKBONES[chosen]] if chosen in BACKBONES else list(BACKBONES.values())
@@ -160,7 +172,8 @@ def forwarded_classes(builder: Any, chosen: Any = None) -> list[Any]:
             classes.append(_resolve(target))
             continue
         classes += [cls for entry in entries for cls in entry.option_classes()]
-    return classes
+        given |= {name for entry in entries for name in entry.given}
+    return classes, given
 
 
 def backbone(name: str, masked: bool = False) -> Backbone:

@@ -133,12 +133,6 @@ def model_with_defaults(model: Mapping[str, Any]) -> dict[str, Any]:
     return {**defaults, **model}
 
 
-# What a builder passes to the classes its options reach itself, never a model.* key (the task's sizes come from
-# model_args; the pre-training backbone's width and depth from hidden_size and num_layers).
-_NOT_KEYS = {"return_sequences", "d_model", "dim", "num_blocks", "input_size", "output_size", "per_step",
-             "vocab_size", "num_classes"}  # fmt: skip
-
-
 def model_keys(builder: Any, model: Mapping[str, Any]) -> dict[str, Any]:
     """The model.* keys ``builder`` declares (its own parameters and those of the classes it forwards its options
     to: :func:`plmu.models.backbones.forwarded_classes`), each with its default (``inspect.Parameter.empty`` if
@@ -146,14 +140,15 @@ def model_keys(builder: Any, model: Mapping[str, Any]) -> dict[str, Any]:
     from plmu.models.backbones import forwarded_classes
 
     keys: dict[str, Any] = {}
-    for function in [builder, *forwarded_classes(builder, model.get("backbone"))]:
+    classes, given = forwarded_classes(builder, model.get("backbone"))
+    for function in [builder, *classes]:
         try:
             parameters = inspect.signature(function).parameters.values()
         except (TypeError, ValueError):  # no signature to read
             continue
         for parameter in parameters:
             named = parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
-            if named and parameter.name not in _NOT_KEYS:
+            if named and parameter.name not in given:
                 keys.setdefault(parameter.name, parameter.default)
     return keys
 

@@ -290,7 +290,7 @@ def pretrain_classifier(
     return SequenceModel(adapter, backbone, head_for(False, hidden_size, num_classes, pooling, dropout))
 
 
-@forwards("plmu.models.pretrain:PretrainBackbone", "plmu.layers:ParallelLMU")
+@forwards("plmu.models.pretrain:PretrainBackbone", "plmu.layers:ParallelLMU", given=("dim", "num_blocks"))
 def pretrain_model(
     vocab_size: int,
     per_step: bool,
