@@ -13,6 +13,8 @@ size for another task later changes no record and stops no resume.
 
 from __future__ import annotations
 
+import functools
+import re
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -47,6 +49,7 @@ def settle(cfg: DictConfig) -> DictConfig:
     Other interpolations (``${data_dir}``, ``${task.data.max_length}``) stay as they are."""
     if "sizes" not in cfg:
         return cfg
+    _check_table(cfg)
     cfg = cfg.copy()
     struct = OmegaConf.is_struct(cfg)
     OmegaConf.set_struct(cfg, False)
@@ -56,6 +59,50 @@ def settle(cfg: DictConfig) -> DictConfig:
     del cfg["sizes"]
     OmegaConf.set_struct(cfg, struct)
     return cfg
+
+
+_SIZE_KEY = re.compile(r"\$\{size:\s*([A-Za-z_]\w*)")
+
+
+def _check_table(cfg: DictConfig) -> None:
+    """Every key of the task's entry in the sizes table is read by some ``${size:KEY}``: a misspelt size
+    (``poolng: mean``) would otherwise be ignored without a word."""
+    task = OmegaConf.select(cfg, "task.sizes_from", default=None) or OmegaConf.select(cfg, "task.name", default=None)
+    table = OmegaConf.select(cfg, f"sizes.{task}", default=None) if task is not None else None
+    if not isinstance(table, DictConfig):
+        return
+    written = OmegaConf.to_container(cfg, resolve=False)
+    written.pop("sizes", None)
+    # what this config reads, and what any of plmu's configs read (a command-line model.KEY=... replaced its ${size:})
+    read = set(_SIZE_KEY.findall(str(written))) | _keys_the_configs_read()
+    unread = [str(key) for key in table if key not in read]
+    if unread:
+        family = OmegaConf.select(cfg, "model.backbone", default=None) or "<family>"
+        raise ConfigError(
+            f"conf/sizes/{family}.yaml: {task}.{unread[0]} is read by no config key (the keys a size may set: "
+            f"{', '.join(sorted(read))}); fix its name, or write the key in the config as ${{size:{unread[0]}}}"
+        )
+
+
+@functools.cache
+def _keys_the_configs_read() -> frozenset[str]:
+    """Every KEY of a ``${size:KEY}`` in plmu's own configs (the installed ``plmu.conf``)."""
+    from importlib.resources import files
+
+    try:
+        folder = files("plmu.conf")
+    except ModuleNotFoundError:  # the configs are not installed: only the composed config is read
+        return frozenset()
+    found: set[str] = set()
+    stack = [folder]
+    while stack:
+        for entry in stack.pop().iterdir():
+            if entry.is_dir():
+                stack.append(entry)
+            elif entry.name.endswith(".yaml"):
+                code = "\n".join(line.split("#", 1)[0] for line in entry.read_text().splitlines())  # not comments
+                found |= set(_SIZE_KEY.findall(code))
+    return frozenset(found)
 
 
 def _replace_sizes(node: Any) -> None:
