@@ -24,13 +24,16 @@ from plmu.errors import ConfigError
 _REQUIRED = object()
 
 
+def sized_task(cfg: DictConfig) -> str | None:
+    """The task whose entry of the sizes table a config reads: ``task.sizes_from`` if set (a new task sized like
+    another: ``sizes_from: qqp``), else ``task.name``."""
+    return OmegaConf.select(cfg, "task.sizes_from", default=None) or OmegaConf.select(cfg, "task.name", default=None)
+
+
 def size(key: str, default: Any = _REQUIRED, *, _root_: DictConfig) -> Any:
     """The resolver ``${size:KEY}`` / ``${size:KEY,DEFAULT}``: ``sizes[<task>][KEY]``, else ``DEFAULT``, else a
-    :class:`ConfigError` naming the family's sizes file. ``<task>`` is ``task.sizes_from`` if the task sets it (a new
-    task sized like another: ``sizes_from: qqp``), else ``task.name``."""
-    task = OmegaConf.select(_root_, "task.sizes_from", default=None) or OmegaConf.select(
-        _root_, "task.name", default=None
-    )
+    :class:`ConfigError` naming the family's sizes file (``<task>``: :func:`sized_task`)."""
+    task = sized_task(_root_)
     table = OmegaConf.select(_root_, f"sizes.{task}", default=None) if task is not None else None
     if table is not None and key in table:
         return table[key]
@@ -67,7 +70,7 @@ _SIZE_KEY = re.compile(r"\$\{size:\s*([A-Za-z_]\w*)")
 def _check_table(cfg: DictConfig) -> None:
     """Every key of the task's entry in the sizes table is read by some ``${size:KEY}``: a misspelt size
     (``poolng: mean``) would otherwise be ignored without a word."""
-    task = OmegaConf.select(cfg, "task.sizes_from", default=None) or OmegaConf.select(cfg, "task.name", default=None)
+    task = sized_task(cfg)
     table = OmegaConf.select(cfg, f"sizes.{task}", default=None) if task is not None else None
     if not isinstance(table, DictConfig):
         return
