@@ -149,3 +149,18 @@ def compose_config(overrides: list[str]):
 
     with initialize_config_module(config_module="plmu.conf", version_base="1.3"):
         return compose("config", overrides=overrides)
+
+
+def assert_parsing_imports_no_torch(module: str) -> None:
+    """``plmu.cli.<module>.parse_args(['run'])`` (what ``--help`` and a bad flag reach) in a fresh interpreter
+    leaves torch unimported; skipped where ``import plmu`` itself imports it."""
+    import subprocess
+    import sys
+
+    probe = "import plmu, sys; print('torch' in sys.modules)"
+    if subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "True":
+        pytest.skip("`import plmu` itself imports torch")
+    code = f"import sys; from plmu.cli import {module} as m; m.parse_args(['run']); print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

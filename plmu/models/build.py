@@ -49,15 +49,15 @@ def build_model(cfg: DictConfig, args: Mapping[str, Any] | None = None) -> torch
     ``model.<name> is required but not set``. The constructors check the values (:mod:`plmu.checks`); their
     :class:`~plmu.checks.ArgumentError` becomes ``model.<name> must be ... (override it, e.g. ...)``.
     """
-    try:
-        OmegaConf.to_container(cfg.model, resolve=True, throw_on_missing=False)  # a family's size the task lacks
+    try:  # a family's size the task lacks fails here, as one line
+        resolved = OmegaConf.to_container(cfg.model, resolve=True, throw_on_missing=False)
     except OmegaConfBaseException as error:
         cause = plmu_cause(error)
         raise ConfigError(str(cause) if cause is not None else f"model.* does not resolve: {one_line(error)}") from None
     args = model_args(cfg) if args is None else args
-    if upgraded_target(cfg.model.get("_target_")):  # a record of an earlier version: its model in today's terms
+    if upgraded_target(resolved.get("_target_")):  # a record of an earlier version: its model in today's terms
         cfg = cfg.copy()
-        cfg.model = OmegaConf.create(upgrade_model_config(OmegaConf.to_container(cfg.model, resolve=True)))
+        cfg.model = OmegaConf.create(upgrade_model_config(resolved))
     for key in cfg.model:
         if OmegaConf.is_missing(cfg.model, key):
             raise ConfigError(f"model.{key} is required but not set (set it: model.{key}=...)")

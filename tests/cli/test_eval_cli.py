@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_MACKEY_GLASS, compose_config, write_idx_mnist
+from conftest import TINY_MACKEY_GLASS, assert_parsing_imports_no_torch, compose_config, write_idx_mnist
 
 from plmu.cli import eval as eval_cli
 from plmu.cli import run_tools as report_files
@@ -380,10 +380,4 @@ def test_help_works_in_a_subprocess():
 
 
 def test_help_does_not_import_torch():
-    probe = "import plmu, sys; print('torch' in sys.modules)"
-    if subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True).stdout.strip() == "True":
-        pytest.skip("`import plmu` itself imports torch")
-    code = "import sys; from plmu.cli import eval as e; e.parse_args(['run']); print('torch' in sys.modules)"
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == "False"
+    assert_parsing_imports_no_torch("eval")
